@@ -1,0 +1,3 @@
+//! # tandem-bridge
+//!
+//! The MCU node.

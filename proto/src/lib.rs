@@ -1,0 +1,16 @@
+//! # tandem-proto
+//!
+//! Wire formats and protocol state machines for Tandem. Nothing here does I/O,
+//! spawns a task or reads the clock: every input carries `now`, and every output
+//! (bytes to send, timers, events) is drained by the caller through `poll_*`.
+//!
+//! ## Layout
+//! - [`sip`]: SIP messages (RFC 3261 §7 grammar), transactions (§17, timers A–K),
+//!   dialogs (§12).
+//! - [`sdp`]: SDP (RFC 4566) and the offer/answer model (RFC 3264) for audio.
+//! - [`rtp`]: RTP/RTCP packets (RFC 3550), RTCP SR/RR, jitter buffer.
+#![forbid(unsafe_code)]
+
+pub mod rtp;
+pub mod sdp;
+pub mod sip;

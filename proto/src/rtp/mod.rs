@@ -1,0 +1,1 @@
+//! RTP/RTCP and the jitter buffer.

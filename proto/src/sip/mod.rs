@@ -1,0 +1,1 @@
+//! SIP: messages, transactions, dialogs.

@@ -1,3 +1,28 @@
 //! # tandem-bridge
 //!
-//! The MCU node.
+//! The MCU node. Room systems call a conference ID over SIP; the node answers,
+//! decodes every participant, mixes audio (mix-minus) and sends each one the
+//! conference, encoded once per distinct output.
+//!
+//! ## Layout — follow one packet
+//! - [`driver::sip`] reads SIP from UDP/TCP, parses it (malformed → 400 and a
+//!   metric) and hands messages to [`signalling`].
+//! - [`signalling`] owns the transaction layer (`tandem_proto::sip`) and the
+//!   dialogs; an INVITE gets an SDP answer, RTP sockets from
+//!   [`driver::net::PortAllocator`], and a leg in its [`conference`].
+//! - [`conference`] is one task per conference: RTP in from each leg's socket →
+//!   jitter buffer → decoder → `tandem_mixer` → one encode per distinct output →
+//!   RTP out to each receiver. It publishes a snapshot for [`http`].
+//! - [`http`] serves `/metrics` ([`metrics`]), `/healthz` and `/api`.
+//! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
+#![forbid(unsafe_code)]
+
+pub mod conference;
+pub mod demo;
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod registry;
+pub mod signalling;

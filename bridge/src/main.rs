@@ -1,1 +1,82 @@
-fn main() {}
+//! `tandem`: the command operators type. See README.md.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tandem_bridge::config::Config;
+use tandem_bridge::node::Node;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "Tandem conferencing bridge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// All in one process on loopback: one MCU node with embedded defaults.
+    Up {
+        /// TOML config; `TANDEM_<SECTION>_<KEY>` variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also start synthetic room systems in conference 1000.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the effective configuration (defaults, file, environment) and exit.
+    Config {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { config, demo } => {
+            let config = Config::load(config.as_deref(), std::env::vars())
+                .context("configuration")?;
+            init_tracing(&config.log.level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("tandem")
+                .build()?;
+            runtime.block_on(up(config, demo))
+        }
+        Command::Config { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())
+                .context("configuration")?;
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn up(config: Config, demo: bool) -> anyhow::Result<()> {
+    let node = Node::start(config.clone()).await?;
+    println!("Tandem is up.");
+    println!("  dial:    sip:<conference>@{}   (e.g. sip:4711@{})", node.sip_addr, node.sip_addr);
+    println!("  api:     http://{}/api/conferences", node.http_addr);
+    println!("  metrics: http://{}/metrics", node.http_addr);
+    if demo {
+        tandem_bridge::demo::start(&node).await?;
+        println!("  demo:    synthetic room systems are talking in conference 1000");
+    }
+    println!("Ctrl-C ends every call and exits.");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    println!("Ending calls...");
+    node.shutdown().await;
+    Ok(())
+}

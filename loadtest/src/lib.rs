@@ -2,4 +2,36 @@
 //!
 //! Synthetic room systems: a SIP UA with RTP carrying real encoded media (a
 //! chosen tone), which records what it hears. It is written independently of
-//! the bridge's own SIP and media code so that it cannot share (and hide) a bug.
+//! the bridge's own SIP and media code so that it cannot share (and hide) a bug:
+//! nothing here depends on `tandem-proto` or `tandem-mixer`.
+//!
+//! ## Layout
+//! - [`room_system`]: [`RoomSystem`], one call = one tokio task owning a SIP
+//!   socket and an RTP socket. `RoomSystem::call` returns after 200 OK + ACK;
+//!   the task then sends a packet every ptime and records what arrives.
+//! - [`sip`]: text SIP parsing/building and [`sip::Uac`], the call's
+//!   signalling as a sans-IO state machine (datagrams and time in; datagrams,
+//!   events and a timer out).
+//! - [`sdp`], [`rtp`], [`codec`] (Opus via libopus, hand-written G.711).
+//! - [`perceive`]: what a person would hear — Goertzel tone levels over
+//!   decoded audio or a WAV file ([`Heard`], [`perceive::wav_tones`]).
+//! - [`node`]: the node seen from outside (HTTP GET, Prometheus text, `/proc`
+//!   CPU time), for load reports.
+//!
+//! A packet's path: `Source` (tone or canned noise) → `codec::Encoder` →
+//! `rtp::write_packet` → the node; back: `rtp::parse` → `codec::Decoder` →
+//! the leg's bounded recording → `RoomSystem::heard()` → [`Heard`].
+
+pub mod codec;
+pub mod error;
+pub mod node;
+pub mod perceive;
+pub mod room_system;
+pub mod rtp;
+pub mod sdp;
+pub mod sip;
+
+pub use codec::Codec;
+pub use error::{Error, Result};
+pub use perceive::Heard;
+pub use room_system::{CallOptions, MediaStats, RoomSystem, RoomSystemConfig};

@@ -1,0 +1,750 @@
+//! One conference's media: a single task owns its legs' RTP state, decoders,
+//! jitter buffers and the mixer, and runs the 20 ms audio tick. Signalling
+//! and the API talk to it only through [`ConferenceCommand`]s; it reports back
+//! through [`ConferenceEvent`]s and a published [`ConferenceSnapshot`].
+//!
+//! Per tick: each leg's jitter buffer gives a packet (or a loss, or nothing);
+//! it is decoded (or concealed) to 48 kHz, pushed into the mixer; the mixer
+//! returns one encoded payload per distinct output, which is sent to each of
+//! its receivers with only the RTP header differing.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use tandem_mixer::ParticipantId;
+use tandem_mixer::audio::codec::{self, AudioDecoder, CodecKind};
+use tandem_mixer::audio::mix::{AudioMixer, MixerConfig, OutputFormat};
+use tandem_proto::rtp::dtmf::DtmfDetector;
+use tandem_proto::rtp::jitter::{JitterBuffer, Playout};
+use tandem_proto::rtp::packet::{MediaTime, RtpHeader, RtpPacket, Ssrc};
+use tandem_proto::rtp::rtcp;
+use tandem_proto::rtp::stats::ReceiveStats;
+use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio};
+
+use crate::driver::net::{MediaSockets, PortAllocator};
+use crate::metrics::Metrics;
+
+/// 48 kHz mono, 20 ms.
+const TICK: Duration = Duration::from_millis(20);
+const FRAME_SAMPLES: usize = 960;
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+const SNAPSHOT_EVERY_TICKS: u32 = 5;
+
+pub struct LegSetup {
+    pub participant: ParticipantId,
+    pub name: String,
+    pub call_id: String,
+    pub signalling: &'static str,
+    pub media: NegotiatedAudio,
+    pub sockets: MediaSockets,
+}
+
+pub enum ConferenceCommand {
+    AddLeg(Box<LegSetup>),
+    /// A re-INVITE changed codec, direction (hold) or address.
+    UpdateMedia {
+        participant: ParticipantId,
+        media: NegotiatedAudio,
+    },
+    RemoveLeg {
+        participant: ParticipantId,
+    },
+    Mute {
+        participant: ParticipantId,
+        muted: bool,
+    },
+}
+
+#[derive(Debug)]
+pub enum ConferenceEvent {
+    /// No RTP from this leg for the configured timeout: signalling ends the call.
+    MediaTimeout { call_id: String },
+    Dtmf { call_id: String, digit: char },
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ConferenceSnapshot {
+    pub id: String,
+    pub participants: Vec<ParticipantSnapshot>,
+    pub active_speaker: Option<String>,
+    pub layout: Option<String>,
+    pub cascade: CascadeSnapshot,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CascadeSnapshot {
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantSnapshot {
+    pub id: String,
+    pub name: String,
+    pub signalling: &'static str,
+    pub audio_codec: &'static str,
+    pub video: bool,
+    pub speaking: bool,
+    pub muted: bool,
+    pub on_hold: bool,
+    pub rtp_port: u16,
+    pub remote: Option<String>,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub packets_lost: i64,
+    pub jitter_ms: f64,
+}
+
+pub fn codec_name(c: AudioCodec) -> &'static str {
+    match c {
+        AudioCodec::Opus => "opus",
+        AudioCodec::G722 => "g722",
+        AudioCodec::Pcmu => "pcmu",
+        AudioCodec::Pcma => "pcma",
+    }
+}
+
+fn codec_kind(c: AudioCodec) -> CodecKind {
+    match c {
+        AudioCodec::Opus => CodecKind::Opus,
+        AudioCodec::G722 => CodecKind::G722,
+        AudioCodec::Pcmu => CodecKind::Pcmu,
+        AudioCodec::Pcma => CodecKind::Pcma,
+    }
+}
+
+/// RTP clock rate as signalled (G.722 keeps 8000 for historical reasons, RFC 3551).
+fn rtp_clock(c: AudioCodec) -> u32 {
+    match c {
+        AudioCodec::Opus => 48_000,
+        _ => 8_000,
+    }
+}
+
+struct Inbound {
+    participant: ParticipantId,
+    rtcp: bool,
+    data: Vec<u8>,
+    from: SocketAddr,
+    at: Instant,
+}
+
+struct Leg {
+    name: String,
+    call_id: String,
+    signalling: &'static str,
+    media: NegotiatedAudio,
+    port: u16,
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
+    receivers: Vec<JoinHandle<()>>,
+    /// Where RTP really comes from (symmetric RTP); starts at the SDP address.
+    remote: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    decoder: Box<dyn AudioDecoder>,
+    jitter: JitterBuffer,
+    pcm: VecDeque<i16>,
+    stats: ReceiveStats,
+    dtmf: DtmfDetector,
+    ssrc: u32,
+    out_seq: u16,
+    out_ts: u32,
+    out_packets: u64,
+    out_octets: u64,
+    in_packets: u64,
+    last_rx: Instant,
+    last_rtcp: Instant,
+    last_sr: Option<(u32, Instant)>,
+    muted: bool,
+    timed_out: bool,
+    lost_reported: i64,
+    jb_reported: [u64; 4],
+    marker_pending: bool,
+}
+
+impl Leg {
+    fn may_send(&self) -> bool {
+        matches!(self.media.direction, Direction::SendRecv | Direction::SendOnly)
+    }
+    fn may_receive(&self) -> bool {
+        matches!(self.media.direction, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+pub struct ConferenceContext {
+    pub id: String,
+    pub metrics: Arc<Metrics>,
+    pub ports: Arc<PortAllocator>,
+    pub events: mpsc::Sender<ConferenceEvent>,
+    pub mixed_speakers: usize,
+    pub jitter_min: Duration,
+    pub jitter_max: Duration,
+    pub rtp_timeout: Duration,
+}
+
+/// Starts the conference task; returns its command sender and snapshot feed.
+pub fn spawn(
+    ctx: ConferenceContext,
+) -> (
+    mpsc::Sender<ConferenceCommand>,
+    watch::Receiver<ConferenceSnapshot>,
+    JoinHandle<()>,
+) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (snap_tx, snap_rx) = watch::channel(ConferenceSnapshot {
+        id: ctx.id.clone(),
+        cascade: CascadeSnapshot { state: "off" },
+        ..Default::default()
+    });
+    let task = tokio::spawn(run(ctx, cmd_rx, snap_tx));
+    (cmd_tx, snap_rx, task)
+}
+
+async fn run(
+    ctx: ConferenceContext,
+    mut commands: mpsc::Receiver<ConferenceCommand>,
+    snapshot: watch::Sender<ConferenceSnapshot>,
+) {
+    let (in_tx, mut inbound) = mpsc::channel::<Inbound>(8192);
+    let mut conf = Conference {
+        mixer: AudioMixer::new(MixerConfig {
+            max_mixed_speakers: ctx.mixed_speakers,
+            ..MixerConfig::default()
+        }),
+        legs: HashMap::new(),
+        ctx,
+        in_tx,
+        ticks: 0,
+        last_speaker: None,
+        send_buf: Vec::with_capacity(1500),
+        frame: Vec::with_capacity(FRAME_SAMPLES * 3),
+        ssrc_seed: 0x5EED_u32,
+    };
+    info!(conference = %conf.ctx.id, "conference started");
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => conf.handle_command(cmd),
+                None => break,
+            },
+            Some(pkt) = inbound.recv() => {
+                conf.handle_inbound(pkt);
+                // Drain what is already queued without re-entering select.
+                while let Ok(pkt) = inbound.try_recv() {
+                    conf.handle_inbound(pkt);
+                }
+            }
+            _ = tick.tick() => {
+                let started = Instant::now();
+                conf.handle_tick(started).await;
+                conf.ctx.metrics.mixer_tick.observe(started.elapsed().as_secs_f64());
+                conf.ticks = conf.ticks.wrapping_add(1);
+                if conf.ticks % SNAPSHOT_EVERY_TICKS == 0 {
+                    snapshot.send_replace(conf.snapshot());
+                }
+            }
+        }
+    }
+    let ids: Vec<ParticipantId> = conf.legs.keys().copied().collect();
+    for id in ids {
+        conf.remove_leg(id);
+    }
+    info!(conference = %conf.ctx.id, "conference ended");
+}
+
+struct Conference {
+    ctx: ConferenceContext,
+    mixer: AudioMixer,
+    legs: HashMap<ParticipantId, Leg>,
+    in_tx: mpsc::Sender<Inbound>,
+    ticks: u32,
+    last_speaker: Option<ParticipantId>,
+    send_buf: Vec<u8>,
+    frame: Vec<i16>,
+    ssrc_seed: u32,
+}
+
+fn spawn_receiver(
+    socket: Arc<UdpSocket>,
+    participant: ParticipantId,
+    rtcp: bool,
+    tx: mpsc::Sender<Inbound>,
+    metrics: Arc<Metrics>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    let pkt = Inbound {
+                        participant,
+                        rtcp,
+                        data: buf[..n].to_vec(),
+                        from,
+                        at: Instant::now(),
+                    };
+                    if tx.try_send(pkt).is_err() {
+                        metrics.malformed("rtp", "queue_overflow");
+                    }
+                }
+                // ICMP port unreachable from a peer that went away surfaces here
+                // on Linux; keep listening.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => {
+                    debug!(%e, "rtp receive ended");
+                    break;
+                }
+            }
+        }
+    })
+}
+
+impl Conference {
+    fn next_ssrc(&mut self) -> u32 {
+        // xorshift: distinct per leg; no unseeded randomness needed here.
+        let mut x = self.ssrc_seed ^ (self.legs.len() as u32).wrapping_mul(0x9E37_79B9);
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.ssrc_seed = x;
+        x
+    }
+
+    fn handle_command(&mut self, cmd: ConferenceCommand) {
+        match cmd {
+            ConferenceCommand::AddLeg(setup) => self.add_leg(*setup),
+            ConferenceCommand::UpdateMedia { participant, media } => {
+                let Some(leg) = self.legs.get_mut(&participant) else {
+                    return;
+                };
+                if media.codec != leg.media.codec || media.ptime != leg.media.ptime {
+                    match codec::decoder(codec_kind(media.codec)) {
+                        Ok(d) => leg.decoder = d,
+                        Err(e) => warn!(%e, "decoder for new codec"),
+                    }
+                    leg.jitter = new_jitter(&self.ctx, &media);
+                    leg.pcm.clear();
+                    let fmt = OutputFormat {
+                        codec: codec_kind(media.codec),
+                        ptime_ms: media.ptime,
+                    };
+                    if let Err(e) = self.mixer.set_output_format(participant, fmt) {
+                        warn!(%e, "output format change");
+                    }
+                    leg.marker_pending = true;
+                }
+                if media.remote.is_some() {
+                    leg.remote = media.remote;
+                    leg.remote_rtcp = media.remote_rtcp;
+                }
+                leg.last_rx = Instant::now();
+                leg.media = media;
+            }
+            ConferenceCommand::RemoveLeg { participant } => self.remove_leg(participant),
+            ConferenceCommand::Mute { participant, muted } => {
+                if let Some(leg) = self.legs.get_mut(&participant) {
+                    leg.muted = muted;
+                    let _ = self.mixer.set_muted(participant, muted);
+                }
+            }
+        }
+    }
+
+    fn add_leg(&mut self, s: LegSetup) {
+        let kind = codec_kind(s.media.codec);
+        let decoder = match codec::decoder(kind) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(%e, call_id = %s.call_id, "no decoder; leg not added");
+                self.ctx.ports.release(s.sockets.port);
+                return;
+            }
+        };
+        if let Err(e) = self.mixer.add_participant(
+            s.participant,
+            OutputFormat {
+                codec: kind,
+                ptime_ms: s.media.ptime,
+            },
+        ) {
+            warn!(%e, call_id = %s.call_id, "mixer refused leg");
+            self.ctx.ports.release(s.sockets.port);
+            return;
+        }
+        let rtp = Arc::new(s.sockets.rtp);
+        let rtcp = Arc::new(s.sockets.rtcp);
+        let receivers = vec![
+            spawn_receiver(
+                rtp.clone(),
+                s.participant,
+                false,
+                self.in_tx.clone(),
+                self.ctx.metrics.clone(),
+            ),
+            spawn_receiver(
+                rtcp.clone(),
+                s.participant,
+                true,
+                self.in_tx.clone(),
+                self.ctx.metrics.clone(),
+            ),
+        ];
+        let now = Instant::now();
+        let ssrc = self.next_ssrc();
+        let jitter = new_jitter(&self.ctx, &s.media);
+        let clock = rtp_clock(s.media.codec);
+        self.ctx
+            .metrics
+            .participants
+            .with_label_values(&[s.signalling, codec_name(s.media.codec)])
+            .inc();
+        info!(conference = %self.ctx.id, participant = s.participant.0, name = %s.name,
+              codec = codec_name(s.media.codec), port = s.sockets.port, "leg joined");
+        self.legs.insert(
+            s.participant,
+            Leg {
+                name: s.name,
+                call_id: s.call_id,
+                signalling: s.signalling,
+                remote: s.media.remote,
+                remote_rtcp: s.media.remote_rtcp,
+                media: s.media,
+                port: s.sockets.port,
+                rtp,
+                rtcp,
+                receivers,
+                decoder,
+                jitter,
+                pcm: VecDeque::with_capacity(FRAME_SAMPLES * 4),
+                stats: ReceiveStats::new(clock),
+                dtmf: DtmfDetector::default(),
+                ssrc,
+                out_seq: (ssrc >> 16) as u16,
+                out_ts: ssrc.rotate_left(7),
+                out_packets: 0,
+                out_octets: 0,
+                in_packets: 0,
+                last_rx: now,
+                last_rtcp: now,
+                last_sr: None,
+                muted: false,
+                timed_out: false,
+                lost_reported: 0,
+                jb_reported: [0; 4],
+                marker_pending: true,
+            },
+        );
+    }
+
+    fn remove_leg(&mut self, id: ParticipantId) {
+        let Some(leg) = self.legs.remove(&id) else {
+            return;
+        };
+        for r in &leg.receivers {
+            r.abort();
+        }
+        // A goodbye lets the far end's RTCP know the stream ended on purpose.
+        if let Some(dest) = leg.remote_rtcp.or(leg.remote) {
+            let mut buf = Vec::new();
+            let _ = rtcp::write_bye(&mut buf, &[Ssrc(leg.ssrc)], None);
+            let _ = if leg.media.rtcp_mux { leg.rtp.try_send_to(&buf, dest) } else { leg.rtcp.try_send_to(&buf, dest) };
+        }
+        let _ = self.mixer.remove_participant(id);
+        self.ctx.ports.release(leg.port);
+        self.ctx
+            .metrics
+            .participants
+            .with_label_values(&[leg.signalling, codec_name(leg.media.codec)])
+            .dec();
+        info!(conference = %self.ctx.id, participant = id.0, name = %leg.name, "leg left");
+    }
+
+    fn handle_inbound(&mut self, pkt: Inbound) {
+        let metrics = &self.ctx.metrics;
+        let Some(leg) = self.legs.get_mut(&pkt.participant) else {
+            return;
+        };
+        // With rtcp-mux (RFC 5761) RTCP shares the RTP port.
+        if pkt.rtcp || tandem_proto::rtp::packet::is_rtcp(&pkt.data) {
+            match rtcp::parse_compound(&pkt.data) {
+                Ok(packets) => {
+                    metrics.rtp_packets.with_label_values(&["rtcp_in"]).inc();
+                    if !leg.media.rtcp_mux || pkt.rtcp {
+                        leg.remote_rtcp = Some(pkt.from);
+                    }
+                    for p in packets {
+                        if let rtcp::RtcpPacket::SenderReport { ntp, .. } = p {
+                            leg.last_sr = Some((((ntp >> 16) & 0xFFFF_FFFF) as u32, pkt.at));
+                        }
+                    }
+                }
+                Err(e) => metrics.malformed("rtcp", e.kind()),
+            }
+            return;
+        }
+        let packet = match RtpPacket::parse(&pkt.data) {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.malformed("rtp", e.kind());
+                return;
+            }
+        };
+        metrics.rtp_packets.with_label_values(&["in"]).inc();
+        metrics
+            .rtp_bytes
+            .with_label_values(&["in"])
+            .inc_by(packet.payload.len() as u64);
+        leg.in_packets += 1;
+        leg.last_rx = pkt.at;
+        leg.timed_out = false;
+        if Some(packet.payload_type) == leg.media.dtmf_pt {
+            if let Some(tandem_proto::rtp::dtmf::Dtmf(digit)) = leg.dtmf.handle_packet(packet.timestamp, packet.payload) {
+                metrics.dtmf.inc();
+                let _ = self.ctx.events.try_send(ConferenceEvent::Dtmf {
+                    call_id: leg.call_id.clone(),
+                    digit,
+                });
+            }
+            return;
+        }
+        if Some(packet.payload_type) == leg.media.cn_pt {
+            return;
+        }
+        if packet.payload_type != leg.media.pt {
+            metrics.malformed("rtp", "unexpected_payload_type");
+            return;
+        }
+        // Symmetric RTP (RFC 4961): answer to where the media really comes from.
+        leg.remote = Some(pkt.from);
+        leg.stats.handle_rtp(pkt.at, &packet);
+        if leg.may_receive() {
+            leg.jitter
+                .push(pkt.at, packet.sequence, packet.timestamp, packet.payload.to_vec());
+        }
+    }
+
+    async fn handle_tick(&mut self, now: Instant) {
+        let metrics = self.ctx.metrics.clone();
+        // 1. Decode: fill each leg's PCM queue to one frame and hand it to the mixer.
+        for (id, leg) in self.legs.iter_mut() {
+            while leg.pcm.len() < FRAME_SAMPLES {
+                self.frame.clear();
+                let got = match leg.jitter.pop(now) {
+                    Playout::Frame { payload, .. } => {
+                        metrics.audio_decodes.inc();
+                        leg.decoder.decode(&payload, &mut self.frame).is_ok()
+                    }
+                    Playout::Lost { next } => {
+                        let method = if next.is_some() && leg.media.codec == AudioCodec::Opus {
+                            "fec"
+                        } else {
+                            "plc"
+                        };
+                        metrics.concealed_frames.with_label_values(&[method]).inc();
+                        leg.decoder.conceal(next.as_deref(), &mut self.frame).is_ok()
+                    }
+                    Playout::Silent => false,
+                };
+                if !got || self.frame.is_empty() {
+                    break;
+                }
+                leg.pcm.extend(self.frame.iter().copied());
+                if leg.pcm.len() > FRAME_SAMPLES * 8 {
+                    // Never let a misbehaving decoder grow the queue without bound.
+                    let excess = leg.pcm.len() - FRAME_SAMPLES * 2;
+                    leg.pcm.drain(..excess);
+                }
+            }
+            if leg.pcm.len() >= FRAME_SAMPLES {
+                self.frame.clear();
+                self.frame.extend(leg.pcm.drain(..FRAME_SAMPLES));
+                if !leg.muted {
+                    let _ = self.mixer.push_frame(*id, &self.frame);
+                }
+            }
+        }
+        // 2. Mix and encode once per distinct output; 3. send to each receiver.
+        let output = self.mixer.tick();
+        for payload in &output.payloads {
+            metrics.audio_encodes.inc();
+            for receiver in &payload.receivers {
+                let Some(leg) = self.legs.get_mut(receiver) else {
+                    continue;
+                };
+                let samples = rtp_clock(leg.media.codec) * leg.media.ptime / 1000;
+                let (Some(dest), true) = (leg.remote, leg.may_send()) else {
+                    // On hold or no address yet: keep the timeline moving.
+                    leg.out_ts = leg.out_ts.wrapping_add(samples);
+                    continue;
+                };
+                self.send_buf.clear();
+                RtpHeader {
+                    marker: std::mem::take(&mut leg.marker_pending),
+                    payload_type: leg.media.pt,
+                    sequence: leg.out_seq,
+                    timestamp: MediaTime(leg.out_ts),
+                    ssrc: Ssrc(leg.ssrc),
+                }
+                .write(&payload.bytes, &mut self.send_buf);
+                leg.out_seq = leg.out_seq.wrapping_add(1);
+                leg.out_ts = leg.out_ts.wrapping_add(samples);
+                if leg.rtp.try_send_to(&self.send_buf, dest).is_ok() {
+                    leg.out_packets += 1;
+                    leg.out_octets += payload.bytes.len() as u64;
+                    metrics.rtp_packets.with_label_values(&["out"]).inc();
+                    metrics
+                        .rtp_bytes
+                        .with_label_values(&["out"])
+                        .inc_by(payload.bytes.len() as u64);
+                }
+            }
+        }
+        let speaker = self.mixer.active_speaker();
+        if speaker != self.last_speaker {
+            if speaker.is_some() {
+                metrics.active_speaker_changes.inc();
+            }
+            self.last_speaker = speaker;
+        }
+        // 4. Housekeeping, spread out: RTCP reports, media timeouts, counters.
+        if self.ticks % 10 == 0 {
+            self.housekeeping(now);
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let metrics = &self.ctx.metrics;
+        let wall = SystemTime::now();
+        for leg in self.legs.values_mut() {
+            // Loss and jitter buffer counters as deltas.
+            let lost = i64::from(leg.stats.cumulative_lost());
+            if lost > leg.lost_reported {
+                metrics.rtp_lost.inc_by((lost - leg.lost_reported) as u64);
+            }
+            leg.lost_reported = lost;
+            let jb = leg.jitter.stats();
+            for (i, (name, v)) in [
+                ("late", jb.late),
+                ("duplicate", jb.duplicate),
+                ("overflow", jb.overflow),
+                ("underrun", jb.underruns),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let v = v as u64;
+                if v > leg.jb_reported[i] {
+                    metrics
+                        .jitter_buffer_events
+                        .with_label_values(&[name])
+                        .inc_by(v - leg.jb_reported[i]);
+                }
+                leg.jb_reported[i] = v;
+            }
+            if !leg.timed_out
+                && leg.may_receive()
+                && now.saturating_duration_since(leg.last_rx) > self.ctx.rtp_timeout
+            {
+                leg.timed_out = true;
+                metrics
+                    .sip_transaction_timeouts
+                    .with_label_values(&["rtp"])
+                    .inc();
+                let _ = self.ctx.events.try_send(ConferenceEvent::MediaTimeout {
+                    call_id: leg.call_id.clone(),
+                });
+            }
+            if now.saturating_duration_since(leg.last_rtcp) >= RTCP_INTERVAL {
+                leg.last_rtcp = now;
+                if leg.stats.packets_received() > 0 {
+                    metrics.rtp_jitter.observe(leg.stats.jitter_seconds());
+                }
+                send_rtcp(leg, now, wall);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> ConferenceSnapshot {
+        let mut participants: Vec<ParticipantSnapshot> = self
+            .legs
+            .iter()
+            .map(|(id, leg)| ParticipantSnapshot {
+                id: id.0.to_string(),
+                name: leg.name.clone(),
+                signalling: leg.signalling,
+                audio_codec: codec_name(leg.media.codec),
+                video: false,
+                speaking: self.mixer.is_speaking(*id),
+                muted: leg.muted,
+                on_hold: !leg.may_send() || leg.media.remote.is_none(),
+                rtp_port: leg.port,
+                remote: leg.remote.map(|a| a.to_string()),
+                packets_in: leg.in_packets,
+                packets_out: leg.out_packets,
+                packets_lost: i64::from(leg.stats.cumulative_lost()),
+                jitter_ms: leg.stats.jitter_seconds() * 1000.0,
+            })
+            .collect();
+        participants.sort_by_key(|p| p.id.parse::<u64>().unwrap_or(0));
+        ConferenceSnapshot {
+            id: self.ctx.id.clone(),
+            participants,
+            active_speaker: self.mixer.active_speaker().map(|p| p.0.to_string()),
+            layout: None,
+            cascade: CascadeSnapshot { state: "off" },
+        }
+    }
+}
+
+fn new_jitter(ctx: &ConferenceContext, media: &NegotiatedAudio) -> JitterBuffer {
+    JitterBuffer::new(
+        rtp_clock(media.codec),
+        Duration::from_millis(u64::from(media.ptime)),
+        ctx.jitter_min,
+        ctx.jitter_max,
+    )
+}
+
+fn send_rtcp(leg: &mut Leg, now: Instant, wall: SystemTime) {
+    let Some(dest) = (if leg.media.rtcp_mux { leg.remote } else { leg.remote_rtcp }) else {
+        return;
+    };
+    let ntp = tandem_proto::rtp::stats::ntp_timestamp(wall);
+    let mut buf = Vec::with_capacity(128);
+    let reports = if leg.stats.packets_received() > 0 {
+        let (lsr, dlsr) = match leg.last_sr {
+            Some((lsr, at)) => {
+                let d = now.saturating_duration_since(at);
+                (lsr, (d.as_secs_f64() * 65536.0) as u32)
+            }
+            None => (0, 0),
+        };
+        vec![leg.stats.report_block(lsr, dlsr)]
+    } else {
+        Vec::new()
+    };
+    let info = rtcp::SenderInfo {
+        ssrc: Ssrc(leg.ssrc),
+        ntp,
+        rtp_ts: leg.out_ts,
+        packet_count: leg.out_packets as u32,
+        octet_count: leg.out_octets as u32,
+    };
+    if rtcp::write_sender_report(&mut buf, &info, &reports).is_err()
+        || rtcp::write_sdes_cname(&mut buf, Ssrc(leg.ssrc), "tandem").is_err()
+    {
+        return;
+    }
+    let socket = if leg.media.rtcp_mux { &leg.rtp } else { &leg.rtcp };
+    let _ = socket.try_send_to(&buf, dest);
+}

@@ -1,0 +1,431 @@
+//! Node configuration: embedded defaults, then a TOML file, then environment
+//! variables `TANDEM_<SECTION>_<KEY>`. Unknown keys and bad values are errors
+//! that name the key (`sip.port: invalid value ...`), never silently ignored.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole node configuration. Every field has a default that serves a laptop.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub qos: QosConfig,
+    pub conference: ConferenceConfig,
+    pub cascade: CascadeConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Address the SIP UDP and TCP listeners bind to.
+    pub listen: IpAddr,
+    pub port: u16,
+    /// Contact URI advertised in our responses and requests. Deployments behind
+    /// a proxy or NAT set it; default `sip:tandem@<listen>:<port>`.
+    pub contact: Option<String>,
+    /// Smallest session-timer interval we accept (RFC 4028 Min-SE), seconds.
+    pub min_se: u32,
+    /// Largest number of live SIP transactions before new requests get 503.
+    pub max_transactions: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 5060,
+            contact: None,
+            min_se: 90,
+            max_transactions: 10_000,
+        }
+    }
+}
+
+impl SipConfig {
+    pub fn contact_uri(&self) -> String {
+        self.contact
+            .clone()
+            .unwrap_or_else(|| format!("sip:tandem@{}", SocketAddr::new(self.listen, self.port)))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `/metrics`, `/api/...`, `/healthz`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+/// An inclusive UDP port range written as `"40000-40999"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRange(pub RangeInclusive<u16>);
+
+impl PortRange {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("expected \"FIRST-LAST\", got {s:?}"))?;
+        let a: u16 = a.trim().parse().map_err(|_| format!("bad first port in {s:?}"))?;
+        let b: u16 = b.trim().parse().map_err(|_| format!("bad last port in {s:?}"))?;
+        if a == 0 || a > b {
+            return Err(format!("empty or invalid port range {s:?}"));
+        }
+        Ok(Self(a..=b))
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PortRange::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Address RTP sockets bind to; default: the SIP listen address.
+    pub listen: Option<IpAddr>,
+    /// Address written in our SDP (`c=`); default: the RTP listen address.
+    pub advertise: Option<IpAddr>,
+    pub audio_ports: PortRange,
+    pub video_ports: PortRange,
+    /// Adaptive jitter buffer bounds, milliseconds.
+    pub jitter_min_ms: u32,
+    pub jitter_max_ms: u32,
+    /// Seconds without RTP from a leg (not on hold) before the call is ended.
+    pub rtp_timeout_s: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            advertise: None,
+            audio_ports: PortRange(40000..=40999),
+            video_ports: PortRange(41000..=41999),
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            rtp_timeout_s: 60,
+        }
+    }
+}
+
+/// DSCP code points by traffic class (RFC 4594 / common UC defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QosConfig {
+    pub audio: u8,
+    pub video: u8,
+    pub signalling: u8,
+}
+
+impl Default for QosConfig {
+    fn default() -> Self {
+        Self {
+            audio: 46,
+            video: 34,
+            signalling: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConferenceConfig {
+    /// Create unknown conference IDs on first call; if false they get 404.
+    pub auto_create: bool,
+    /// Participants one conference accepts before new calls get 486.
+    pub max_participants: usize,
+    /// Loudest talkers mixed at once.
+    pub mixed_speakers: usize,
+}
+
+impl Default for ConferenceConfig {
+    fn default() -> Self {
+        Self {
+            auto_create: true,
+            max_participants: 1000,
+            mixed_speakers: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CascadeConfig {
+    /// Janus HTTP API URL of the native meeting server; cascade is off when unset.
+    pub janus_url: Option<String>,
+    pub ice_policy: IcePolicyConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IcePolicyConfig {
+    #[default]
+    All,
+    Relay,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing-subscriber filter, e.g. `info,tandem_bridge=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+const SECTIONS: &[&str] = &["sip", "http", "media", "qos", "conference", "cascade", "log"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {var}: unknown section (known: {known})")]
+    EnvSection { var: String, known: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `TANDEM_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("TANDEM_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+                rest.strip_prefix(s)
+                    .and_then(|k| k.strip_prefix('_'))
+                    .map(|k| (*s, k.to_string()))
+            }) else {
+                return Err(ConfigError::EnvSection {
+                    var,
+                    known: SECTIONS.join(", "),
+                });
+            };
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(section_table) = entry else {
+                return Err(ConfigError::Invalid(format!("{section} must be a table")));
+            };
+            section_table.insert(key, env_value(&value));
+        }
+        let config: Config = serde_path_to_error(table)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let (a, v) = (&self.media.audio_ports.0, &self.media.video_ports.0);
+        if a.start() <= v.end() && v.start() <= a.end() {
+            return Err(ConfigError::Invalid(
+                "media.audio_ports and media.video_ports overlap".into(),
+            ));
+        }
+        if a.contains(&self.sip.port) || v.contains(&self.sip.port) {
+            return Err(ConfigError::Invalid(
+                "sip.port lies inside a media port range".into(),
+            ));
+        }
+        for (k, d) in [
+            ("qos.audio", self.qos.audio),
+            ("qos.video", self.qos.video),
+            ("qos.signalling", self.qos.signalling),
+        ] {
+            if d > 63 {
+                return Err(ConfigError::Invalid(format!(
+                    "{k}: DSCP must be 0..=63, got {d}"
+                )));
+            }
+        }
+        if self.media.jitter_min_ms > self.media.jitter_max_ms {
+            return Err(ConfigError::Invalid(
+                "media.jitter_min_ms exceeds media.jitter_max_ms".into(),
+            ));
+        }
+        if self.conference.mixed_speakers == 0 {
+            return Err(ConfigError::Invalid(
+                "conference.mixed_speakers must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn media_listen(&self) -> IpAddr {
+        self.media.listen.unwrap_or(self.sip.listen)
+    }
+
+    pub fn media_advertise(&self) -> IpAddr {
+        self.media.advertise.unwrap_or_else(|| self.media_listen())
+    }
+}
+
+/// An environment value is read as a TOML value when it is one (`5070`,
+/// `false`), else as a string (`127.0.0.1:8081`, `40000-40999`).
+fn env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+/// Deserializes and names the failing key: serde alone would say only
+/// "invalid type"; operators need `sip.port`.
+fn serde_path_to_error(table: toml::Table) -> Result<Config, ConfigError> {
+    // Check section by section so the message carries `section.key`.
+    let mut config = Config::default();
+    for (section, value) in table {
+        let text = toml::to_string(&toml::Table::from_iter([(section.clone(), value)]))
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let partial: Config = toml::from_str(&text).map_err(|e| {
+            ConfigError::Invalid(format!("[{section}] {}", e.message()))
+        })?;
+        match section.as_str() {
+            "sip" => config.sip = partial.sip,
+            "http" => config.http = partial.http,
+            "media" => config.media = partial.media,
+            "qos" => config.qos = partial.qos,
+            "conference" => config.conference = partial.conference,
+            "cascade" => config.cascade = partial.cascade,
+            "log" => config.log = partial.log,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown section [{section}] (known: {})",
+                    SECTIONS.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_serve_a_laptop() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.sip.port, 5060);
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.media.audio_ports, PortRange(40000..=40999));
+        assert_eq!(c.qos.audio, 46);
+        assert!(c.conference.auto_create);
+        assert_eq!(c.sip.contact_uri(), "sip:tandem@127.0.0.1:5060");
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TANDEM_SIP_PORT", "5070"),
+                ("TANDEM_HTTP_LISTEN", "127.0.0.1:8081"),
+                ("TANDEM_MEDIA_AUDIO_PORTS", "42000-42999"),
+                ("TANDEM_CONFERENCE_AUTO_CREATE", "false"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("config");
+        assert_eq!(c.sip.port, 5070);
+        assert_eq!(c.http.listen.port(), 8081);
+        assert_eq!(c.media.audio_ports, PortRange(42000..=42999));
+        assert!(!c.conference.auto_create);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::load(None, env(&[("TANDEM_SIP_PORT", "seventy")]))
+            .expect_err("bad port")
+            .to_string();
+        assert!(err.contains("sip") && err.contains("port"), "{err}");
+        let err = Config::load(None, env(&[("TANDEM_SIP_PROT", "5070")]))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+        let err = Config::load(None, env(&[("TANDEM_BOGUS_X", "1")]))
+            .expect_err("unknown section")
+            .to_string();
+        assert!(err.contains("TANDEM_BOGUS_X"), "{err}");
+        let err = Config::load(None, env(&[("TANDEM_MEDIA_AUDIO_PORTS", "41500-42000")]))
+            .expect_err("overlap")
+            .to_string();
+        assert!(err.contains("overlap"), "{err}");
+    }
+
+    #[test]
+    fn example_config_lists_valid_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tandem.example.toml");
+        let c = Config::load(Some(&path), env(&[])).expect("example config parses");
+        assert_eq!(c.sip.port, Config::default().sip.port);
+        assert_eq!(c.media.video_ports, Config::default().media.video_ports);
+    }
+
+    #[test]
+    fn file_is_read_and_unknown_keys_rejected() {
+        let dir = std::env::temp_dir().join(format!("tandem-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("node.toml");
+        std::fs::write(&path, "[sip]\nport = 5080\n[qos]\naudio = 40\n").expect("write");
+        let c = Config::load(Some(&path), env(&[])).expect("file");
+        assert_eq!(c.sip.port, 5080);
+        assert_eq!(c.qos.audio, 40);
+        std::fs::write(&path, "[sip]\nportt = 5080\n").expect("write");
+        let err = Config::load(Some(&path), env(&[])).expect_err("unknown").to_string();
+        assert!(err.contains("portt"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Thin async drivers: sockets, timers and channels around the cores.
+pub mod net;
+pub mod sip;

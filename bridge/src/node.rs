@@ -1,0 +1,99 @@
+//! Starting and stopping a node: binds the sockets, starts the signalling task,
+//! the socket readers and the HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::driver::{net, sip};
+use crate::http::{self, ApiState};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::signalling::Signalling;
+
+pub struct Node {
+    pub sip_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    shutdown: Option<oneshot::Sender<()>>,
+    signalling: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::default());
+        let sip_addr = SocketAddr::new(config.sip.listen, config.sip.port);
+        let udp = Arc::new(
+            net::udp_socket(sip_addr, config.qos.signalling)
+                .with_context(|| format!("binding SIP UDP {sip_addr} (sip.listen, sip.port)"))?,
+        );
+        let tcp = net::tcp_listener(sip_addr, config.qos.signalling)
+            .with_context(|| format!("binding SIP TCP {sip_addr} (sip.listen, sip.port)"))?;
+        let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding HTTP {} (http.listen)", config.http.listen))?;
+        let http_addr = http_listener.local_addr()?;
+        let ports = Arc::new(net::PortAllocator::new(
+            config.media_listen(),
+            config.media.audio_ports.clone(),
+        ));
+
+        let (in_tx, in_rx) = mpsc::channel(4096);
+        let (ev_tx, ev_rx) = mpsc::channel(1024);
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let seed = rand::random::<u64>();
+        let signalling = Signalling::new(
+            config.clone(),
+            metrics.clone(),
+            registry.clone(),
+            ports,
+            udp.clone(),
+            ev_tx,
+            seed,
+        );
+        let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
+        let background = vec![
+            tokio::spawn(sip::udp_reader(udp, in_tx.clone(), metrics.clone())),
+            tokio::spawn(sip::tcp_acceptor(tcp, in_tx, metrics.clone())),
+            tokio::spawn({
+                let app = http::router(ApiState {
+                    metrics: metrics.clone(),
+                    registry: registry.clone(),
+                });
+                async move {
+                    let _ = axum::serve(http_listener, app).await;
+                }
+            }),
+        ];
+        info!(sip = %sip_addr, http = %http_addr, "node up");
+        Ok(Node {
+            sip_addr,
+            http_addr,
+            metrics,
+            registry,
+            shutdown: Some(shutdown_tx),
+            signalling,
+            background,
+        })
+    }
+
+    /// Ends every call with BYE (waiting briefly for answers), then stops.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.signalling).await;
+        for t in &self.background {
+            t.abort();
+        }
+    }
+}

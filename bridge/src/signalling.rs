@@ -1,0 +1,877 @@
+//! SIP signalling for the node (RFC 3261 UAS, plus the BYEs we send). One task
+//! owns the transaction layer, every dialog and the conference membership; UDP
+//! and TCP readers hand it parsed messages, and it hands the conferences
+//! commands. Media never waits on it.
+//!
+//! A call: INVITE (conference = Request-URI user) → SDP answer (or our offer
+//! when the INVITE has none) → 200 OK → ACK → the leg is in the conference's
+//! mix. BYE, a media timeout, or shutdown ends it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, info_span, warn};
+
+use tandem_mixer::ParticipantId;
+use tandem_proto::sdp::{
+    AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession, SessionDescription,
+};
+use tandem_proto::sip::dialog::{Dialog, DialogId, dialog_id};
+use tandem_proto::sip::message::{Message, Method, Request, Response, parse_name_addr, uri_user};
+use tandem_proto::sip::session_timer;
+use tandem_proto::sip::transaction::{
+    Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
+};
+
+use crate::conference::{self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup};
+use crate::config::Config;
+use crate::driver::net::{MediaSockets, PortAllocator};
+use crate::metrics::Metrics;
+use crate::registry::{ConferenceHandle, Registry};
+
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+const SUPPORTED: &str = "timer";
+const USER_AGENT: &str = concat!("Tandem/", env!("CARGO_PKG_VERSION"));
+
+/// What the socket readers hand to signalling.
+pub enum SipInbound {
+    Message {
+        msg: Message,
+        from: SocketAddr,
+        transport: Transport,
+        /// For TCP: where to write toward this peer.
+        reply: Option<mpsc::Sender<Vec<u8>>>,
+    },
+    TcpClosed {
+        from: SocketAddr,
+    },
+}
+
+struct Call {
+    dialog: Dialog,
+    conference: String,
+    participant: ParticipantId,
+    name: String,
+    sdp: SdpSession,
+    local: LocalMedia,
+    /// Late offer: our offer sent in the 200 OK, answered in the ACK.
+    our_offer: Option<SessionDescription>,
+    /// Sockets held until the leg is handed to its conference.
+    pending_sockets: Option<MediaSockets>,
+    port: u16,
+    in_conference: bool,
+    peer: SocketAddr,
+    transport: Transport,
+    started: Instant,
+    bye_sent: bool,
+}
+
+struct ConferenceEntry {
+    handle: ConferenceHandle,
+    task: JoinHandle<()>,
+    legs: usize,
+}
+
+pub struct Signalling {
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    registry: Arc<Registry>,
+    ports: Arc<PortAllocator>,
+    transactions: TransactionLayer,
+    calls: HashMap<String, Call>,
+    conferences: HashMap<String, ConferenceEntry>,
+    events_tx: mpsc::Sender<ConferenceEvent>,
+    udp: Arc<UdpSocket>,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    next_participant: u64,
+    seed: u64,
+    contact: String,
+    sent_by: String,
+    /// Client transactions for BYEs we sent, to know when shutdown may finish.
+    byes_in_flight: HashMap<TransactionKey, String>,
+}
+
+impl Signalling {
+    pub fn new(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        registry: Arc<Registry>,
+        ports: Arc<PortAllocator>,
+        udp: Arc<UdpSocket>,
+        events_tx: mpsc::Sender<ConferenceEvent>,
+        seed: u64,
+    ) -> Self {
+        let transactions = TransactionLayer::new(Timers::default())
+            .with_max_transactions(config.sip.max_transactions);
+        let sent_by = format!(
+            "{}",
+            SocketAddr::new(config.sip.listen, config.sip.port)
+        );
+        Self {
+            contact: format!("<{}>", config.sip.contact_uri()),
+            sent_by,
+            config,
+            metrics,
+            registry,
+            ports,
+            transactions,
+            calls: HashMap::new(),
+            conferences: HashMap::new(),
+            events_tx,
+            udp,
+            tcp: HashMap::new(),
+            next_participant: 1,
+            seed: seed | 1,
+            byes_in_flight: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then ends every call with BYE.
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<SipInbound>,
+        mut events: mpsc::Receiver<ConferenceEvent>,
+        shutdown: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let timeout = self.transactions.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(input) = inbound.recv() => self.handle_inbound(Instant::now(), input),
+                Some(ev) = events.recv() => self.handle_conference_event(Instant::now(), ev),
+                _ = sleep => self.transactions.handle_timeout(Instant::now()),
+            }
+            self.drain(Instant::now()).await;
+        }
+        self.shutdown(&mut inbound).await;
+    }
+
+    /// Ctrl-C: BYE every call, wait for the answers (bounded), end conferences.
+    async fn shutdown(&mut self, inbound: &mut mpsc::Receiver<SipInbound>) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        info!(calls = ids.len(), "shutting down: ending every call with BYE");
+        let now = Instant::now();
+        for id in ids {
+            self.send_bye(now, &id);
+        }
+        self.drain(now).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !self.byes_in_flight.is_empty() {
+            let timeout = self.transactions.poll_timeout();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                Some(input) = inbound.recv() => self.handle_inbound(Instant::now(), input),
+                _ = async { match timeout { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } } => {
+                    self.transactions.handle_timeout(Instant::now())
+                }
+            }
+            self.drain(Instant::now()).await;
+        }
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end_call(&id, "shutdown");
+        }
+    }
+
+    async fn drain(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(ev) = self.transactions.poll_event() {
+                progressed = true;
+                self.handle_transaction_event(now, ev);
+            }
+            while let Some(t) = self.transactions.poll_transmit() {
+                progressed = true;
+                self.transmit(t.dest, t.transport, t.bytes).await;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    async fn transmit(&mut self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) {
+        if let Some(code) = response_code(&bytes) {
+            self.metrics
+                .sip_responses
+                .with_label_values(&[code])
+                .inc();
+        }
+        match transport {
+            Transport::Udp => {
+                if let Err(e) = self.udp.send_to(&bytes, dest).await {
+                    debug!(%e, %dest, "sip udp send");
+                }
+            }
+            Transport::Tcp => match self.tcp.get(&dest) {
+                Some(tx) => {
+                    if tx.try_send(bytes).is_err() {
+                        debug!(%dest, "sip tcp connection gone or full");
+                    }
+                }
+                None => debug!(%dest, "no tcp connection to reply on"),
+            },
+        }
+    }
+
+    fn handle_inbound(&mut self, now: Instant, input: SipInbound) {
+        match input {
+            SipInbound::Message {
+                msg,
+                from,
+                transport,
+                reply,
+            } => {
+                if let Some(tx) = reply {
+                    self.tcp.insert(from, tx);
+                }
+                if let Message::Request(r) = &msg {
+                    self.metrics
+                        .sip_requests
+                        .with_label_values(&[method_label(&r.method)])
+                        .inc();
+                }
+                self.transactions.handle_message(now, msg, from, transport);
+            }
+            SipInbound::TcpClosed { from } => {
+                self.tcp.remove(&from);
+            }
+        }
+    }
+
+    fn handle_transaction_event(&mut self, now: Instant, ev: TransactionEvent) {
+        match ev {
+            TransactionEvent::NewRequest {
+                key,
+                request,
+                from,
+                transport,
+            } => {
+                let span = info_span!("sip", method = %request.method.as_str(), call_id = request.call_id().unwrap_or("-"));
+                let _g = span.enter();
+                self.handle_request(now, key, request, from, transport);
+            }
+            TransactionEvent::Cancelled {
+                invite_key,
+                cancel_request: _,
+            } => {
+                // We answer INVITEs at once, so a CANCEL almost always finds the
+                // INVITE already answered (§9.2: then it has no effect). If not,
+                // the INVITE gets 487.
+                let _ = invite_key;
+            }
+            TransactionEvent::Response { key, response } => {
+                if let Some(call_id) = self.byes_in_flight.remove(&key) {
+                    debug!(%call_id, status = response.status, "BYE answered");
+                }
+            }
+            TransactionEvent::Timeout { key } => {
+                self.metrics
+                    .sip_transaction_timeouts
+                    .with_label_values(&["transaction"])
+                    .inc();
+                self.byes_in_flight.remove(&key);
+            }
+            TransactionEvent::AckTimeout { call_id } => {
+                // §13.3.1.4: no ACK for our 2xx: the session is not up. End it.
+                self.metrics
+                    .sip_transaction_timeouts
+                    .with_label_values(&["ack"])
+                    .inc();
+                warn!(%call_id, "no ACK for 200 OK; ending call");
+                self.send_bye(now, &call_id);
+                self.end_call(&call_id, "no_ack");
+            }
+            _ => {}
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &TransactionKey, resp: Response) {
+        if let Err(e) = self.transactions.respond(now, key, with_server_headers(resp)) {
+            debug!(%e, "response for a transaction that is gone");
+        }
+    }
+
+    fn reply(&mut self, now: Instant, key: &TransactionKey, req: &Request, code: u16, reason: &str) {
+        let mut resp = Response::for_request(req, code, reason);
+        if code >= 200 && req.to_tag().is_none() && code != 100 {
+            resp = resp.with_to_tag(&self.new_tag());
+        }
+        if code == 405 || code == 501 {
+            resp.headers.push("Allow", ALLOW);
+        }
+        self.respond(now, key, resp);
+    }
+
+    fn new_tag(&mut self) -> String {
+        // splitmix64: unguessable enough for tags, seeded once from the OS.
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{:x}", z ^ (z >> 31))
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        req: Request,
+        from: SocketAddr,
+        transport: Transport,
+    ) {
+        if req.call_id().is_none() || req.cseq().is_none() {
+            self.metrics.malformed("sip", "missing_header");
+            self.reply(now, &key, &req, 400, "Bad Request (missing Call-ID or CSeq)");
+            return;
+        }
+        match req.method {
+            Method::Invite => {
+                if req.to_tag().is_some() {
+                    self.handle_reinvite(now, key, req);
+                } else {
+                    self.handle_invite(now, key, req, from, transport);
+                }
+            }
+            Method::Ack => self.handle_ack(now, req),
+            Method::Bye => {
+                let Some(call_id) = self.in_dialog(&req) else {
+                    self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
+                    return;
+                };
+                self.reply(now, &key, &req, 200, "OK");
+                self.end_call(&call_id, "bye");
+            }
+            Method::Options => {
+                let mut resp = Response::for_request(&req, 200, "OK");
+                if req.to_tag().is_none() {
+                    resp = resp.with_to_tag(&self.new_tag());
+                }
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Supported", SUPPORTED);
+                self.respond(now, &key, resp);
+            }
+            Method::Info => {
+                if self.in_dialog(&req).is_none() {
+                    self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
+                    return;
+                }
+                if let Some(digit) = info_dtmf(&req) {
+                    self.metrics.dtmf.inc();
+                    debug!(%digit, "DTMF via INFO");
+                }
+                // Also accepts picture_fast_update (RFC 5168) ahead of video.
+                self.reply(now, &key, &req, 200, "OK");
+            }
+            Method::Update => {
+                // Session refresh without SDP (RFC 4028 §7.4); with SDP it is an
+                // offer like a re-INVITE.
+                if req.body.is_empty() {
+                    if self.in_dialog(&req).is_none() {
+                        self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
+                        return;
+                    }
+                    let mut resp = Response::for_request(&req, 200, "OK");
+                    if let Ok(Some(timer)) = session_timer::negotiate(&req, self.config.sip.min_se) {
+                        timer.apply(&mut resp);
+                    }
+                    self.respond(now, &key, resp);
+                } else {
+                    self.handle_reinvite(now, key, req);
+                }
+            }
+            Method::Cancel => {
+                // A CANCEL that matched no INVITE transaction (§9.2).
+                self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
+            }
+            Method::Register
+            | Method::Subscribe
+            | Method::Notify
+            | Method::Refer
+            | Method::Message
+            | Method::Publish
+            | Method::Prack => {
+                self.reply(now, &key, &req, 405, "Method Not Allowed");
+            }
+            Method::Other(_) => {
+                self.metrics.malformed("sip", "unknown_method");
+                self.reply(now, &key, &req, 501, "Not Implemented");
+            }
+        }
+    }
+
+    /// The call an in-dialog request belongs to, after CSeq checks (§12.2.2).
+    fn in_dialog(&mut self, req: &Request) -> Option<String> {
+        let call_id = req.call_id()?.to_string();
+        let call = self.calls.get_mut(&call_id)?;
+        let id: DialogId = dialog_id(req)?;
+        if id.local_tag != call.dialog.local_tag {
+            return None;
+        }
+        call.dialog.handle_in_dialog_request(req).ok()?;
+        Some(call_id)
+    }
+
+    fn local_media(&self, port: u16) -> LocalMedia {
+        LocalMedia {
+            addr: self.config.media_advertise(),
+            audio_port: port,
+            codecs: vec![AudioCodec::Opus, AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma],
+            ptime: 20,
+        }
+    }
+
+    fn handle_invite(
+        &mut self,
+        now: Instant,
+        key: TransactionKey,
+        req: Request,
+        from: SocketAddr,
+        transport: Transport,
+    ) {
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return;
+        };
+        if self.calls.contains_key(&call_id) {
+            // Same Call-ID, no To tag, new branch: a forked or broken retry.
+            self.reply(now, &key, &req, 482, "Loop Detected");
+            return;
+        }
+        if let Some(unsupported) = unsupported_requires(&req) {
+            let mut resp = Response::for_request(&req, 420, "Bad Extension")
+                .with_to_tag(&self.new_tag());
+            resp.headers.push("Unsupported", &unsupported);
+            self.respond(now, &key, resp);
+            return;
+        }
+        let conference = match uri_user(&req.uri) {
+            Some(u) if valid_conference_id(u) => u.to_string(),
+            _ => {
+                self.metrics.calls.with_label_values(&["unknown_conference"]).inc();
+                self.reply(now, &key, &req, 404, "Not Found (no conference in Request-URI)");
+                return;
+            }
+        };
+        let existing = self.conferences.get(&conference).map(|c| c.legs);
+        match existing {
+            None if !self.config.conference.auto_create => {
+                self.metrics.calls.with_label_values(&["unknown_conference"]).inc();
+                self.reply(now, &key, &req, 404, "Not Found (unknown conference)");
+                return;
+            }
+            Some(n) if n >= self.config.conference.max_participants => {
+                self.metrics.calls.with_label_values(&["conference_full"]).inc();
+                self.reply(now, &key, &req, 486, "Busy Here (conference full)");
+                return;
+            }
+            _ => {}
+        }
+        let timer = match session_timer::negotiate(&req, self.config.sip.min_se) {
+            Ok(t) => t,
+            Err(min_se) => {
+                let mut resp = Response::for_request(&req, 422, "Session Interval Too Small")
+                    .with_to_tag(&self.new_tag());
+                resp.headers.push("Min-SE", &min_se.to_string());
+                self.respond(now, &key, resp);
+                return;
+            }
+        };
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            match parse_sdp(&req) {
+                Ok(sdp) => Some(sdp),
+                Err(kind) => {
+                    self.metrics.malformed("sdp", kind);
+                    self.metrics.calls.with_label_values(&["bad_sdp"]).inc();
+                    self.reply(now, &key, &req, 400, "Bad Request (SDP)");
+                    return;
+                }
+            }
+        };
+        let Some(sockets) = self.ports.allocate(self.config.qos.audio) else {
+            self.metrics.calls.with_label_values(&["no_ports"]).inc();
+            warn!("audio port range exhausted");
+            self.reply(now, &key, &req, 503, "Service Unavailable (no media ports)");
+            return;
+        };
+        let port = sockets.port;
+        let local = self.local_media(port);
+        let mut sdp = SdpSession::new(self.seed >> 16);
+        let (body, negotiated, our_offer) = match &offer {
+            Some(offer) => match sdp.answer(offer, &local) {
+                Ok((answer, negotiated)) => (answer.to_string(), negotiated, None),
+                Err(e) => {
+                    self.ports.release(port);
+                    let (code, reason) = match e {
+                        OfferAnswerError::NoCommonCodec => (488, "Not Acceptable Here (no common codec)"),
+                        _ => (488, "Not Acceptable Here"),
+                    };
+                    self.metrics.calls.with_label_values(&["no_common_codec"]).inc();
+                    self.reply(now, &key, &req, code, reason);
+                    return;
+                }
+            },
+            None => {
+                let ours = sdp.offer(&local);
+                (ours.to_string(), None, Some(ours))
+            }
+        };
+        let local_tag = self.new_tag();
+        let dialog = match Dialog::new_uas(&req, local_tag.clone()) {
+            Ok(d) => d,
+            Err(_) => {
+                self.ports.release(port);
+                self.metrics.malformed("sip", "bad_dialog");
+                self.reply(now, &key, &req, 400, "Bad Request (From/To/Contact)");
+                return;
+            }
+        };
+        let name = caller_name(&req);
+        let participant = ParticipantId(self.next_participant);
+        self.next_participant += 1;
+        let mut resp = Response::for_request(&req, 200, "OK").with_to_tag(&local_tag);
+        resp.headers.push("Contact", &self.contact);
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Supported", SUPPORTED);
+        if let Some(t) = timer {
+            t.apply(&mut resp);
+        }
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = body.into_bytes();
+        info!(%conference, %name, participant = participant.0, %from, "call answered");
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                dialog,
+                conference: conference.clone(),
+                participant,
+                name,
+                sdp,
+                local,
+                our_offer,
+                pending_sockets: Some(sockets),
+                port,
+                in_conference: false,
+                peer: from,
+                transport,
+                started: now,
+                bye_sent: false,
+            },
+        );
+        self.respond(now, &key, resp);
+        self.metrics.calls.with_label_values(&["answered"]).inc();
+        // With the offer in the INVITE, media may flow before the ACK arrives.
+        if let Some(negotiated) = negotiated {
+            self.join_conference(&call_id, negotiated);
+        }
+    }
+
+    fn handle_ack(&mut self, _now: Instant, req: Request) {
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let Some(our_offer) = call.our_offer.take() else {
+            return;
+        };
+        // Late offer: the ACK carries the answer (RFC 3264 via RFC 3261 §13.2.1).
+        let answer = match parse_sdp(&req) {
+            Ok(a) => a,
+            Err(kind) => {
+                self.metrics.malformed("sdp", kind);
+                warn!(%call_id, "ACK without a usable SDP answer; ending call");
+                self.send_bye(Instant::now(), &call_id);
+                self.end_call(&call_id, "bad_sdp");
+                return;
+            }
+        };
+        match call.sdp.process_answer(&our_offer, &answer) {
+            Ok(Some(negotiated)) => self.join_conference(&call_id, negotiated),
+            _ => {
+                warn!(%call_id, "SDP answer in ACK has no audio we offered; ending call");
+                self.send_bye(Instant::now(), &call_id);
+                self.end_call(&call_id, "no_common_codec");
+            }
+        }
+    }
+
+    fn handle_reinvite(&mut self, now: Instant, key: TransactionKey, req: Request) {
+        let Some(call_id) = self.in_dialog(&req) else {
+            self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
+            return;
+        };
+        let timer = session_timer::negotiate(&req, self.config.sip.min_se).ok().flatten();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let mut resp = Response::for_request(&req, 200, "OK");
+        resp.headers.push("Contact", &self.contact);
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Supported", SUPPORTED);
+        if let Some(t) = timer {
+            t.apply(&mut resp);
+        }
+        if req.body.is_empty() {
+            // A session refresh, or a re-INVITE asking for our offer.
+            let ours = call.sdp.offer(&call.local);
+            resp.headers.push("Content-Type", "application/sdp");
+            resp.body = ours.to_string().into_bytes();
+            call.our_offer = Some(ours);
+            self.respond(now, &key, resp);
+            return;
+        }
+        let offer = match parse_sdp(&req) {
+            Ok(o) => o,
+            Err(kind) => {
+                self.metrics.malformed("sdp", kind);
+                self.reply(now, &key, &req, 400, "Bad Request (SDP)");
+                return;
+            }
+        };
+        match call.sdp.answer(&offer, &call.local) {
+            Ok((answer, negotiated)) => {
+                resp.headers.push("Content-Type", "application/sdp");
+                resp.body = answer.to_string().into_bytes();
+                let participant = call.participant;
+                let conference = call.conference.clone();
+                self.respond(now, &key, resp);
+                if let Some(media) = negotiated {
+                    info!(%call_id, codec = conference::codec_name(media.codec), direction = ?media.direction, "re-INVITE");
+                    if let Some(c) = self.conferences.get(&conference) {
+                        let _ = c
+                            .handle
+                            .commands
+                            .try_send(ConferenceCommand::UpdateMedia { participant, media });
+                    }
+                }
+            }
+            Err(_) => {
+                // §14.2: a rejected re-INVITE leaves the session as it was.
+                self.reply(now, &key, &req, 488, "Not Acceptable Here");
+            }
+        }
+    }
+
+    fn join_conference(&mut self, call_id: &str, media: NegotiatedAudio) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(sockets) = call.pending_sockets.take() else {
+            return;
+        };
+        call.in_conference = true;
+        let setup = LegSetup {
+            participant: call.participant,
+            name: call.name.clone(),
+            call_id: call_id.to_string(),
+            signalling: "sip",
+            media,
+            sockets,
+        };
+        let conference = call.conference.clone();
+        let entry = self.conferences.entry(conference.clone()).or_insert_with(|| {
+            let ctx = ConferenceContext {
+                id: conference.clone(),
+                metrics: self.metrics.clone(),
+                ports: self.ports.clone(),
+                events: self.events_tx.clone(),
+                mixed_speakers: self.config.conference.mixed_speakers,
+                jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
+                jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
+                rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
+            };
+            let (commands, snapshot, task) = conference::spawn(ctx);
+            let handle = ConferenceHandle {
+                id: conference.clone(),
+                commands,
+                snapshot,
+            };
+            self.registry.insert(handle.clone());
+            self.metrics.conferences.inc();
+            ConferenceEntry {
+                handle,
+                task,
+                legs: 0,
+            }
+        });
+        entry.legs += 1;
+        if entry
+            .handle
+            .commands
+            .try_send(ConferenceCommand::AddLeg(Box::new(setup)))
+            .is_err()
+        {
+            warn!(%conference, "conference command queue full; leg not added");
+        }
+    }
+
+    fn send_bye(&mut self, now: Instant, call_id: &str) {
+        let branch = format!("z9hG4bK{}", self.new_tag());
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.bye_sent {
+            return;
+        }
+        call.bye_sent = true;
+        let mut bye = call
+            .dialog
+            .create_request(Method::Bye, &self.contact, &self.sent_by, &branch);
+        bye.headers.push("User-Agent", USER_AGENT);
+        let (peer, transport) = (call.peer, call.transport);
+        let key = self.transactions.send_request(now, bye, peer, transport);
+        self.byes_in_flight.insert(key, call_id.to_string());
+    }
+
+    /// Forgets a call: its leg leaves the conference, which ends when empty.
+    fn end_call(&mut self, call_id: &str, reason: &str) {
+        let Some(call) = self.calls.remove(call_id) else {
+            return;
+        };
+        self.metrics
+            .call_duration
+            .with_label_values(&["sip"])
+            .observe(call.started.elapsed().as_secs_f64());
+        info!(%call_id, conference = %call.conference, name = %call.name, reason, "call ended");
+        if !call.in_conference {
+            self.ports.release(call.port);
+            return;
+        }
+        let mut empty = false;
+        if let Some(entry) = self.conferences.get_mut(&call.conference) {
+            let _ = entry.handle.commands.try_send(ConferenceCommand::RemoveLeg {
+                participant: call.participant,
+            });
+            entry.legs = entry.legs.saturating_sub(1);
+            empty = entry.legs == 0;
+        }
+        if empty && let Some(entry) = self.conferences.remove(&call.conference) {
+            self.registry.remove(&call.conference);
+            self.metrics.conferences.dec();
+            // Dropping the last command sender ends the task once it has
+            // processed the RemoveLeg above.
+            drop(entry.handle);
+            drop(entry.task);
+        }
+    }
+
+    fn handle_conference_event(&mut self, now: Instant, ev: ConferenceEvent) {
+        match ev {
+            ConferenceEvent::MediaTimeout { call_id } => {
+                warn!(%call_id, "no RTP for too long; ending call");
+                self.send_bye(now, &call_id);
+                self.end_call(&call_id, "media_timeout");
+            }
+            ConferenceEvent::Dtmf { call_id, digit } => {
+                debug!(%call_id, %digit, "DTMF");
+            }
+        }
+    }
+}
+
+fn with_server_headers(mut resp: Response) -> Response {
+    if resp.headers.get("Server").is_none() {
+        resp.headers.push("Server", USER_AGENT);
+    }
+    resp
+}
+
+fn response_code(bytes: &[u8]) -> Option<&str> {
+    let rest = bytes.strip_prefix(b"SIP/2.0 ")?;
+    std::str::from_utf8(rest.get(..3)?).ok()
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match m {
+        Method::Invite => "INVITE",
+        Method::Ack => "ACK",
+        Method::Bye => "BYE",
+        Method::Cancel => "CANCEL",
+        Method::Options => "OPTIONS",
+        Method::Info => "INFO",
+        Method::Update => "UPDATE",
+        Method::Register => "REGISTER",
+        Method::Prack => "PRACK",
+        Method::Refer => "REFER",
+        Method::Notify => "NOTIFY",
+        Method::Subscribe => "SUBSCRIBE",
+        Method::Message => "MESSAGE",
+        Method::Publish => "PUBLISH",
+        Method::Other(_) => "other",
+    }
+}
+
+fn parse_sdp(req: &Request) -> Result<SessionDescription, &'static str> {
+    if let Some(ct) = req.content_type() {
+        if !ct.to_ascii_lowercase().starts_with("application/sdp") {
+            return Err("unsupported_content_type");
+        }
+    }
+    let text = std::str::from_utf8(&req.body).map_err(|_| "not_utf8")?;
+    SessionDescription::parse(text).map_err(|_| "bad_sdp")
+}
+
+/// Conference IDs are what a keypad or a URI user part can carry.
+fn valid_conference_id(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 64
+        && u
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*' | b'#' | b'+'))
+}
+
+fn caller_name(req: &Request) -> String {
+    let from = req.headers.get("From").and_then(parse_name_addr);
+    if let Some(na) = &from {
+        if let Some(d) = na.display.as_deref().filter(|d| !d.trim().is_empty()) {
+            return d.trim().trim_matches('"').to_string();
+        }
+        if let Some(u) = uri_user(&na.uri) {
+            return u.to_string();
+        }
+    }
+    "unknown".into()
+}
+
+/// Option tags in Require that we do not support (§8.2.2.3).
+fn unsupported_requires(req: &Request) -> Option<String> {
+    let bad: Vec<&str> = req
+        .headers
+        .get_all("Require")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
+        .collect();
+    (!bad.is_empty()).then(|| bad.join(", "))
+}
+
+/// DTMF from SIP INFO (`application/dtmf-relay` `Signal=5`, or `application/dtmf`).
+fn info_dtmf(req: &Request) -> Option<char> {
+    let ct = req.content_type()?.to_ascii_lowercase();
+    let body = std::str::from_utf8(&req.body).ok()?;
+    if ct.starts_with("application/dtmf-relay") {
+        body.lines()
+            .find_map(|l| l.trim().strip_prefix("Signal="))
+            .and_then(|s| s.trim().chars().next())
+    } else if ct.starts_with("application/dtmf") {
+        body.trim().chars().next()
+    } else {
+        None
+    }
+}

@@ -1,0 +1,47 @@
+//! The crate's one error type.
+//!
+//! Kept apart, as elsewhere in Tandem: the peer misbehaving or refusing
+//! ([`Error::Rejected`], [`Error::Parse`], [`Error::Timeout`]), our own misuse
+//! ([`Error::Config`]), and I/O.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in a synthetic room system or in perception.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes from the network (or a file) that do not parse.
+    #[error("malformed {what}: {detail}")]
+    Parse { what: &'static str, detail: String },
+    /// The far end answered the INVITE with a final non-2xx response.
+    #[error("call rejected: {code} {reason}")]
+    Rejected { code: u16, reason: String },
+    /// No final response within the transaction timeout.
+    #[error("{what} timed out after {after:?}")]
+    Timeout { what: &'static str, after: Duration },
+    /// The answer chose nothing we offered, or something we cannot use.
+    #[error("unusable SDP answer: {0}")]
+    Negotiation(String),
+    /// libopus refused something.
+    #[error("opus: {0}")]
+    Opus(#[from] opus::Error),
+    /// A configuration the caller got wrong.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// The call's task is gone (it ended or panicked).
+    #[error("call has ended")]
+    Ended,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn parse(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Parse {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

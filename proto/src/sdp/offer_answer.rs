@@ -1,0 +1,849 @@
+//! The RFC 3264 offer/answer model, for the bridge's one audio stream.
+//!
+//! The bridge mixes audio in Opus, G.722, PCMU or PCMA, with RFC 4733
+//! telephone-event for DTMF and RFC 3389 comfort noise when offered. Everything
+//! else (video, application, a second audio stream, SRTP profiles) is declined
+//! with port 0, which keeps the m-line count and order the offerer expects (§6).
+//!
+//! When answering we pick the codec in the *offerer's* preference order (§6.1
+//! says the answerer SHOULD), because a transcoding bridge has no reason to
+//! override the endpoint. Our own preference order is used only in our offers.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::session::{
+    Address, Attribute, Connection, Direction, MediaDescription, MediaKind, Origin, RtpMap,
+    SessionDescription, Timing,
+};
+
+/// Why negotiation failed. Each maps to a SIP answer (mostly 488 Not Acceptable Here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferAnswerError {
+    /// The offer had active media but no audio codec we can mix.
+    #[error("no common audio codec")]
+    NoCommonCodec,
+    /// The answer does not have one m-line per offered m-line (RFC 3264 §6).
+    #[error("answer has {answer} m-lines, offer had {offer}")]
+    MediaCountMismatch { offer: usize, answer: usize },
+}
+
+/// Audio codecs the mixer can decode and encode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AudioCodec {
+    Opus,
+    G722,
+    Pcmu,
+    Pcma,
+}
+
+impl AudioCodec {
+    pub const ALL: [AudioCodec; 4] = [
+        AudioCodec::Opus,
+        AudioCodec::G722,
+        AudioCodec::Pcmu,
+        AudioCodec::Pcma,
+    ];
+
+    /// Human-readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Opus => "Opus",
+            AudioCodec::G722 => "G.722",
+            AudioCodec::Pcmu => "PCMU",
+            AudioCodec::Pcma => "PCMA",
+        }
+    }
+
+    /// The encoding name in `a=rtpmap`.
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            AudioCodec::Opus => "opus",
+            AudioCodec::G722 => "G722",
+            AudioCodec::Pcmu => "PCMU",
+            AudioCodec::Pcma => "PCMA",
+        }
+    }
+
+    /// The clock rate as signalled in SDP and used for RTP timestamps. G.722
+    /// samples at 16 kHz but RFC 3551 §4.5.2 fixes its RTP clock at 8000.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            AudioCodec::Opus => 48_000,
+            AudioCodec::G722 | AudioCodec::Pcmu | AudioCodec::Pcma => 8_000,
+        }
+    }
+
+    /// The actual audio sample rate the codec works at.
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            AudioCodec::Opus => 48_000,
+            AudioCodec::G722 => 16_000,
+            AudioCodec::Pcmu | AudioCodec::Pcma => 8_000,
+        }
+    }
+
+    /// Channel count in the rtpmap (RFC 7587 requires `opus/48000/2`).
+    pub fn channels(self) -> Option<u16> {
+        match self {
+            AudioCodec::Opus => Some(2),
+            _ => None,
+        }
+    }
+
+    /// RFC 3551 static payload type, if any.
+    pub fn static_pt(self) -> Option<u8> {
+        match self {
+            AudioCodec::Pcmu => Some(0),
+            AudioCodec::Pcma => Some(8),
+            AudioCodec::G722 => Some(9),
+            AudioCodec::Opus => None,
+        }
+    }
+
+    /// The payload type we use in our own offers.
+    pub fn offer_pt(self) -> u8 {
+        self.static_pt().unwrap_or(111)
+    }
+
+    pub fn rtpmap(self, pt: u8) -> RtpMap {
+        RtpMap {
+            pt,
+            encoding: self.encoding_name().to_owned(),
+            clock_rate: self.clock_rate(),
+            channels: self.channels(),
+        }
+    }
+
+    /// Recognise a codec from an rtpmap, tolerating common mistakes
+    /// (case, `opus/48000` without channels, `G722/16000`).
+    pub fn from_rtpmap(map: &RtpMap) -> Option<AudioCodec> {
+        let enc = map.encoding.as_str();
+        let codec = if enc.eq_ignore_ascii_case("opus") {
+            AudioCodec::Opus
+        } else if enc.eq_ignore_ascii_case("G722") {
+            return matches!(map.clock_rate, 8_000 | 16_000).then_some(AudioCodec::G722);
+        } else if enc.eq_ignore_ascii_case("PCMU") {
+            AudioCodec::Pcmu
+        } else if enc.eq_ignore_ascii_case("PCMA") {
+            AudioCodec::Pcma
+        } else {
+            return None;
+        };
+        (map.clock_rate == codec.clock_rate()).then_some(codec)
+    }
+}
+
+/// Our side of the media: where we receive and what we offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMedia {
+    pub addr: IpAddr,
+    pub audio_port: u16,
+    /// Our preference, used only for our offers.
+    pub codecs: Vec<AudioCodec>,
+    /// Packetization we offer, in ms.
+    pub ptime: u32,
+}
+
+/// The outcome of a completed offer/answer exchange for the audio stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedAudio {
+    pub codec: AudioCodec,
+    /// Payload type for `codec`, in both directions.
+    pub pt: u8,
+    /// telephone-event at the codec's clock rate, if both sides have it.
+    pub dtmf_pt: Option<u8>,
+    /// Comfort noise at the codec's clock rate, if offered.
+    pub cn_pt: Option<u8>,
+    /// 20, 40 or 60 ms: the mixer works in multiples of 20 ms.
+    pub ptime: u32,
+    pub rtcp_mux: bool,
+    /// Where to send RTP; `None` when the port is 0 or the address is
+    /// `0.0.0.0`/`::` (RFC 2543 hold), or a host name we cannot resolve here.
+    pub remote: Option<SocketAddr>,
+    /// Where to send RTCP: the RTP address under rtcp-mux, else `a=rtcp`, else port+1.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// From OUR side: what we may do.
+    pub direction: Direction,
+    /// The peer asked to receive Opus in-band FEC (`useinbandfec=1`).
+    pub opus_fec: bool,
+    /// The peer would like to receive stereo Opus (`stereo=1`).
+    pub opus_stereo: bool,
+}
+
+/// The RTP/AVP-family profiles we can speak (no SRTP, no DTLS).
+fn plain_rtp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
+}
+
+/// Round a ptime to what the mixer can do: 20, 40 or 60 ms, never above `max`
+/// (a=maxptime) unless even 20 is.
+fn round_ptime(ptime: Option<u32>, max: Option<u32>) -> u32 {
+    let p = match ptime {
+        None => 20,
+        Some(p) if p <= 30 => 20,
+        Some(p) if p <= 50 => 40,
+        Some(_) => 60,
+    };
+    match max {
+        Some(max) if max < p => (max / 20 * 20).max(20),
+        _ => p,
+    }
+}
+
+fn fmtp_param<'a>(fmtp: Option<&'a str>, key: &str) -> Option<&'a str> {
+    fmtp?.split(';').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case(key)).then(|| v.trim())
+    })
+}
+
+/// Telephone-event / CN payload type at `clock_rate` listed in `m`.
+fn find_aux(maps: &[RtpMap], encoding: &str, clock_rate: u32) -> Option<u8> {
+    maps.iter()
+        .find(|m| m.encoding.eq_ignore_ascii_case(encoding) && m.clock_rate == clock_rate)
+        .map(|m| m.pt)
+}
+
+/// Everything about the remote end of one audio m-line.
+fn remote_addrs(
+    sd: &SessionDescription,
+    m: &MediaDescription,
+    rtcp_mux: bool,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let ip = sd
+        .connection_of(m)
+        .and_then(|c| c.addr.ip())
+        .filter(|ip| !ip.is_unspecified());
+    let Some(ip) = ip.filter(|_| m.port != 0) else {
+        return (None, None);
+    };
+    let rtp = SocketAddr::new(ip, m.port);
+    let rtcp = if rtcp_mux {
+        rtp
+    } else {
+        match m.rtcp() {
+            Some((port, addr)) => SocketAddr::new(addr.unwrap_or(ip), port),
+            None => SocketAddr::new(ip, m.port.wrapping_add(1)),
+        }
+    };
+    (Some(rtp), Some(rtcp))
+}
+
+/// Keeps our `o=` line across a dialog (RFC 3264 §8): same session id, and a
+/// version that goes up by one whenever what we send changes.
+#[derive(Debug, Clone)]
+pub struct SdpSession {
+    session_id: u64,
+    version: u64,
+    username: String,
+    last: Option<SessionDescription>,
+}
+
+impl SdpSession {
+    pub fn new(session_id: u64) -> Self {
+        SdpSession {
+            session_id,
+            version: session_id,
+            username: "tandem".to_owned(),
+            last: None,
+        }
+    }
+
+    pub fn session_id(&self) -> u64 {
+        self.session_id
+    }
+
+    /// Version of the last SDP we produced.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Stamp `o=` on a freshly built description. §8: the version MUST
+    /// increment when the SDP changes and MUST NOT when it is identical.
+    fn stamp(&mut self, mut sd: SessionDescription) -> SessionDescription {
+        sd.origin.session_id = self.session_id;
+        if let Some(last) = &self.last {
+            sd.origin.version = last.origin.version;
+            if *last != sd {
+                self.version = self.version.wrapping_add(1);
+            }
+        }
+        sd.origin.version = self.version;
+        self.last = Some(sd.clone());
+        sd
+    }
+
+    fn skeleton(&self, addr: IpAddr) -> SessionDescription {
+        SessionDescription {
+            origin: Origin {
+                username: self.username.clone(),
+                session_id: self.session_id,
+                version: self.version,
+                addr: Address::Ip(addr),
+            },
+            session_name: "tandem".to_owned(),
+            info: None,
+            connection: Some(Connection::new(addr)),
+            bandwidth: Vec::new(),
+            timing: vec![Timing { start: 0, stop: 0 }],
+            attributes: Vec::new(),
+            media: Vec::new(),
+        }
+    }
+
+    /// Answer `offer` (RFC 3264 §6). Returns the answer and the negotiated
+    /// audio stream, `None` when the offer has no active audio (every audio
+    /// m-line at port 0, e.g. the stream was removed in a re-offer).
+    pub fn answer(
+        &mut self,
+        offer: &SessionDescription,
+        local: &LocalMedia,
+    ) -> Result<(SessionDescription, Option<NegotiatedAudio>), OfferAnswerError> {
+        let mut answer = self.skeleton(local.addr);
+        let mut negotiated: Option<NegotiatedAudio> = None;
+        let mut any_active = false;
+
+        for m in &offer.media {
+            any_active |= m.port != 0;
+            let accepted = if negotiated.is_none()
+                && m.kind == MediaKind::Audio
+                && m.port != 0
+                && plain_rtp(&m.proto)
+            {
+                answer_audio(offer, m, local)
+            } else {
+                None
+            };
+            match accepted {
+                Some((md, neg)) => {
+                    answer.media.push(md);
+                    negotiated = Some(neg);
+                }
+                None => answer.media.push(rejected(m)),
+            }
+        }
+
+        if negotiated.is_none() && any_active {
+            return Err(OfferAnswerError::NoCommonCodec);
+        }
+        Ok((self.stamp(answer), negotiated))
+    }
+
+    /// Our offer, for a late-offer INVITE (no SDP) answered in the 200 OK, or a
+    /// re-INVITE we start.
+    pub fn offer(&mut self, local: &LocalMedia) -> SessionDescription {
+        let mut sd = self.skeleton(local.addr);
+        let mut formats = Vec::new();
+        let mut attrs = Vec::new();
+        let mut seen = Vec::new();
+        for &codec in &local.codecs {
+            if seen.contains(&codec) {
+                continue;
+            }
+            seen.push(codec);
+            let pt = codec.offer_pt();
+            formats.push(pt.to_string());
+            attrs.push(Attribute::value("rtpmap", codec.rtpmap(pt).to_value()));
+            if codec == AudioCodec::Opus {
+                attrs.push(Attribute::value(
+                    "fmtp",
+                    format!("{pt} minptime=10;useinbandfec=1"),
+                ));
+            }
+        }
+        let narrowband = seen.iter().any(|c| c.clock_rate() == 8000);
+        let opus = seen.contains(&AudioCodec::Opus);
+        for (present, pt, rate) in [(narrowband, 101u8, 8000u32), (opus, 102, 48_000)] {
+            if present {
+                formats.push(pt.to_string());
+                attrs.push(Attribute::value(
+                    "rtpmap",
+                    format!("{pt} telephone-event/{rate}"),
+                ));
+                attrs.push(Attribute::value("fmtp", format!("{pt} 0-16")));
+            }
+        }
+        attrs.push(Attribute::value(
+            "ptime",
+            round_ptime(Some(local.ptime), None).to_string(),
+        ));
+        attrs.push(Attribute::flag("rtcp-mux"));
+        attrs.push(Attribute::flag(Direction::SendRecv.as_str()));
+        sd.media.push(MediaDescription {
+            kind: MediaKind::Audio,
+            port: local.audio_port,
+            port_count: None,
+            proto: "RTP/AVP".to_owned(),
+            formats,
+            info: None,
+            connection: None,
+            bandwidth: Vec::new(),
+            attributes: attrs,
+        });
+        self.stamp(sd)
+    }
+
+    /// Take the peer's answer to `our_offer` (late offer: the SDP in the ACK).
+    pub fn process_answer(
+        &self,
+        our_offer: &SessionDescription,
+        answer: &SessionDescription,
+    ) -> Result<Option<NegotiatedAudio>, OfferAnswerError> {
+        if our_offer.media.len() != answer.media.len() {
+            return Err(OfferAnswerError::MediaCountMismatch {
+                offer: our_offer.media.len(),
+                answer: answer.media.len(),
+            });
+        }
+        let Some((ours, theirs)) = our_offer
+            .media
+            .iter()
+            .zip(&answer.media)
+            .find(|(o, _)| o.kind == MediaKind::Audio && o.port != 0)
+        else {
+            return Ok(None);
+        };
+        if theirs.port == 0 {
+            // Declined. The dialog may go on without audio; the bridge decides.
+            return Ok(None);
+        }
+        let offered: Vec<AudioCodec> = ours
+            .rtpmaps()
+            .iter()
+            .filter_map(AudioCodec::from_rtpmap)
+            .collect();
+        let maps = theirs.rtpmaps();
+        // The answerer lists what it will send in its preference order; take
+        // the first we offered.
+        let (map, codec) = maps
+            .iter()
+            .find_map(|m| {
+                AudioCodec::from_rtpmap(m)
+                    .filter(|c| offered.contains(c))
+                    .map(|c| (m, c))
+            })
+            .ok_or(OfferAnswerError::NoCommonCodec)?;
+        let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
+        let (remote, remote_rtcp) = remote_addrs(answer, theirs, rtcp_mux);
+        // Their direction is from their side; ours is its reverse, capped by
+        // what we offered, and without sending when they gave no address.
+        let mut direction = answer
+            .direction_of(theirs)
+            .reversed()
+            .intersect(our_offer.direction_of(ours));
+        if remote.is_none() {
+            direction = direction.without_send();
+        }
+        let fmtp = theirs.fmtp(map.pt);
+        Ok(Some(NegotiatedAudio {
+            codec,
+            pt: map.pt,
+            dtmf_pt: find_aux(&maps, "telephone-event", map.clock_rate),
+            cn_pt: find_aux(&maps, "CN", map.clock_rate),
+            ptime: round_ptime(theirs.ptime(), theirs.maxptime()),
+            rtcp_mux,
+            remote,
+            remote_rtcp,
+            direction,
+            opus_fec: codec == AudioCodec::Opus && fmtp_param(fmtp, "useinbandfec") == Some("1"),
+            opus_stereo: codec == AudioCodec::Opus && fmtp_param(fmtp, "stereo") == Some("1"),
+        }))
+    }
+}
+
+/// A declined m-line: same kind, proto and formats, port 0 (RFC 3264 §6).
+fn rejected(m: &MediaDescription) -> MediaDescription {
+    MediaDescription {
+        kind: m.kind.clone(),
+        port: 0,
+        port_count: None,
+        proto: m.proto.clone(),
+        formats: m.formats.clone(),
+        info: None,
+        connection: None,
+        bandwidth: Vec::new(),
+        attributes: Vec::new(),
+    }
+}
+
+/// Accept one offered audio m-line, or `None` when no codec fits.
+fn answer_audio(
+    offer: &SessionDescription,
+    m: &MediaDescription,
+    local: &LocalMedia,
+) -> Option<(MediaDescription, NegotiatedAudio)> {
+    let maps = m.rtpmaps();
+    let (map, codec) = maps
+        .iter()
+        .find_map(|map| AudioCodec::from_rtpmap(map).map(|c| (map, c)))?;
+    let pt = map.pt;
+    let dtmf_pt = find_aux(&maps, "telephone-event", map.clock_rate);
+    let cn_pt = find_aux(&maps, "CN", map.clock_rate);
+    let ptime = round_ptime(m.ptime(), m.maxptime());
+    let rtcp_mux = m.rtcp_mux();
+    let (remote, remote_rtcp) = remote_addrs(offer, m, rtcp_mux);
+
+    // RFC 3264 §6.1: answer sendonly with recvonly and so on. Under RFC 2543
+    // hold (c=0.0.0.0) there is nowhere to send, so we only receive.
+    let mut direction = offer.direction_of(m).reversed();
+    if remote.is_none() {
+        direction = direction.without_send();
+    }
+
+    let mut formats = vec![pt.to_string()];
+    let mut attrs = vec![Attribute::value("rtpmap", codec.rtpmap(pt).to_value())];
+    let fmtp = m.fmtp(pt);
+    if codec == AudioCodec::Opus {
+        attrs.push(Attribute::value(
+            "fmtp",
+            format!("{pt} minptime=10;useinbandfec=1"),
+        ));
+    }
+    if let Some(dpt) = dtmf_pt {
+        formats.push(dpt.to_string());
+        attrs.push(Attribute::value(
+            "rtpmap",
+            format!("{dpt} telephone-event/{}", map.clock_rate),
+        ));
+        let events = m.fmtp(dpt).filter(|f| !f.is_empty()).unwrap_or("0-16");
+        attrs.push(Attribute::value("fmtp", format!("{dpt} {events}")));
+    }
+    if let Some(cpt) = cn_pt {
+        formats.push(cpt.to_string());
+        attrs.push(Attribute::value(
+            "rtpmap",
+            format!("{cpt} CN/{}", map.clock_rate),
+        ));
+    }
+    attrs.push(Attribute::value("ptime", ptime.to_string()));
+    if rtcp_mux {
+        attrs.push(Attribute::flag("rtcp-mux"));
+    }
+    attrs.push(Attribute::flag(direction.as_str()));
+
+    let md = MediaDescription {
+        kind: MediaKind::Audio,
+        port: local.audio_port,
+        port_count: None,
+        proto: m.proto.clone(),
+        formats,
+        info: None,
+        connection: None,
+        bandwidth: Vec::new(),
+        attributes: attrs,
+    };
+    let neg = NegotiatedAudio {
+        codec,
+        pt,
+        dtmf_pt,
+        cn_pt,
+        ptime,
+        rtcp_mux,
+        remote,
+        remote_rtcp,
+        direction,
+        opus_fec: codec == AudioCodec::Opus && fmtp_param(fmtp, "useinbandfec") == Some("1"),
+        opus_stereo: codec == AudioCodec::Opus && fmtp_param(fmtp, "stereo") == Some("1"),
+    };
+    Some((md, neg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn local() -> LocalMedia {
+        LocalMedia {
+            addr: "10.0.0.1".parse().expect("ip"),
+            audio_port: 20000,
+            codecs: vec![
+                AudioCodec::Opus,
+                AudioCodec::G722,
+                AudioCodec::Pcmu,
+                AudioCodec::Pcma,
+            ],
+            ptime: 20,
+        }
+    }
+
+    fn sdp(body: &str) -> SessionDescription {
+        SessionDescription::parse(body).expect("test SDP parses")
+    }
+
+    const BARESIP: &str = "v=0\r\no=- 1 2 IN IP4 192.168.1.10\r\ns=-\r\nc=IN IP4 192.168.1.10\r\nt=0 0\r\n\
+m=audio 10000 RTP/AVP 111 9 0 8 101 102\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 stereo=1;sprop-stereo=1;useinbandfec=1\r\n\
+a=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/48000\r\na=rtpmap:102 telephone-event/8000\r\n\
+a=fmtp:102 0-15\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n";
+
+    #[test]
+    fn sdp_answer_baresip_picks_opus() -> TestResult {
+        let mut s = SdpSession::new(42);
+        let (ans, neg) = s.answer(&sdp(BARESIP), &local())?;
+        let neg = neg.ok_or("no audio")?;
+        assert_eq!(neg.codec, AudioCodec::Opus);
+        assert_eq!(neg.pt, 111);
+        assert_eq!(neg.dtmf_pt, Some(101)); // the 48 kHz one
+        assert_eq!(neg.cn_pt, None);
+        assert_eq!(neg.ptime, 20);
+        assert!(neg.rtcp_mux);
+        assert!(neg.opus_fec && neg.opus_stereo);
+        assert_eq!(neg.remote, Some("192.168.1.10:10000".parse()?));
+        assert_eq!(neg.remote_rtcp, neg.remote);
+        assert_eq!(neg.direction, Direction::SendRecv);
+        let m = &ans.media[0];
+        assert_eq!(m.port, 20000);
+        assert_eq!(m.formats, ["111", "101"]);
+        assert_eq!(m.fmtp(111), Some("minptime=10;useinbandfec=1"));
+        assert_eq!(m.fmtp(101), Some("0-16"));
+        assert!(m.rtcp_mux());
+        assert_eq!(ans.origin.session_id, 42);
+        // The answer survives a round trip through text.
+        assert_eq!(sdp(&ans.to_string()), ans);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_sipp_pcmu_only() -> TestResult {
+        let offer = sdp(
+            "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\n\
+c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        );
+        let (ans, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        let neg = neg.ok_or("no audio")?;
+        assert_eq!((neg.codec, neg.pt), (AudioCodec::Pcmu, 0));
+        assert_eq!(neg.dtmf_pt, None);
+        assert!(!neg.rtcp_mux);
+        assert_eq!(neg.remote_rtcp, Some("127.0.0.1:6001".parse()?));
+        assert_eq!(ans.media[0].formats, ["0"]);
+        assert!(!ans.media[0].rtcp_mux());
+        assert_eq!(ans.media[0].direction(), Direction::SendRecv);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_polycom_skips_unsupported() -> TestResult {
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=Polycom IP Phone\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 2222 RTP/AVP 115 102 9 0 8 18 13 127\r\n\
+a=rtpmap:115 G7221/32000\r\na=fmtp:115 bitrate=48000\r\na=rtpmap:102 G7221/16000\r\n\
+a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\n\
+a=rtpmap:127 telephone-event/8000\r\na=rtcp:2225\r\na=sendrecv\r\n",
+        );
+        let (ans, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        let neg = neg.ok_or("no audio")?;
+        assert_eq!((neg.codec, neg.pt), (AudioCodec::G722, 9));
+        assert_eq!(neg.dtmf_pt, Some(127));
+        assert_eq!(neg.cn_pt, Some(13));
+        assert_eq!(neg.remote_rtcp, Some("10.1.1.5:2225".parse()?));
+        assert_eq!(ans.media[0].formats, ["9", "127", "13"]);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_follows_offerer_order() -> TestResult {
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 2222 RTP/AVP 8 0 96\r\na=rtpmap:96 opus/48000/2\r\n",
+        );
+        let (_, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        assert_eq!(neg.ok_or("no audio")?.codec, AudioCodec::Pcma);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_ptime_rounding() -> TestResult {
+        for (offered, expect) in [("30", 20), ("40", 40), ("60", 60), ("90", 60), ("10", 20)] {
+            let offer = sdp(&format!(
+                "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 2222 RTP/AVP 0\r\na=ptime:{offered}\r\n"
+            ));
+            let (ans, neg) = SdpSession::new(1).answer(&offer, &local())?;
+            assert_eq!(neg.ok_or("no audio")?.ptime, expect, "ptime {offered}");
+            assert_eq!(ans.media[0].ptime(), Some(expect));
+        }
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 2222 RTP/AVP 0\r\na=ptime:60\r\na=maxptime:40\r\n",
+        );
+        let (_, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        assert_eq!(neg.ok_or("no audio")?.ptime, 40);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_declines_video_and_extra_audio() -> TestResult {
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=video 3000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+m=audio 2000 RTP/SAVP 0\r\n\
+m=audio 2222 RTP/AVP 0\r\n\
+m=audio 2444 RTP/AVP 8\r\n\
+m=application 5000 UDP/BFCP *\r\n",
+        );
+        let (ans, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        let ports: Vec<u16> = ans.media.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [0, 0, 20000, 0, 0]);
+        assert_eq!(ans.media[0].formats, ["96"]);
+        assert_eq!(ans.media[0].kind, MediaKind::Video);
+        assert_eq!(ans.media[4].formats, ["*"]);
+        assert_eq!(
+            neg.ok_or("no audio")?.remote,
+            Some("10.1.1.5:2222".parse()?)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_answer_no_common_codec() {
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 2222 RTP/AVP 18 4\r\nm=video 3000 RTP/AVP 96\r\n",
+        );
+        assert_eq!(
+            SdpSession::new(1).answer(&offer, &local()).map(|_| ()),
+            Err(OfferAnswerError::NoCommonCodec)
+        );
+        let video_only =
+            sdp("v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nt=0 0\r\nm=video 3000 RTP/AVP 96\r\n");
+        assert_eq!(
+            SdpSession::new(1).answer(&video_only, &local()).map(|_| ()),
+            Err(OfferAnswerError::NoCommonCodec)
+        );
+    }
+
+    #[test]
+    fn sdp_hold_and_resume_reoffers() -> TestResult {
+        let mut s = SdpSession::new(7);
+        let base = "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\nm=audio 2222 RTP/AVP 0\r\n";
+        let (a1, _) = s.answer(&sdp(base), &local())?;
+
+        // RFC 3264 hold: sendonly → we answer recvonly, and only receive.
+        let (a2, n2) = s.answer(&sdp(&format!("{base}a=sendonly\r\n")), &local())?;
+        let n2 = n2.ok_or("no audio")?;
+        assert_eq!(n2.direction, Direction::RecvOnly);
+        assert_eq!(a2.media[0].direction(), Direction::RecvOnly);
+        assert_eq!(a2.origin.version, a1.origin.version + 1);
+
+        // inactive → inactive
+        let (_, n) = s.answer(&sdp(&format!("{base}a=inactive\r\n")), &local())?;
+        assert_eq!(n.ok_or("no audio")?.direction, Direction::Inactive);
+
+        // recvonly → sendonly
+        let (_, n) = s.answer(&sdp(&format!("{base}a=recvonly\r\n")), &local())?;
+        assert_eq!(n.ok_or("no audio")?.direction, Direction::SendOnly);
+
+        // RFC 2543 hold: c=0.0.0.0, nowhere to send.
+        let held = base.replace("c=IN IP4 10.1.1.5", "c=IN IP4 0.0.0.0");
+        let (a3, n3) = s.answer(&sdp(&held), &local())?;
+        let n3 = n3.ok_or("no audio")?;
+        assert_eq!(n3.remote, None);
+        assert_eq!(n3.remote_rtcp, None);
+        assert_eq!(n3.direction, Direction::RecvOnly);
+        assert_eq!(a3.media[0].direction(), Direction::RecvOnly);
+
+        // Resume.
+        let (a4, n4) = s.answer(&sdp(base), &local())?;
+        let n4 = n4.ok_or("no audio")?;
+        assert_eq!(n4.direction, Direction::SendRecv);
+        assert_eq!(n4.remote, Some("10.1.1.5:2222".parse()?));
+        assert!(a4.origin.version > a3.origin.version);
+
+        // Same offer again → identical answer, same version (§8).
+        let (a5, _) = s.answer(&sdp(base), &local())?;
+        assert_eq!(a5.origin.version, a4.origin.version);
+        assert_eq!(a5.origin.session_id, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_stream_removed_gives_no_audio() -> TestResult {
+        let offer = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n",
+        );
+        let (ans, neg) = SdpSession::new(1).answer(&offer, &local())?;
+        assert!(neg.is_none());
+        assert_eq!(ans.media[0].port, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_late_offer_roundtrip() -> TestResult {
+        let mut ours = SdpSession::new(99);
+        let offer = ours.offer(&local());
+        let m = &offer.media[0];
+        assert_eq!(m.formats, ["111", "9", "0", "8", "101", "102"]);
+        assert!(m.rtcp_mux());
+        assert_eq!(m.ptime(), Some(20));
+        assert_eq!(m.direction(), Direction::SendRecv);
+        assert_eq!(m.fmtp(111), Some("minptime=10;useinbandfec=1"));
+
+        // The peer answers it with our own answerer: it keeps our preference.
+        let text = offer.to_string();
+        let mut peer = SdpSession::new(5);
+        let peer_local = LocalMedia {
+            addr: "10.9.9.9".parse()?,
+            audio_port: 4000,
+            ..local()
+        };
+        let (answer, peer_neg) = peer.answer(&sdp(&text), &peer_local)?;
+        let neg = ours.process_answer(&offer, &answer)?.ok_or("no audio")?;
+        let peer_neg = peer_neg.ok_or("no audio")?;
+        assert_eq!(neg.codec, AudioCodec::Opus);
+        assert_eq!(neg.pt, 111);
+        assert_eq!(neg.dtmf_pt, Some(102));
+        assert!(neg.rtcp_mux && neg.opus_fec);
+        assert_eq!(neg.remote, Some("10.9.9.9:4000".parse()?));
+        assert_eq!(peer_neg.remote, Some("10.0.0.1:20000".parse()?));
+        assert_eq!(neg.direction, Direction::SendRecv);
+
+        // A PCMU-only, recvonly answer from a sipp-like peer.
+        let ans = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nc=IN IP4 10.1.1.5\r\nt=0 0\r\n\
+m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=recvonly\r\n",
+        );
+        let neg = ours.process_answer(&offer, &ans)?.ok_or("no audio")?;
+        assert_eq!((neg.codec, neg.dtmf_pt), (AudioCodec::Pcmu, Some(101)));
+        assert_eq!(neg.direction, Direction::SendOnly);
+        assert!(!neg.rtcp_mux);
+
+        let two = sdp(
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\n",
+        );
+        assert!(matches!(
+            ours.process_answer(&offer, &two),
+            Err(OfferAnswerError::MediaCountMismatch { .. })
+        ));
+        let bad =
+            sdp("v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\n");
+        assert_eq!(
+            ours.process_answer(&offer, &bad),
+            Err(OfferAnswerError::NoCommonCodec)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_codec_tables() {
+        assert_eq!(AudioCodec::G722.clock_rate(), 8000);
+        assert_eq!(AudioCodec::G722.sample_rate(), 16000);
+        assert_eq!(AudioCodec::Opus.rtpmap(111).to_value(), "111 opus/48000/2");
+        let odd = RtpMap {
+            pt: 96,
+            encoding: "OPUS".into(),
+            clock_rate: 48000,
+            channels: None,
+        };
+        assert_eq!(AudioCodec::from_rtpmap(&odd), Some(AudioCodec::Opus));
+        let wrong = RtpMap {
+            pt: 96,
+            encoding: "PCMU".into(),
+            clock_rate: 16000,
+            channels: None,
+        };
+        assert_eq!(AudioCodec::from_rtpmap(&wrong), None);
+    }
+}

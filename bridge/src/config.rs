@@ -317,33 +317,30 @@ fn env_value(raw: &str) -> toml::Value {
 }
 
 /// Deserializes and names the failing key: serde alone would say only
-/// "invalid type"; operators need `sip.port`.
+/// "invalid type"; operators need `sip.port`. Each key is first tried on its
+/// own, so the first bad one is named exactly.
 fn serde_path_to_error(table: toml::Table) -> Result<Config, ConfigError> {
-    // Check section by section so the message carries `section.key`.
-    let mut config = Config::default();
-    for (section, value) in table {
-        let text = toml::to_string(&toml::Table::from_iter([(section.clone(), value)]))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let partial: Config = toml::from_str(&text).map_err(|e| {
-            ConfigError::Invalid(format!("[{section}] {}", e.message()))
-        })?;
-        match section.as_str() {
-            "sip" => config.sip = partial.sip,
-            "http" => config.http = partial.http,
-            "media" => config.media = partial.media,
-            "qos" => config.qos = partial.qos,
-            "conference" => config.conference = partial.conference,
-            "cascade" => config.cascade = partial.cascade,
-            "log" => config.log = partial.log,
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "unknown section [{section}] (known: {})",
-                    SECTIONS.join(", ")
-                )));
+    for (section, value) in &table {
+        if !SECTIONS.contains(&section.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "unknown section [{section}] (known: {})",
+                SECTIONS.join(", ")
+            )));
+        }
+        let toml::Value::Table(keys) = value else {
+            return Err(ConfigError::Invalid(format!("[{section}] must be a table")));
+        };
+        for (key, v) in keys {
+            let one = toml::Table::from_iter([(
+                section.clone(),
+                toml::Value::Table(toml::Table::from_iter([(key.clone(), v.clone())])),
+            )]);
+            if let Err(e) = Config::deserialize(one) {
+                return Err(ConfigError::Invalid(format!("{section}.{key}: {}", e.message())));
             }
         }
     }
-    Ok(config)
+    Config::deserialize(table).map_err(|e| ConfigError::Invalid(e.message().to_string()))
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! cancel a single long coherent sum.
 //!
 //! A tone is *contained* when its level is at least [`CONTAINS_SNR_DB`] above
-//! the local noise floor and above [`CONTAINS_MIN_DBFS`]. The local floor is
+//! the local noise floor, above [`CONTAINS_MIN_DBFS`], and no more than
+//! [`CONTAINS_BELOW_RMS_DB`] below the overall RMS (a leak or a codec's
+//! intermodulation product 45 dB under the mix is not "hearing" a talker,
+//! although it stands clear of a quiet floor). The local floor is
 //! the median level at eight probes 40–150 Hz either side (outside the
 //! window's main lobe); the median ignores a probe or two that land on another
 //! tone, so two equal tones both show, and a tone absent from a mix of others
@@ -24,6 +27,8 @@ use crate::error::{Error, Result};
 pub const CONTAINS_SNR_DB: f32 = 15.0;
 /// How loud a contained tone must be at least (dBFS).
 pub const CONTAINS_MIN_DBFS: f32 = -60.0;
+/// How far below the overall RMS a contained tone may be.
+pub const CONTAINS_BELOW_RMS_DB: f32 = 35.0;
 /// Offsets of the noise-floor probes, in Hz, either side of the tone.
 pub const FLOOR_PROBE_OFFSETS_HZ: [f32; 4] = [40.0, 65.0, 100.0, 150.0];
 /// What a level of nothing at all reads.
@@ -92,7 +97,9 @@ impl Heard {
     /// Whether the tone at `hz` stands out (see the module docs).
     pub fn contains(&self, hz: f32) -> bool {
         let level = self.tone_level(hz);
-        level >= CONTAINS_MIN_DBFS && level - self.noise_floor(hz) >= CONTAINS_SNR_DB
+        level >= CONTAINS_MIN_DBFS
+            && level >= self.rms_db() - CONTAINS_BELOW_RMS_DB
+            && level - self.noise_floor(hz) >= CONTAINS_SNR_DB
     }
 
     /// Root-mean-square of the audio, linear (1.0 = full-scale square wave).
@@ -372,6 +379,16 @@ mod tests {
         assert!(h.contains(400.0) && h.contains(500.0));
         assert!(!h.contains(450.0));
         assert!(!h.contains(600.0));
+    }
+
+    #[test]
+    fn a_quiet_voice_counts_but_a_leak_under_a_loud_one_does_not() {
+        let h = Heard::from_samples(sine(16_000, 2.0, &[(400.0, 0.3), (890.0, 0.03)]), 16_000);
+        assert!(h.contains(400.0) && h.contains(890.0));
+        // 46 dB under the loud tone: clear of the floor, yet not heard.
+        let h = Heard::from_samples(sine(16_000, 2.0, &[(550.0, 0.3), (400.0, 0.0015)]), 16_000);
+        assert!(h.tone_level(400.0) - h.noise_floor(400.0) > CONTAINS_SNR_DB);
+        assert!(!h.contains(400.0));
     }
 
     #[test]

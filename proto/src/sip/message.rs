@@ -947,19 +947,21 @@ impl ParseError {
     }
 
     /// The response to send when the malformed message was a request whose
-    /// Via, From, To, Call-ID and CSeq survived (RFC 3261 §21.4.1): `400 Bad
-    /// Request (<what>)`, or `505` for a foreign SIP version. Never for ACK
-    /// (it cannot be answered) nor for malformed responses.
+    /// top Via (with branch) and CSeq survived (RFC 3261 §21.4.1): `400 Bad
+    /// Request (<what>)` echoing Via, From, To, Call-ID and CSeq as far as
+    /// they exist, `505` for a foreign SIP version, `513` when too large.
+    /// Never for ACK (it cannot be answered) nor for malformed responses.
     pub fn bad_request(&self) -> Option<Response> {
         let req = self.request.as_deref()?;
         if req.method == Method::Ack {
             return None;
         }
+        // The client matches a response by top Via branch and CSeq method
+        // (§17.1.3), and it goes where the Via says: those two are required.
+        // From, To and Call-ID are echoed when present, so that a request
+        // that lacks one of them still learns why it failed.
         req.top_via()?.branch.as_ref()?;
-        req.call_id()?;
         req.cseq()?;
-        split_name_addr(req.headers.get("From")?)?;
-        split_name_addr(req.headers.get("To")?)?;
         let (status, reason) = match self.kind {
             ParseErrorKind::UnsupportedVersion => (505, "Version Not Supported".to_owned()),
             ParseErrorKind::Oversized => (513, "Message Too Large".to_owned()),
@@ -1652,7 +1654,19 @@ From: <sip:x@y>;tag=a\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 FOOBAR\r\nConten
         let missing = SIPP_INVITE.replace("Call-ID: 1-2769@127.0.1.1\r\n", "");
         let e = parse_datagram(missing.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), ParseErrorKind::MissingHeader);
-        assert!(e.bad_request().is_none(), "cannot answer without Call-ID");
+        let resp = e.bad_request().unwrap();
+        assert_eq!(resp.reason, "Bad Request (Missing Call-ID)");
+        assert_eq!(resp.call_id(), None);
+        assert_eq!(resp.from_tag(), Some("2769SIPpTag001"));
+
+        let no_cseq = SIPP_INVITE.replace("CSeq: 1 INVITE\r\n", "");
+        assert!(
+            parse_datagram(no_cseq.as_bytes())
+                .unwrap_err()
+                .bad_request()
+                .is_none(),
+            "without CSeq the client could not match an answer"
+        );
 
         let ack = "ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
 From: <sip:x@y>;tag=a\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 ACK\r\nContent-Length: 9\r\n\r\n";
@@ -1833,10 +1847,17 @@ From: <sip:x@y>;tag=a\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 ACK\r\nContent-L
                     assert_eq!(framed.to_bytes(), bytes);
                 }
                 Err(e) => {
-                    if let Some(resp) = e.bad_request() {
+                    if let Some(resp) = e.bad_request()
+                        && let Err(e2) = parse_datagram(&resp.to_bytes())
+                    {
+                        // Only what was missing or malformed in the request
+                        // may be missing or malformed in our answer.
                         assert!(
-                            parse_datagram(&resp.to_bytes()).is_ok(),
-                            "400 does not parse: {:?}",
+                            matches!(
+                                e2.kind(),
+                                ParseErrorKind::MissingHeader | ParseErrorKind::BadHeader
+                            ) || size_related(e2.kind()),
+                            "400 does not parse ({e2}): {:?}",
                             String::from_utf8_lossy(&data)
                         );
                     }

@@ -30,7 +30,7 @@ use tandem_proto::rtp::stats::ReceiveStats;
 use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio};
 
 use crate::driver::net::{MediaSockets, PortAllocator};
-use crate::metrics::Metrics;
+use crate::metrics::{MediaCounters, Metrics};
 
 /// 48 kHz mono, 20 ms.
 const TICK: Duration = Duration::from_millis(20);
@@ -163,6 +163,9 @@ struct Leg {
     last_rtcp: Instant,
     last_sr: Option<(u32, Instant)>,
     muted: bool,
+    /// Packets skipped since the last decode (see [`decode_next`]).
+    undecoded: bool,
+    vad_hangover: u8,
     timed_out: bool,
     lost_reported: i64,
     jb_reported: [u64; 4],
@@ -219,6 +222,8 @@ async fn run(
             ..MixerConfig::default()
         }),
         legs: HashMap::new(),
+        counters: ctx.metrics.media_counters(),
+        mixed: Vec::with_capacity(8),
         ctx,
         in_tx,
         ticks: 0,
@@ -246,7 +251,7 @@ async fn run(
             }
             _ = tick.tick() => {
                 let started = Instant::now();
-                conf.handle_tick(started).await;
+                conf.handle_tick(started);
                 conf.ctx.metrics.mixer_tick.observe(started.elapsed().as_secs_f64());
                 conf.ticks = conf.ticks.wrapping_add(1);
                 if conf.ticks % SNAPSHOT_EVERY_TICKS == 0 {
@@ -259,6 +264,11 @@ async fn run(
     for id in ids {
         conf.remove_leg(id);
     }
+    let _ = conf
+        .ctx
+        .metrics
+        .active_speaker
+        .remove_label_values(&[&conf.ctx.id]);
     info!(conference = %conf.ctx.id, "conference ended");
 }
 
@@ -266,6 +276,8 @@ struct Conference {
     ctx: ConferenceContext,
     mixer: AudioMixer,
     legs: HashMap<ParticipantId, Leg>,
+    counters: MediaCounters,
+    mixed: Vec<ParticipantId>,
     in_tx: mpsc::Sender<Inbound>,
     ticks: u32,
     last_speaker: Option<ParticipantId>,
@@ -438,6 +450,8 @@ impl Conference {
                 last_rtcp: now,
                 last_sr: None,
                 muted: false,
+                undecoded: false,
+                vad_hangover: VAD_HANGOVER,
                 timed_out: false,
                 lost_reported: 0,
                 jb_reported: [0; 4],
@@ -478,7 +492,7 @@ impl Conference {
         if pkt.rtcp || tandem_proto::rtp::packet::is_rtcp(&pkt.data) {
             match rtcp::parse_compound(&pkt.data) {
                 Ok(packets) => {
-                    metrics.rtp_packets.with_label_values(&["rtcp_in"]).inc();
+                    self.counters.rtcp_in.inc();
                     if !leg.media.rtcp_mux || pkt.rtcp {
                         leg.remote_rtcp = Some(pkt.from);
                     }
@@ -499,11 +513,8 @@ impl Conference {
                 return;
             }
         };
-        metrics.rtp_packets.with_label_values(&["in"]).inc();
-        metrics
-            .rtp_bytes
-            .with_label_values(&["in"])
-            .inc_by(packet.payload.len() as u64);
+        self.counters.rtp_in.inc();
+        self.counters.bytes_in.inc_by(packet.payload.len() as u64);
         leg.in_packets += 1;
         leg.last_rx = pkt.at;
         leg.timed_out = false;
@@ -533,44 +544,38 @@ impl Conference {
         }
     }
 
-    async fn handle_tick(&mut self, now: Instant) {
+    fn handle_tick(&mut self, now: Instant) {
         let metrics = self.ctx.metrics.clone();
         // 1. Decode: fill each leg's PCM queue to one frame and hand it to the mixer.
+        self.mixed.clear();
+        self.mixed.extend(self.mixer.mixed_speakers());
         for (id, leg) in self.legs.iter_mut() {
-            while leg.pcm.len() < FRAME_SAMPLES {
+            let heard = self.mixed.contains(id);
+            let mut ready = false;
+            while !ready && leg.pcm.len() < FRAME_SAMPLES {
                 self.frame.clear();
-                let got = match leg.jitter.pop(now) {
-                    Playout::Frame { payload, .. } => {
-                        metrics.audio_decodes.inc();
-                        leg.decoder.decode(&payload, &mut self.frame).is_ok()
-                    }
-                    Playout::Lost { next } => {
-                        let method = if next.is_some() && leg.media.codec == AudioCodec::Opus {
-                            "fec"
-                        } else {
-                            "plc"
-                        };
-                        metrics.concealed_frames.with_label_values(&[method]).inc();
-                        leg.decoder.conceal(next.as_deref(), &mut self.frame).is_ok()
-                    }
-                    Playout::Silent => false,
-                };
-                if !got || self.frame.is_empty() {
+                if !decode_next(leg, heard, now, &metrics, &mut self.frame) {
                     break;
                 }
-                leg.pcm.extend(self.frame.iter().copied());
-                if leg.pcm.len() > FRAME_SAMPLES * 8 {
-                    // Never let a misbehaving decoder grow the queue without bound.
-                    let excess = leg.pcm.len() - FRAME_SAMPLES * 2;
-                    leg.pcm.drain(..excess);
+                if leg.pcm.is_empty() && self.frame.len() == FRAME_SAMPLES {
+                    // The common case (20 ms packets): straight to the mixer.
+                    ready = true;
+                } else {
+                    leg.pcm.extend(self.frame.iter().copied());
+                    if leg.pcm.len() > FRAME_SAMPLES * 8 {
+                        // Never let a misbehaving decoder grow the queue without bound.
+                        let excess = leg.pcm.len() - FRAME_SAMPLES * 2;
+                        leg.pcm.drain(..excess);
+                    }
                 }
             }
-            if leg.pcm.len() >= FRAME_SAMPLES {
+            if !ready && leg.pcm.len() >= FRAME_SAMPLES {
                 self.frame.clear();
                 self.frame.extend(leg.pcm.drain(..FRAME_SAMPLES));
-                if !leg.muted {
-                    let _ = self.mixer.push_frame(*id, &self.frame);
-                }
+                ready = true;
+            }
+            if ready && !leg.muted {
+                let _ = self.mixer.push_frame(*id, &self.frame);
             }
         }
         // 2. Mix and encode once per distinct output; 3. send to each receiver.
@@ -601,18 +606,22 @@ impl Conference {
                 if leg.rtp.try_send_to(&self.send_buf, dest).is_ok() {
                     leg.out_packets += 1;
                     leg.out_octets += payload.bytes.len() as u64;
-                    metrics.rtp_packets.with_label_values(&["out"]).inc();
-                    metrics
-                        .rtp_bytes
-                        .with_label_values(&["out"])
-                        .inc_by(payload.bytes.len() as u64);
+                    self.counters.rtp_out.inc();
+                    self.counters.bytes_out.inc_by(payload.bytes.len() as u64);
                 }
             }
         }
         let speaker = self.mixer.active_speaker();
         if speaker != self.last_speaker {
-            if speaker.is_some() {
-                metrics.active_speaker_changes.inc();
+            let gauge = &metrics.active_speaker;
+            match speaker {
+                Some(p) => {
+                    metrics.active_speaker_changes.inc();
+                    gauge.with_label_values(&[&self.ctx.id]).set(p.0 as i64);
+                }
+                None => {
+                    let _ = gauge.remove_label_values(&[&self.ctx.id]);
+                }
             }
             self.last_speaker = speaker;
         }
@@ -704,6 +713,57 @@ impl Conference {
             cascade: CascadeSnapshot { state: "off" },
         }
     }
+}
+
+/// Packets a leg must go without voice activity before we stop decoding it
+/// (a VAD hangover: 500 ms at 20 ms packets), so a talker's pauses between
+/// words never cost it the first syllable of the next.
+const VAD_HANGOVER: u8 = 25;
+
+/// Pops one packet from the leg's jitter buffer and decodes (or conceals) it
+/// into `out`. False when there is nothing to play (not started, DTX, gap) or
+/// when nobody needs it: a leg that is not in the mix and whose Opus packets
+/// say "no voice" is not decoded at all (the sender's own VAD decides; it
+/// costs one byte read). Such a leg counts as silent, as with DTX.
+fn decode_next(
+    leg: &mut Leg,
+    heard: bool,
+    now: Instant,
+    metrics: &Metrics,
+    out: &mut Vec<i16>,
+) -> bool {
+    let ok = match leg.jitter.pop(now) {
+        Playout::Frame { payload, .. } => {
+            if leg.media.codec == AudioCodec::Opus {
+                match codec::opus_voice_activity(&payload) {
+                    Some(false) if leg.vad_hangover == 0 && !heard => {
+                        metrics.audio_decodes_skipped.inc();
+                        leg.undecoded = true;
+                        return false;
+                    }
+                    Some(false) => leg.vad_hangover = leg.vad_hangover.saturating_sub(1),
+                    _ => leg.vad_hangover = VAD_HANGOVER,
+                }
+            }
+            if std::mem::take(&mut leg.undecoded) {
+                leg.decoder.reset();
+            }
+            metrics.audio_decodes.inc();
+            leg.decoder.decode(&payload, out).is_ok()
+        }
+        Playout::Lost { .. } if leg.undecoded => return false,
+        Playout::Lost { next } => {
+            let method = if next.is_some() && leg.media.codec == AudioCodec::Opus {
+                "fec"
+            } else {
+                "plc"
+            };
+            metrics.concealed_frames.with_label_values(&[method]).inc();
+            leg.decoder.conceal(next.as_deref(), out).is_ok()
+        }
+        Playout::Silent => false,
+    };
+    ok && !out.is_empty()
 }
 
 fn new_jitter(ctx: &ConferenceContext, media: &NegotiatedAudio) -> JitterBuffer {

@@ -3,7 +3,7 @@
 //! the media path never waits on a lock here.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Counter, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -24,10 +24,79 @@ pub struct Metrics {
     pub mixer_tick: Histogram,
     pub audio_encodes: IntCounter,
     pub audio_decodes: IntCounter,
+    pub audio_decodes_skipped: IntCounter,
     pub active_speaker_changes: IntCounter,
     pub dtmf: IntCounter,
     pub sip_transaction_timeouts: IntCounterVec,
     pub call_duration: HistogramVec,
+    pub active_speaker: IntGaugeVec,
+    process: ProcessMetrics,
+}
+
+/// The process' own figures, read from /proc at scrape time. prometheus'
+/// ProcessCollector reports CPU in whole seconds, too coarse to compute
+/// participants per core over a short load run; this keeps the clock ticks.
+struct ProcessMetrics {
+    cpu: Counter,
+    resident: Gauge,
+    open_fds: Gauge,
+    threads: Gauge,
+    last_cpu: std::sync::Mutex<f64>,
+}
+
+impl ProcessMetrics {
+    fn new(r: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help).expect("static metric definition");
+            r.register(Box::new(g.clone())).expect("unique metric name");
+            g
+        };
+        let cpu = Counter::new("process_cpu_seconds_total", "User and system CPU time spent, seconds")
+            .expect("static metric definition");
+        r.register(Box::new(cpu.clone())).expect("unique metric name");
+        // Registered for scrapers; set once here and never read back.
+        let start_time = gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, seconds");
+        if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            start_time.set(d.as_secs_f64());
+        }
+        Self {
+            cpu,
+            resident: gauge("process_resident_memory_bytes", "Resident memory size, bytes"),
+            open_fds: gauge("process_open_fds", "Open file descriptors"),
+            threads: gauge("process_threads", "OS threads"),
+            last_cpu: std::sync::Mutex::new(0.0),
+        }
+    }
+
+    fn refresh(&self) {
+        // /proc/self/stat: fields after the parenthesised command name; utime
+        // and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        const TICKS_PER_SECOND: f64 = 100.0;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+        {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(u), Some(s)) = (field(14), field(15)) {
+                let total = (u + s) / TICKS_PER_SECOND;
+                if let Ok(mut last) = self.last_cpu.lock() {
+                    if total > *last {
+                        self.cpu.inc_by(total - *last);
+                        *last = total;
+                    }
+                }
+            }
+            if let Some(t) = field(20) {
+                self.threads.set(t);
+            }
+            if let Some(rss_pages) = field(24) {
+                self.resident.set(rss_pages * 4096.0);
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(dir.count() as f64);
+        }
+    }
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -52,11 +121,6 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        #[cfg(target_os = "linux")]
-        {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            r.register(Box::new(pc)).expect("process collector");
-        }
         let conferences = IntGauge::new("tandem_conferences", "Conferences with at least one participant")
             .expect("static metric definition");
         r.register(Box::new(conferences.clone())).expect("unique metric name");
@@ -107,6 +171,11 @@ impl Metrics {
             ),
             audio_encodes: counter(&r, "tandem_audio_encodes_total", "Audio frames encoded (one per distinct output)"),
             audio_decodes: counter(&r, "tandem_audio_decodes_total", "Audio frames decoded"),
+            audio_decodes_skipped: counter(
+                &r,
+                "tandem_audio_decodes_skipped_total",
+                "Opus frames not decoded: the sender flagged no voice and the leg was not in the mix",
+            ),
             active_speaker_changes: counter(&r, "tandem_active_speaker_changes_total", "Active speaker changes"),
             dtmf: counter(&r, "tandem_dtmf_events_total", "DTMF digits received (RFC 4733 or SIP INFO)"),
             sip_transaction_timeouts: counter_vec(
@@ -125,7 +194,31 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("unique metric name");
                 h
             },
+            active_speaker: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "tandem_active_speaker",
+                        "Participant ID of each conference's active speaker (absent when none)",
+                    ),
+                    &["conference"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone())).expect("unique metric name");
+                g
+            },
+            process: ProcessMetrics::new(&r),
             registry: r,
+        }
+    }
+
+    /// Label lookups hash and lock; the media path resolves its counters once.
+    pub fn media_counters(&self) -> MediaCounters {
+        MediaCounters {
+            rtp_in: self.rtp_packets.with_label_values(&["in"]),
+            rtp_out: self.rtp_packets.with_label_values(&["out"]),
+            rtcp_in: self.rtp_packets.with_label_values(&["rtcp_in"]),
+            bytes_in: self.rtp_bytes.with_label_values(&["in"]),
+            bytes_out: self.rtp_bytes.with_label_values(&["out"]),
         }
     }
 
@@ -136,6 +229,7 @@ impl Metrics {
 
     /// The text exposition for `/metrics`.
     pub fn render(&self) -> String {
+        self.process.refresh();
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
@@ -143,6 +237,16 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Pre-resolved per-packet counters (see [`Metrics::media_counters`]).
+#[derive(Clone)]
+pub struct MediaCounters {
+    pub rtp_in: IntCounter,
+    pub rtp_out: IntCounter,
+    pub rtcp_in: IntCounter,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
 }
 
 impl Default for Metrics {

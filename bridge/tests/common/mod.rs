@@ -15,6 +15,11 @@
 //!   never skip silently.
 //! - [`sip`]: raw SIP over UDP/TCP and a minimal PCMU call ([`sip::RawCall`])
 //!   whose RTP port and socket the test controls (for malformed-RTP tests).
+//! - [`uac`]: a scripted SIP dialog (late offer, re-INVITE, INFO, session
+//!   timer headers) and an RTP endpoint whose codec and sending the test
+//!   switches mid-call.
+//! - [`rooms`]: synthetic room systems (`tandem-loadtest`) on a runtime the
+//!   test owns.
 //! - [`audio`]: WAV reading, G.711 µ-law, and a windowed Goertzel to check
 //!   which tones a recording contains.
 //!
@@ -27,7 +32,9 @@ pub mod http;
 pub mod node;
 pub mod peers;
 pub mod ports;
+pub mod rooms;
 pub mod sip;
+pub mod uac;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -159,6 +159,53 @@ impl Node {
         http::metric_sum(&self.metrics(), name, labels).unwrap_or(0.0)
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a `kill -s` name: `INT`, `TERM`, ...) to the node, as
+    /// an operator's Ctrl-C or service manager would. Panics if `kill` fails.
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -s {signal} {} failed (is kill(1) installed?)", self.pid());
+    }
+
+    /// Waits up to `timeout` for the node to exit on its own; None if it is
+    /// still running (drop then stops it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        super::wait_child(&mut self.child, timeout)
+    }
+
+    /// The id of the participant named `name` (the From display name) in
+    /// conference `conference`, if listed.
+    pub fn participant_id(&self, conference: &str, name: &str) -> Option<String> {
+        let c = self.conference(conference)?;
+        c.get("participants")?
+            .as_array()?
+            .iter()
+            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(name))
+            .and_then(|p| p.get("id").and_then(|i| i.as_str()).map(str::to_string))
+    }
+
+    /// The participant named `name` in conference `conference` as JSON.
+    pub fn participant(&self, conference: &str, name: &str) -> Option<serde_json::Value> {
+        let c = self.conference(conference)?;
+        c.get("participants")?
+            .as_array()?
+            .iter()
+            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(name))
+            .cloned()
+    }
+
     /// `GET /api/conferences` as JSON (an array).
     pub fn conferences(&self) -> serde_json::Value {
         let r = self.get("/api/conferences");

@@ -85,6 +85,28 @@ pub trait AudioDecoder: Send {
     /// the packet after the lost one, if it already arrived (Opus recovers the
     /// lost audio from its in-band FEC).
     fn conceal(&mut self, next: Option<&[u8]>, out: &mut Vec<i16>) -> Result<(), CodecError>;
+    /// Forgets the decoder's history, as after packets that were not decoded:
+    /// the next packet then decodes from a clean state rather than a stale one.
+    fn reset(&mut self) {}
+}
+
+/// The voice-activity flag an Opus encoder put in a packet, read without
+/// decoding it (RFC 6716 §4.2.3): SILK and hybrid frames open with one VAD bit
+/// per SILK frame, range-coded at probability 1/2, so the first frame's flag is
+/// the top bit of the first byte after the TOC. `None` when the packet does not
+/// say (CELT-only modes, multi-frame codes 2 and 3): then decode it.
+/// `Some(false)` for a TOC-only packet (DTX: nothing to hear).
+pub fn opus_voice_activity(payload: &[u8]) -> Option<bool> {
+    let toc = *payload.first()?;
+    let config = toc >> 3;
+    let code = toc & 0x03;
+    if config >= 16 || code > 1 {
+        return None;
+    }
+    match payload.get(1) {
+        None => Some(false),
+        Some(b) => Some(b & 0x80 != 0),
+    }
 }
 
 /// Turns 48 kHz mono PCM into RTP payloads.
@@ -168,6 +190,10 @@ impl AudioDecoder for OpusDecoder {
         };
         out.extend_from_slice(&self.scratch[..n]);
         Ok(())
+    }
+
+    fn reset(&mut self) {
+        let _ = self.inner.reset_state();
     }
 }
 
@@ -303,6 +329,56 @@ impl AudioEncoder for WaveformEncoder {
 
 #[cfg(test)]
 mod tests {
+
+    /// The VAD bit is read off real libopus packets: a talker's frames carry
+    /// it, near-silence does not (after the encoder's VAD settles).
+    #[test]
+    fn opus_vad_flag_is_read_without_decoding() {
+        let mut enc = encoder(CodecKind::Opus, 20).expect("encoder");
+        let mut noise_seed = 12345u32;
+        let mut flags = |pcm: &dyn Fn(usize, &mut u32) -> i16, frames: usize| {
+            let mut v = Vec::new();
+            for f in 0..frames {
+                let frame: Vec<i16> = (0..960).map(|i| pcm(f * 960 + i, &mut noise_seed)).collect();
+                let mut out = Vec::new();
+                enc.encode(&frame, &mut out).expect("encode");
+                v.push(opus_voice_activity(&out));
+            }
+            v
+        };
+        let quiet = flags(
+            &|_, seed: &mut u32| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 17;
+                *seed ^= *seed << 5;
+                (*seed % 32) as i16 - 16
+            },
+            100,
+        );
+        let settled = &quiet[50..];
+        assert!(settled.iter().all(|f| f.is_some()), "SILK/hybrid frames at 32 kbit/s VOIP");
+        let quiet_active = settled.iter().filter(|f| **f == Some(true)).count();
+        assert!(quiet_active <= 5, "near-silence flagged active {quiet_active}/50");
+        let voice = flags(
+            &|n, _| {
+                let t = n as f32 / 48_000.0;
+                // A vowel-like buzz: 150 Hz harmonics, syllables at 4 Hz.
+                let env = (0.5 + 0.5 * (2.0 * std::f32::consts::PI * 4.0 * t).sin()).powi(2);
+                let mut x = 0.0;
+                for h in 1..12 {
+                    x += (2.0 * std::f32::consts::PI * 150.0 * h as f32 * t).sin() / h as f32;
+                }
+                (x * env * 6000.0) as i16
+            },
+            100,
+        );
+        let voice_active = voice.iter().filter(|f| **f == Some(true)).count();
+        assert!(voice_active >= 50, "voice flagged active only {voice_active}/100");
+        assert_eq!(opus_voice_activity(&[0x08]), Some(false), "TOC only: DTX");
+        assert_eq!(opus_voice_activity(&[0xF8, 0xFF]), None, "CELT-only says nothing");
+        assert_eq!(opus_voice_activity(&[]), None);
+    }
+
     use super::*;
     use crate::audio::testutil::{goertzel, sine_at, snr_aligned};
 

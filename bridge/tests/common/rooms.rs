@@ -1,0 +1,50 @@
+//! Synthetic room systems ([`tandem_loadtest::RoomSystem`]) from blocking
+//! tests: they run on a tokio runtime the test owns, while the test thread
+//! sleeps and polls the node's API.
+
+use std::time::Duration;
+
+use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig};
+
+use super::Node;
+
+/// A two-worker runtime for room systems (the machine has two cores; the
+/// node under test needs them too).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime for room systems")
+}
+
+/// Calls conference `conference` as room system `name` sending `tone`
+/// (`Some((hz, amplitude))`) or quiet-room noise (`None`); panics with the
+/// node's log unless the call is established within 15 s.
+pub fn call(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    conference: &str,
+    name: &str,
+    codec: Codec,
+    tone: Option<(f32, f32)>,
+) -> RoomSystem {
+    let mut cfg = RoomSystemConfig::new(node.sip_addr(), conference, name).with_codec(codec);
+    if let Some((hz, amplitude)) = tone {
+        cfg = cfg.with_tone(hz, amplitude);
+    }
+    let placed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+    });
+    match placed {
+        Ok(Ok(room)) => room,
+        Ok(Err(e)) => panic!(
+            "room system {name} could not join conference {conference}: {e}\n--- node log ---\n{}",
+            node.log_tail()
+        ),
+        Err(_) => panic!(
+            "room system {name}: no answer from conference {conference} within 15 s\n--- node log ---\n{}",
+            node.log_tail()
+        ),
+    }
+}

@@ -66,8 +66,13 @@ pub enum ConferenceCommand {
 #[derive(Debug)]
 pub enum ConferenceEvent {
     /// No RTP from this leg for the configured timeout: signalling ends the call.
-    MediaTimeout { call_id: String },
-    Dtmf { call_id: String, digit: char },
+    MediaTimeout {
+        call_id: String,
+    },
+    Dtmf {
+        call_id: String,
+        digit: char,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -174,10 +179,16 @@ struct Leg {
 
 impl Leg {
     fn may_send(&self) -> bool {
-        matches!(self.media.direction, Direction::SendRecv | Direction::SendOnly)
+        matches!(
+            self.media.direction,
+            Direction::SendRecv | Direction::SendOnly
+        )
     }
     fn may_receive(&self) -> bool {
-        matches!(self.media.direction, Direction::SendRecv | Direction::RecvOnly)
+        matches!(
+            self.media.direction,
+            Direction::SendRecv | Direction::RecvOnly
+        )
     }
 }
 
@@ -254,7 +265,7 @@ async fn run(
                 conf.handle_tick(started);
                 conf.ctx.metrics.mixer_tick.observe(started.elapsed().as_secs_f64());
                 conf.ticks = conf.ticks.wrapping_add(1);
-                if conf.ticks % SNAPSHOT_EVERY_TICKS == 0 {
+                if conf.ticks.is_multiple_of(SNAPSHOT_EVERY_TICKS) {
                     snapshot.send_replace(conf.snapshot());
                 }
             }
@@ -471,7 +482,11 @@ impl Conference {
         if let Some(dest) = leg.remote_rtcp.or(leg.remote) {
             let mut buf = Vec::new();
             let _ = rtcp::write_bye(&mut buf, &[Ssrc(leg.ssrc)], None);
-            let _ = if leg.media.rtcp_mux { leg.rtp.try_send_to(&buf, dest) } else { leg.rtcp.try_send_to(&buf, dest) };
+            let _ = if leg.media.rtcp_mux {
+                leg.rtp.try_send_to(&buf, dest)
+            } else {
+                leg.rtcp.try_send_to(&buf, dest)
+            };
         }
         let _ = self.mixer.remove_participant(id);
         self.ctx.ports.release(leg.port);
@@ -519,7 +534,9 @@ impl Conference {
         leg.last_rx = pkt.at;
         leg.timed_out = false;
         if Some(packet.payload_type) == leg.media.dtmf_pt {
-            if let Some(tandem_proto::rtp::dtmf::Dtmf(digit)) = leg.dtmf.handle_packet(packet.timestamp, packet.payload) {
+            if let Some(tandem_proto::rtp::dtmf::Dtmf(digit)) =
+                leg.dtmf.handle_packet(packet.timestamp, packet.payload)
+            {
                 metrics.dtmf.inc();
                 let _ = self.ctx.events.try_send(ConferenceEvent::Dtmf {
                     call_id: leg.call_id.clone(),
@@ -539,8 +556,12 @@ impl Conference {
         leg.remote = Some(pkt.from);
         leg.stats.handle_rtp(pkt.at, &packet);
         if leg.may_receive() {
-            leg.jitter
-                .push(pkt.at, packet.sequence, packet.timestamp, packet.payload.to_vec());
+            leg.jitter.push(
+                pkt.at,
+                packet.sequence,
+                packet.timestamp,
+                packet.payload.to_vec(),
+            );
         }
     }
 
@@ -626,7 +647,7 @@ impl Conference {
             self.last_speaker = speaker;
         }
         // 4. Housekeeping, spread out: RTCP reports, media timeouts, counters.
-        if self.ticks % 10 == 0 {
+        if self.ticks.is_multiple_of(10) {
             self.housekeeping(now);
         }
     }
@@ -651,7 +672,6 @@ impl Conference {
             .into_iter()
             .enumerate()
             {
-                let v = v as u64;
                 if v > leg.jb_reported[i] {
                     metrics
                         .jitter_buffer_events
@@ -776,7 +796,11 @@ fn new_jitter(ctx: &ConferenceContext, media: &NegotiatedAudio) -> JitterBuffer 
 }
 
 fn send_rtcp(leg: &mut Leg, now: Instant, wall: SystemTime) {
-    let Some(dest) = (if leg.media.rtcp_mux { leg.remote } else { leg.remote_rtcp }) else {
+    let Some(dest) = (if leg.media.rtcp_mux {
+        leg.remote
+    } else {
+        leg.remote_rtcp
+    }) else {
         return;
     };
     let ntp = tandem_proto::rtp::stats::ntp_timestamp(wall);
@@ -805,6 +829,10 @@ fn send_rtcp(leg: &mut Leg, now: Instant, wall: SystemTime) {
     {
         return;
     }
-    let socket = if leg.media.rtcp_mux { &leg.rtp } else { &leg.rtcp };
+    let socket = if leg.media.rtcp_mux {
+        &leg.rtp
+    } else {
+        &leg.rtcp
+    };
     let _ = socket.try_send_to(&buf, dest);
 }

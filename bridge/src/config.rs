@@ -80,8 +80,14 @@ impl PortRange {
         let (a, b) = s
             .split_once('-')
             .ok_or_else(|| format!("expected \"FIRST-LAST\", got {s:?}"))?;
-        let a: u16 = a.trim().parse().map_err(|_| format!("bad first port in {s:?}"))?;
-        let b: u16 = b.trim().parse().map_err(|_| format!("bad last port in {s:?}"))?;
+        let a: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad first port in {s:?}"))?;
+        let b: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad last port in {s:?}"))?;
         if a == 0 || a > b {
             return Err(format!("empty or invalid port range {s:?}"));
         }
@@ -197,7 +203,15 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: &[&str] = &["sip", "http", "media", "qos", "conference", "cascade", "log"];
+const SECTIONS: &[&str] = &[
+    "sip",
+    "http",
+    "media",
+    "qos",
+    "conference",
+    "cascade",
+    "log",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -311,7 +325,9 @@ impl Config {
 fn env_value(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");
     match probe.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.into()),
     }
 }
@@ -336,7 +352,10 @@ fn serde_path_to_error(table: toml::Table) -> Result<Config, ConfigError> {
                 toml::Value::Table(toml::Table::from_iter([(key.clone(), v.clone())])),
             )]);
             if let Err(e) = Config::deserialize(one) {
-                return Err(ConfigError::Invalid(format!("{section}.{key}: {}", e.message())));
+                return Err(ConfigError::Invalid(format!(
+                    "{section}.{key}: {}",
+                    e.message()
+                )));
             }
         }
     }
@@ -422,7 +441,9 @@ mod tests {
         assert_eq!(c.sip.port, 5080);
         assert_eq!(c.qos.audio, 40);
         std::fs::write(&path, "[sip]\nportt = 5080\n").expect("write");
-        let err = Config::load(Some(&path), env(&[])).expect_err("unknown").to_string();
+        let err = Config::load(Some(&path), env(&[]))
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("portt"), "{err}");
     }
 }

@@ -13,10 +13,16 @@ pub const DEMO_CONFERENCE: &str = "1000";
 
 pub async fn start(node: &Node) -> anyhow::Result<()> {
     let server = match node.sip_addr.ip() {
-        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), node.sip_addr.port()),
+        ip if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), node.sip_addr.port())
+        }
         _ => node.sip_addr,
     };
-    let voices = [("Alice", 392.0, Codec::Opus), ("Bob", 523.25, Codec::Pcmu), ("Carol", 659.25, Codec::Opus)];
+    let voices = [
+        ("Alice", 392.0, Codec::Opus),
+        ("Bob", 523.25, Codec::Pcmu),
+        ("Carol", 659.25, Codec::Opus),
+    ];
     let mut rooms = Vec::new();
     for (name, hz, codec) in voices {
         let room = RoomSystem::call(RoomSystemConfig {

@@ -30,14 +30,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/conferences", get(list_conferences))
         .route("/api/conferences/{id}", get(conference))
         .route("/api/conferences/{id}/participants/{pid}/mute", post(mute))
-        .route("/api/conferences/{id}/participants/{pid}/unmute", post(unmute))
+        .route(
+            "/api/conferences/{id}/participants/{pid}/unmute",
+            post(unmute),
+        )
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }
 
 /// `{"error":{"code":..,"message":..}}` with a 4xx/5xx status.
 pub fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
@@ -116,7 +123,11 @@ async fn set_mute(s: &ApiState, id: &str, pid: &str, muted: bool) -> Response {
         muted,
     };
     if handle.commands.send(cmd).await.is_err() {
-        return api_error(StatusCode::GONE, "conference_ended", "the conference just ended");
+        return api_error(
+            StatusCode::GONE,
+            "conference_ended",
+            "the conference just ended",
+        );
     }
     Json(json!({"participant": pid, "muted": muted})).into_response()
 }

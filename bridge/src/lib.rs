@@ -18,8 +18,8 @@
 #![forbid(unsafe_code)]
 
 pub mod conference;
-pub mod demo;
 pub mod config;
+pub mod demo;
 pub mod driver;
 pub mod http;
 pub mod metrics;

@@ -37,8 +37,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up { config, demo } => {
-            let config = Config::load(config.as_deref(), std::env::vars())
-                .context("configuration")?;
+            let config =
+                Config::load(config.as_deref(), std::env::vars()).context("configuration")?;
             init_tracing(&config.log.level);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -47,8 +47,8 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(up(config, demo))
         }
         Command::Config { config } => {
-            let config = Config::load(config.as_deref(), std::env::vars())
-                .context("configuration")?;
+            let config =
+                Config::load(config.as_deref(), std::env::vars()).context("configuration")?;
             println!("{config:#?}");
             Ok(())
         }
@@ -57,13 +57,19 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing(level: &str) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 async fn up(config: Config, demo: bool) -> anyhow::Result<()> {
     let node = Node::start(config.clone()).await?;
     println!("Tandem is up.");
-    println!("  dial:    sip:<conference>@{}   (e.g. sip:4711@{})", node.sip_addr, node.sip_addr);
+    println!(
+        "  dial:    sip:<conference>@{}   (e.g. sip:4711@{})",
+        node.sip_addr, node.sip_addr
+    );
     println!("  api:     http://{}/api/conferences", node.http_addr);
     println!("  metrics: http://{}/metrics", node.http_addr);
     if demo {

@@ -3,8 +3,8 @@
 //! the media path never waits on a lock here.
 
 use prometheus::{
-    Counter, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -51,17 +51,27 @@ impl ProcessMetrics {
             r.register(Box::new(g.clone())).expect("unique metric name");
             g
         };
-        let cpu = Counter::new("process_cpu_seconds_total", "User and system CPU time spent, seconds")
-            .expect("static metric definition");
-        r.register(Box::new(cpu.clone())).expect("unique metric name");
+        let cpu = Counter::new(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent, seconds",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(cpu.clone()))
+            .expect("unique metric name");
         // Registered for scrapers; set once here and never read back.
-        let start_time = gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, seconds");
+        let start_time = gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, seconds",
+        );
         if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             start_time.set(d.as_secs_f64());
         }
         Self {
             cpu,
-            resident: gauge("process_resident_memory_bytes", "Resident memory size, bytes"),
+            resident: gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size, bytes",
+            ),
             open_fds: gauge("process_open_fds", "Open file descriptors"),
             threads: gauge("process_threads", "OS threads"),
             last_cpu: std::sync::Mutex::new(0.0),
@@ -79,11 +89,11 @@ impl ProcessMetrics {
             let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
             if let (Some(u), Some(s)) = (field(14), field(15)) {
                 let total = (u + s) / TICKS_PER_SECOND;
-                if let Ok(mut last) = self.last_cpu.lock() {
-                    if total > *last {
-                        self.cpu.inc_by(total - *last);
-                        *last = total;
-                    }
+                if let Ok(mut last) = self.last_cpu.lock()
+                    && total > *last
+                {
+                    self.cpu.inc_by(total - *last);
+                    *last = total;
                 }
             }
             if let Some(t) = field(20) {
@@ -121,20 +131,38 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        let conferences = IntGauge::new("tandem_conferences", "Conferences with at least one participant")
-            .expect("static metric definition");
-        r.register(Box::new(conferences.clone())).expect("unique metric name");
+        let conferences = IntGauge::new(
+            "tandem_conferences",
+            "Conferences with at least one participant",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(conferences.clone()))
+            .expect("unique metric name");
         let participants = IntGaugeVec::new(
-            Opts::new("tandem_participants", "Participants connected, by signalling and audio codec"),
+            Opts::new(
+                "tandem_participants",
+                "Participants connected, by signalling and audio codec",
+            ),
             &["signalling", "codec"],
         )
         .expect("static metric definition");
-        r.register(Box::new(participants.clone())).expect("unique metric name");
+        r.register(Box::new(participants.clone()))
+            .expect("unique metric name");
         Self {
             conferences,
             participants,
-            sip_requests: counter_vec(&r, "tandem_sip_requests_total", "SIP requests received, by method", &["method"]),
-            sip_responses: counter_vec(&r, "tandem_sip_responses_total", "SIP responses sent, by status code", &["code"]),
+            sip_requests: counter_vec(
+                &r,
+                "tandem_sip_requests_total",
+                "SIP requests received, by method",
+                &["method"],
+            ),
+            sip_responses: counter_vec(
+                &r,
+                "tandem_sip_responses_total",
+                "SIP responses sent, by status code",
+                &["code"],
+            ),
             malformed: counter_vec(
                 &r,
                 "tandem_malformed_total",
@@ -142,9 +170,23 @@ impl Metrics {
                 &["protocol", "kind"],
             ),
             calls: counter_vec(&r, "tandem_calls_total", "Calls by outcome", &["outcome"]),
-            rtp_packets: counter_vec(&r, "tandem_rtp_packets_total", "RTP packets, by direction", &["direction"]),
-            rtp_bytes: counter_vec(&r, "tandem_rtp_bytes_total", "RTP payload bytes, by direction", &["direction"]),
-            rtp_lost: counter(&r, "tandem_rtp_lost_packets_total", "RTP packets lost on the way in (sequence gaps)"),
+            rtp_packets: counter_vec(
+                &r,
+                "tandem_rtp_packets_total",
+                "RTP packets, by direction",
+                &["direction"],
+            ),
+            rtp_bytes: counter_vec(
+                &r,
+                "tandem_rtp_bytes_total",
+                "RTP payload bytes, by direction",
+                &["direction"],
+            ),
+            rtp_lost: counter(
+                &r,
+                "tandem_rtp_lost_packets_total",
+                "RTP packets lost on the way in (sequence gaps)",
+            ),
             rtp_jitter: histogram(
                 &r,
                 "tandem_rtp_jitter_seconds",
@@ -167,17 +209,31 @@ impl Metrics {
                 &r,
                 "tandem_mixer_tick_seconds",
                 "Time one conference's 20 ms audio tick takes (decode, mix, encode, send)",
-                vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04],
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04,
+                ],
             ),
-            audio_encodes: counter(&r, "tandem_audio_encodes_total", "Audio frames encoded (one per distinct output)"),
+            audio_encodes: counter(
+                &r,
+                "tandem_audio_encodes_total",
+                "Audio frames encoded (one per distinct output)",
+            ),
             audio_decodes: counter(&r, "tandem_audio_decodes_total", "Audio frames decoded"),
             audio_decodes_skipped: counter(
                 &r,
                 "tandem_audio_decodes_skipped_total",
                 "Opus frames not decoded: the sender flagged no voice and the leg was not in the mix",
             ),
-            active_speaker_changes: counter(&r, "tandem_active_speaker_changes_total", "Active speaker changes"),
-            dtmf: counter(&r, "tandem_dtmf_events_total", "DTMF digits received (RFC 4733 or SIP INFO)"),
+            active_speaker_changes: counter(
+                &r,
+                "tandem_active_speaker_changes_total",
+                "Active speaker changes",
+            ),
+            dtmf: counter(
+                &r,
+                "tandem_dtmf_events_total",
+                "DTMF digits received (RFC 4733 or SIP INFO)",
+            ),
             sip_transaction_timeouts: counter_vec(
                 &r,
                 "tandem_sip_timeouts_total",

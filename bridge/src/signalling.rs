@@ -108,10 +108,7 @@ impl Signalling {
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
-        let sent_by = format!(
-            "{}",
-            SocketAddr::new(config.sip.listen, config.sip.port)
-        );
+        let sent_by = format!("{}", SocketAddr::new(config.sip.listen, config.sip.port));
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
             sent_by,
@@ -161,7 +158,10 @@ impl Signalling {
     /// Ctrl-C: BYE every call, wait for the answers (bounded), end conferences.
     async fn shutdown(&mut self, inbound: &mut mpsc::Receiver<SipInbound>) {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
-        info!(calls = ids.len(), "shutting down: ending every call with BYE");
+        info!(
+            calls = ids.len(),
+            "shutting down: ending every call with BYE"
+        );
         let now = Instant::now();
         for id in ids {
             self.send_bye(now, &id);
@@ -204,10 +204,7 @@ impl Signalling {
 
     async fn transmit(&mut self, dest: SocketAddr, transport: Transport, bytes: Vec<u8>) {
         if let Some(code) = response_code(&bytes) {
-            self.metrics
-                .sip_responses
-                .with_label_values(&[code])
-                .inc();
+            self.metrics.sip_responses.with_label_values(&[code]).inc();
         }
         match transport {
             Transport::Udp => {
@@ -299,12 +296,22 @@ impl Signalling {
     }
 
     fn respond(&mut self, now: Instant, key: &TransactionKey, resp: Response) {
-        if let Err(e) = self.transactions.respond(now, key, with_server_headers(resp)) {
+        if let Err(e) = self
+            .transactions
+            .respond(now, key, with_server_headers(resp))
+        {
             debug!(%e, "response for a transaction that is gone");
         }
     }
 
-    fn reply(&mut self, now: Instant, key: &TransactionKey, req: &Request, code: u16, reason: &str) {
+    fn reply(
+        &mut self,
+        now: Instant,
+        key: &TransactionKey,
+        req: &Request,
+        code: u16,
+        reason: &str,
+    ) {
         let mut resp = Response::for_request(req, code, reason);
         if code >= 200 && req.to_tag().is_none() && code != 100 {
             resp = resp.with_to_tag(&self.new_tag());
@@ -334,7 +341,13 @@ impl Signalling {
     ) {
         if req.call_id().is_none() || req.cseq().is_none() {
             self.metrics.malformed("sip", "missing_header");
-            self.reply(now, &key, &req, 400, "Bad Request (missing Call-ID or CSeq)");
+            self.reply(
+                now,
+                &key,
+                &req,
+                400,
+                "Bad Request (missing Call-ID or CSeq)",
+            );
             return;
         }
         match req.method {
@@ -385,7 +398,8 @@ impl Signalling {
                         return;
                     }
                     let mut resp = Response::for_request(&req, 200, "OK");
-                    if let Ok(Some(timer)) = session_timer::negotiate(&req, self.config.sip.min_se) {
+                    if let Ok(Some(timer)) = session_timer::negotiate(&req, self.config.sip.min_se)
+                    {
                         timer.apply(&mut resp);
                     }
                     self.respond(now, &key, resp);
@@ -429,7 +443,12 @@ impl Signalling {
         LocalMedia {
             addr: self.config.media_advertise(),
             audio_port: port,
-            codecs: vec![AudioCodec::Opus, AudioCodec::G722, AudioCodec::Pcmu, AudioCodec::Pcma],
+            codecs: vec![
+                AudioCodec::Opus,
+                AudioCodec::G722,
+                AudioCodec::Pcmu,
+                AudioCodec::Pcma,
+            ],
             ptime: 20,
         }
     }
@@ -451,8 +470,8 @@ impl Signalling {
             return;
         }
         if let Some(unsupported) = unsupported_requires(&req) {
-            let mut resp = Response::for_request(&req, 420, "Bad Extension")
-                .with_to_tag(&self.new_tag());
+            let mut resp =
+                Response::for_request(&req, 420, "Bad Extension").with_to_tag(&self.new_tag());
             resp.headers.push("Unsupported", &unsupported);
             self.respond(now, &key, resp);
             return;
@@ -460,20 +479,35 @@ impl Signalling {
         let conference = match uri_user(&req.uri) {
             Some(u) if valid_conference_id(u) => u.to_string(),
             _ => {
-                self.metrics.calls.with_label_values(&["unknown_conference"]).inc();
-                self.reply(now, &key, &req, 404, "Not Found (no conference in Request-URI)");
+                self.metrics
+                    .calls
+                    .with_label_values(&["unknown_conference"])
+                    .inc();
+                self.reply(
+                    now,
+                    &key,
+                    &req,
+                    404,
+                    "Not Found (no conference in Request-URI)",
+                );
                 return;
             }
         };
         let existing = self.conferences.get(&conference).map(|c| c.legs);
         match existing {
             None if !self.config.conference.auto_create => {
-                self.metrics.calls.with_label_values(&["unknown_conference"]).inc();
+                self.metrics
+                    .calls
+                    .with_label_values(&["unknown_conference"])
+                    .inc();
                 self.reply(now, &key, &req, 404, "Not Found (unknown conference)");
                 return;
             }
             Some(n) if n >= self.config.conference.max_participants => {
-                self.metrics.calls.with_label_values(&["conference_full"]).inc();
+                self.metrics
+                    .calls
+                    .with_label_values(&["conference_full"])
+                    .inc();
                 self.reply(now, &key, &req, 486, "Busy Here (conference full)");
                 return;
             }
@@ -484,7 +518,7 @@ impl Signalling {
             Err(min_se) => {
                 let mut resp = Response::for_request(&req, 422, "Session Interval Too Small")
                     .with_to_tag(&self.new_tag());
-                resp.headers.push("Min-SE", &min_se.to_string());
+                resp.headers.push("Min-SE", min_se.to_string());
                 self.respond(now, &key, resp);
                 return;
             }
@@ -517,10 +551,15 @@ impl Signalling {
                 Err(e) => {
                     self.ports.release(port);
                     let (code, reason) = match e {
-                        OfferAnswerError::NoCommonCodec => (488, "Not Acceptable Here (no common codec)"),
+                        OfferAnswerError::NoCommonCodec => {
+                            (488, "Not Acceptable Here (no common codec)")
+                        }
                         _ => (488, "Not Acceptable Here"),
                     };
-                    self.metrics.calls.with_label_values(&["no_common_codec"]).inc();
+                    self.metrics
+                        .calls
+                        .with_label_values(&["no_common_codec"])
+                        .inc();
                     self.reply(now, &key, &req, code, reason);
                     return;
                 }
@@ -616,7 +655,9 @@ impl Signalling {
             self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
             return;
         };
-        let timer = session_timer::negotiate(&req, self.config.sip.min_se).ok().flatten();
+        let timer = session_timer::negotiate(&req, self.config.sip.min_se)
+            .ok()
+            .flatten();
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -685,31 +726,34 @@ impl Signalling {
             sockets,
         };
         let conference = call.conference.clone();
-        let entry = self.conferences.entry(conference.clone()).or_insert_with(|| {
-            let ctx = ConferenceContext {
-                id: conference.clone(),
-                metrics: self.metrics.clone(),
-                ports: self.ports.clone(),
-                events: self.events_tx.clone(),
-                mixed_speakers: self.config.conference.mixed_speakers,
-                jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
-                jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
-                rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
-            };
-            let (commands, snapshot, task) = conference::spawn(ctx);
-            let handle = ConferenceHandle {
-                id: conference.clone(),
-                commands,
-                snapshot,
-            };
-            self.registry.insert(handle.clone());
-            self.metrics.conferences.inc();
-            ConferenceEntry {
-                handle,
-                task,
-                legs: 0,
-            }
-        });
+        let entry = self
+            .conferences
+            .entry(conference.clone())
+            .or_insert_with(|| {
+                let ctx = ConferenceContext {
+                    id: conference.clone(),
+                    metrics: self.metrics.clone(),
+                    ports: self.ports.clone(),
+                    events: self.events_tx.clone(),
+                    mixed_speakers: self.config.conference.mixed_speakers,
+                    jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
+                    jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
+                    rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
+                };
+                let (commands, snapshot, task) = conference::spawn(ctx);
+                let handle = ConferenceHandle {
+                    id: conference.clone(),
+                    commands,
+                    snapshot,
+                };
+                self.registry.insert(handle.clone());
+                self.metrics.conferences.inc();
+                ConferenceEntry {
+                    handle,
+                    task,
+                    legs: 0,
+                }
+            });
         entry.legs += 1;
         if entry
             .handle
@@ -730,9 +774,9 @@ impl Signalling {
             return;
         }
         call.bye_sent = true;
-        let mut bye = call
-            .dialog
-            .create_request(Method::Bye, &self.contact, &self.sent_by, &branch);
+        let mut bye =
+            call.dialog
+                .create_request(Method::Bye, &self.contact, &self.sent_by, &branch);
         bye.headers.push("User-Agent", USER_AGENT);
         let (peer, transport) = (call.peer, call.transport);
         let key = self.transactions.send_request(now, bye, peer, transport);
@@ -755,9 +799,12 @@ impl Signalling {
         }
         let mut empty = false;
         if let Some(entry) = self.conferences.get_mut(&call.conference) {
-            let _ = entry.handle.commands.try_send(ConferenceCommand::RemoveLeg {
-                participant: call.participant,
-            });
+            let _ = entry
+                .handle
+                .commands
+                .try_send(ConferenceCommand::RemoveLeg {
+                    participant: call.participant,
+                });
             entry.legs = entry.legs.saturating_sub(1);
             empty = entry.legs == 0;
         }
@@ -818,10 +865,10 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 fn parse_sdp(req: &Request) -> Result<SessionDescription, &'static str> {
-    if let Some(ct) = req.content_type() {
-        if !ct.to_ascii_lowercase().starts_with("application/sdp") {
-            return Err("unsupported_content_type");
-        }
+    if let Some(ct) = req.content_type()
+        && !ct.to_ascii_lowercase().starts_with("application/sdp")
+    {
+        return Err("unsupported_content_type");
     }
     let text = std::str::from_utf8(&req.body).map_err(|_| "not_utf8")?;
     SessionDescription::parse(text).map_err(|_| "bad_sdp")
@@ -831,9 +878,9 @@ fn parse_sdp(req: &Request) -> Result<SessionDescription, &'static str> {
 fn valid_conference_id(u: &str) -> bool {
     !u.is_empty()
         && u.len() <= 64
-        && u
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*' | b'#' | b'+'))
+        && u.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*' | b'#' | b'+')
+        })
 }
 
 fn caller_name(req: &Request) -> String {

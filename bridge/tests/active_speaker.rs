@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tandem_loadtest::Codec;
 
-use common::{rooms, wait_for, Node};
+use common::{Node, rooms, wait_for};
 
 const CONFERENCE: &str = "speaker";
 const QUIET: f32 = 0.03;
@@ -32,32 +32,56 @@ fn active_speaker(node: &Node) -> Option<String> {
 }
 
 fn speaking(node: &Node, name: &str) -> Option<bool> {
-    node.participant(CONFERENCE, name)?.get("speaking")?.as_bool()
+    node.participant(CONFERENCE, name)?
+        .get("speaking")?
+        .as_bool()
 }
 
 #[test]
 fn the_room_that_starts_talking_louder_becomes_active_speaker_within_a_second() {
     let node = Node::start();
     let rt = rooms::runtime();
-    let alice = rooms::call(&rt, &node, CONFERENCE, "alice", Codec::Pcmu, Some((440.0, QUIET)));
-    let bob = rooms::call(&rt, &node, CONFERENCE, "bob", Codec::Pcmu, Some((1000.0, QUIET)));
+    let alice = rooms::call(
+        &rt,
+        &node,
+        CONFERENCE,
+        "alice",
+        Codec::Pcmu,
+        Some((440.0, QUIET)),
+    );
+    let bob = rooms::call(
+        &rt,
+        &node,
+        CONFERENCE,
+        "bob",
+        Codec::Pcmu,
+        Some((1000.0, QUIET)),
+    );
     let carol = rooms::call(&rt, &node, CONFERENCE, "carol", Codec::Pcmu, None);
 
-    let ids = wait_for("three participants in /api/conferences", Duration::from_secs(10), || {
-        let ids: Vec<Option<String>> = ["alice", "bob", "carol"]
-            .iter()
-            .map(|n| node.participant_id(CONFERENCE, n))
-            .collect();
-        ids.iter().all(Option::is_some).then(|| ids.into_iter().flatten().collect::<Vec<_>>())
-    });
+    let ids = wait_for(
+        "three participants in /api/conferences",
+        Duration::from_secs(10),
+        || {
+            let ids: Vec<Option<String>> = ["alice", "bob", "carol"]
+                .iter()
+                .map(|n| node.participant_id(CONFERENCE, n))
+                .collect();
+            ids.iter()
+                .all(Option::is_some)
+                .then(|| ids.into_iter().flatten().collect::<Vec<_>>())
+        },
+    );
     let (alice_id, bob_id, carol_id) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
     eprintln!("participants: alice {alice_id}, bob {bob_id}, carol {carol_id}");
 
     // The murmur settles: one of the two quiet talkers holds the floor, and
     // carol, silent, is neither speaking nor active.
-    let before = wait_for("alice or bob to be active speaker", Duration::from_secs(10), || {
-        active_speaker(&node).filter(|s| *s == alice_id || *s == bob_id)
-    });
+    let before = wait_for(
+        "alice or bob to be active speaker",
+        Duration::from_secs(10),
+        || active_speaker(&node).filter(|s| *s == alice_id || *s == bob_id),
+    );
     std::thread::sleep(Duration::from_secs(1));
     let conf = node.conference(CONFERENCE).expect("conference listed");
     assert_ne!(
@@ -65,8 +89,16 @@ fn the_room_that_starts_talking_louder_becomes_active_speaker_within_a_second() 
         Some(carol_id.as_str()),
         "the silent room became active speaker: {conf}"
     );
-    assert_eq!(speaking(&node, "carol"), Some(false), "silent carol shown as speaking: {conf}");
-    assert_eq!(speaking(&node, "alice"), Some(true), "alice (quiet tone) not shown as speaking: {conf}");
+    assert_eq!(
+        speaking(&node, "carol"),
+        Some(false),
+        "silent carol shown as speaking: {conf}"
+    );
+    assert_eq!(
+        speaking(&node, "alice"),
+        Some(true),
+        "alice (quiet tone) not shown as speaking: {conf}"
+    );
     eprintln!("before: active speaker {before}");
 
     // Carol starts talking, louder than both.
@@ -83,11 +115,16 @@ fn the_room_that_starts_talking_louder_becomes_active_speaker_within_a_second() 
     let Some(took) = switched else {
         panic!(
             "carol (id {carol_id}) never became active speaker within 5 s of talking louder: {}\n--- node log ---\n{}",
-            node.conference(CONFERENCE).map(|c| c.to_string()).unwrap_or_default(),
+            node.conference(CONFERENCE)
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
             node.log_tail()
         );
     };
-    eprintln!("active speaker switched to carol {} ms after set_tone", took.as_millis());
+    eprintln!(
+        "active speaker switched to carol {} ms after set_tone",
+        took.as_millis()
+    );
     assert!(
         took <= SWITCH_WITHIN,
         "carol became active speaker only after {} ms (want <= {} ms)",
@@ -95,13 +132,21 @@ fn the_room_that_starts_talking_louder_becomes_active_speaker_within_a_second() 
         SWITCH_WITHIN.as_millis()
     );
     let conf = node.conference(CONFERENCE).expect("conference listed");
-    assert_eq!(speaking(&node, "carol"), Some(true), "active speaker carol not shown as speaking: {conf}");
+    assert_eq!(
+        speaking(&node, "carol"),
+        Some(true),
+        "active speaker carol not shown as speaking: {conf}"
+    );
 
     // The operator's view: the gauge names the same participant. It is set
     // on the tick of the switch, so it is at least as fresh as the API.
     let want: f64 = carol_id.parse().expect("participant ids are numbers");
     let metrics = node.metrics();
-    let gauge = common::http::metric_sum(&metrics, "tandem_active_speaker", &[("conference", CONFERENCE)]);
+    let gauge = common::http::metric_sum(
+        &metrics,
+        "tandem_active_speaker",
+        &[("conference", CONFERENCE)],
+    );
     assert_eq!(
         gauge,
         Some(want),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::audio::{assert_tones, read_wav};
 use common::peers::{Baresip, BaresipSpec, Codec};
-use common::{wait_for, Node};
+use common::{Node, wait_for};
 
 const CONFERENCE: &str = "4711";
 /// How long each baresip stays in the call (it hangs up itself).
@@ -44,21 +44,39 @@ fn three_room_systems_hear_each_other_but_not_themselves() {
     // the codec each one was forced to use.
     let mut want: Vec<String> = rooms.iter().map(|r| r.2.api().to_string()).collect();
     want.sort();
-    let codecs = wait_for("3 participants in /api/conferences", Duration::from_secs(10), || {
-        let c = node.participant_codecs(CONFERENCE);
-        (c.len() == 3).then_some(c)
-    });
+    let codecs = wait_for(
+        "3 participants in /api/conferences",
+        Duration::from_secs(10),
+        || {
+            let c = node.participant_codecs(CONFERENCE);
+            (c.len() == 3).then_some(c)
+        },
+    );
     assert_eq!(
-        codecs, want,
+        codecs,
+        want,
         "participants' audio_codec in /api/conferences {}",
         node.conferences()
     );
     let metrics = node.metrics();
     let participants = common::http::metric_sum(&metrics, "tandem_participants", &[]);
-    assert_eq!(participants, Some(3.0), "tandem_participants (summed):\n{metrics}");
+    assert_eq!(
+        participants,
+        Some(3.0),
+        "tandem_participants (summed):\n{metrics}"
+    );
     for r in &rooms {
-        let n = common::http::metric_sum(&metrics, "tandem_participants", &[("signalling", "sip"), ("codec", r.2.api())]);
-        assert_eq!(n, Some(1.0), "tandem_participants{{signalling=\"sip\",codec=\"{}\"}}:\n{metrics}", r.2.api());
+        let n = common::http::metric_sum(
+            &metrics,
+            "tandem_participants",
+            &[("signalling", "sip"), ("codec", r.2.api())],
+        );
+        assert_eq!(
+            n,
+            Some(1.0),
+            "tandem_participants{{signalling=\"sip\",codec=\"{}\"}}:\n{metrics}",
+            r.2.api()
+        );
     }
     assert_eq!(
         common::http::metric_sum(&metrics, "tandem_conferences", &[]),
@@ -68,8 +86,18 @@ fn three_room_systems_hear_each_other_but_not_themselves() {
 
     for p in &mut peers {
         let st = p.wait(Duration::from_secs(u64::from(CALL_SECONDS) + 20));
-        assert!(st.success(), "baresip {} exited with {st}\n{}", p.name, p.log());
-        assert!(p.established(), "baresip {} never established its call\n{}", p.name, p.log());
+        assert!(
+            st.success(),
+            "baresip {} exited with {st}\n{}",
+            p.name,
+            p.log()
+        );
+        assert!(
+            p.established(),
+            "baresip {} never established its call\n{}",
+            p.name,
+            p.log()
+        );
     }
     node.assert_running();
 
@@ -96,10 +124,15 @@ fn three_room_systems_hear_each_other_but_not_themselves() {
     }
 
     // They all hung up: the conference empties.
-    wait_for("participants to drop to 0 after BYE", Duration::from_secs(10), || {
-        let m = node.metrics();
-        (common::http::metric_sum(&m, "tandem_participants", &[]).unwrap_or(0.0) == 0.0).then_some(())
-    });
+    wait_for(
+        "participants to drop to 0 after BYE",
+        Duration::from_secs(10),
+        || {
+            let m = node.metrics();
+            (common::http::metric_sum(&m, "tandem_participants", &[]).unwrap_or(0.0) == 0.0)
+                .then_some(())
+        },
+    );
     assert!(
         node.metric("tandem_rtp_packets_total", &[("direction", "out")]) > 0.0,
         "tandem_rtp_packets_total{{direction=\"out\"}} never rose"

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::audio::{assert_tones, read_wav};
 use common::peers::{Baresip, BaresipSpec, Codec};
-use common::sip::{self, request, udp_exchange, udp_socket, RawCall, SipResponse};
-use common::{wait_for, Node};
+use common::sip::{self, RawCall, SipResponse, request, udp_exchange, udp_socket};
+use common::{Node, wait_for};
 
 const CONFERENCE: &str = "malformed";
 const ROOM_TONE: f32 = 1000.0;
@@ -30,7 +30,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u8 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) as u8
     }
 
@@ -45,7 +48,10 @@ fn finals(r: &[SipResponse]) -> Vec<u16> {
 
 /// Sends one malformed message from a fresh socket whose address is in its
 /// Via, and returns the final response codes.
-fn send_case(node: &Node, build: impl Fn(std::net::SocketAddr) -> Vec<u8>) -> (Vec<u16>, Vec<SipResponse>) {
+fn send_case(
+    node: &Node,
+    build: impl Fn(std::net::SocketAddr) -> Vec<u8>,
+) -> (Vec<u16>, Vec<SipResponse>) {
     let sock = udp_socket();
     let local = sock.local_addr().expect("local addr");
     sock.send_to(&build(local), node.sip_addr()).expect("send");
@@ -67,15 +73,22 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
         dial: node.uri(CONFERENCE),
         seconds: 20,
     });
-    wait_for("baresip to join", Duration::from_secs(10), || room.established().then_some(()));
+    wait_for("baresip to join", Duration::from_secs(10), || {
+        room.established().then_some(())
+    });
     // Its recording starts about now.
     let room_t0 = Instant::now();
     let call = RawCall::invite(&node, CONFERENCE, RAW_TONE);
     let raw_joined = room_t0.elapsed().as_secs_f32();
-    eprintln!("raw call: node RTP {} RTCP {}", call.node_rtp, call.node_rtcp);
-    wait_for("RTP from the node to the raw call", Duration::from_secs(5), || {
-        (call.rx_packets() > 25).then_some(())
-    });
+    eprintln!(
+        "raw call: node RTP {} RTCP {}",
+        call.node_rtp, call.node_rtcp
+    );
+    wait_for(
+        "RTP from the node to the raw call",
+        Duration::from_secs(5),
+        || (call.rx_packets() > 25).then_some(()),
+    );
     let sip_bad_before = node.metric("tandem_malformed_total", &[("protocol", "sip")]);
     let rtp_bad_before = node.metric("tandem_malformed_total", &[("protocol", "rtp")]);
     let flood_start = Instant::now();
@@ -83,8 +96,14 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
 
     // --- SIP, one case at a time, each checked -------------------------------
     // Unknown method, valid syntax: 501.
-    let (codes, raw) = send_case(&node, |l| request("FOO", &ruri, l, "UDP", "", "").into_bytes());
-    assert_eq!(codes, vec![501], "FOO (unknown method) should get 501 Not Implemented: {raw:?}");
+    let (codes, raw) = send_case(&node, |l| {
+        request("FOO", &ruri, l, "UDP", "", "").into_bytes()
+    });
+    assert_eq!(
+        codes,
+        vec![501],
+        "FOO (unknown method) should get 501 Not Implemented: {raw:?}"
+    );
 
     // Missing Call-ID: 400.
     let (codes, raw) = send_case(&node, |l| {
@@ -93,23 +112,41 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
         let end = start + full[start..].find("\r\n").expect("CRLF") + 2;
         format!("{}{}", &full[..start], &full[end..]).into_bytes()
     });
-    assert_eq!(codes, vec![400], "OPTIONS without Call-ID should get 400: {raw:?}");
+    assert_eq!(
+        codes,
+        vec![400],
+        "OPTIONS without Call-ID should get 400: {raw:?}"
+    );
 
     // Content-Length larger than the datagram's body (RFC 3261 18.3): 400.
     let (codes, raw) = send_case(&node, |l| {
         request("INVITE", &node.uri("cl-too-long"), l, "UDP", "", sdp())
-            .replace(&format!("Content-Length: {}", sdp().len()), "Content-Length: 900")
+            .replace(
+                &format!("Content-Length: {}", sdp().len()),
+                "Content-Length: 900",
+            )
             .into_bytes()
     });
-    assert_eq!(codes, vec![400], "INVITE with Content-Length beyond the datagram should get 400: {raw:?}");
+    assert_eq!(
+        codes,
+        vec![400],
+        "INVITE with Content-Length beyond the datagram should get 400: {raw:?}"
+    );
 
     // Content-Length not a number: 400.
     let (codes, raw) = send_case(&node, |l| {
         request("INVITE", &node.uri("cl-nan"), l, "UDP", "", sdp())
-            .replace(&format!("Content-Length: {}", sdp().len()), "Content-Length: abc")
+            .replace(
+                &format!("Content-Length: {}", sdp().len()),
+                "Content-Length: abc",
+            )
             .into_bytes()
     });
-    assert_eq!(codes, vec![400], "INVITE with Content-Length: abc should get 400: {raw:?}");
+    assert_eq!(
+        codes,
+        vec![400],
+        "INVITE with Content-Length: abc should get 400: {raw:?}"
+    );
 
     // Truncated INVITE: cut inside the From header (no Call-ID, no CSeq): it
     // cannot be answered properly; it must never be accepted.
@@ -137,7 +174,10 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
     // Random garbage: no answer is possible; none may be a success.
     let mut rng = Lcg(0x7a4d_e11a);
     let r = udp_exchange(&node, &rng.bytes(300), Duration::from_millis(500));
-    assert!(finals(&r).iter().all(|&c| c >= 400), "garbage got a success: {r:?}");
+    assert!(
+        finals(&r).iter().all(|&c| c >= 400),
+        "garbage got a success: {r:?}"
+    );
 
     // --- SIP flood: all of the above, many times, paced in bursts ------------
     let flood = udp_socket();
@@ -176,16 +216,36 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
     let ssrc = [0xde, 0xad, 0xbe, 0xef];
     let mut rtp_cases: Vec<Vec<u8>> = vec![
         // version 0 and 1 headers with a payload
-        [&[0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0][..], &ssrc, &[0xff; 160]].concat(),
-        [&[0x40, 0x00, 0x00, 0x01, 0, 0, 0, 0][..], &ssrc, &[0xff; 160]].concat(),
+        [
+            &[0x00, 0x00, 0x00, 0x01, 0, 0, 0, 0][..],
+            &ssrc,
+            &[0xff; 160],
+        ]
+        .concat(),
+        [
+            &[0x40, 0x00, 0x00, 0x01, 0, 0, 0, 0][..],
+            &ssrc,
+            &[0xff; 160],
+        ]
+        .concat(),
         // truncated fixed header (V=2, 7 bytes)
         vec![0x80, 0x00, 0x12, 0x34, 0, 0, 1],
         // 15 CSRCs announced, none present
         [&[0x8f, 0x00, 0x00, 0x02, 0, 0, 0, 0][..], &ssrc, &[0; 8]].concat(),
         // extension header announced with 65535 words
-        [&[0x90, 0x00, 0x00, 0x03, 0, 0, 0, 0][..], &ssrc, &[0xbe, 0xde, 0xff, 0xff]].concat(),
+        [
+            &[0x90, 0x00, 0x00, 0x03, 0, 0, 0, 0][..],
+            &ssrc,
+            &[0xbe, 0xde, 0xff, 0xff],
+        ]
+        .concat(),
         // padding count larger than the packet
-        [&[0xa0, 0x00, 0x00, 0x04, 0, 0, 0, 0][..], &ssrc, &[0xff, 0xff, 0xff, 0xf0]].concat(),
+        [
+            &[0xa0, 0x00, 0x00, 0x04, 0, 0, 0, 0][..],
+            &ssrc,
+            &[0xff, 0xff, 0xff, 0xf0],
+        ]
+        .concat(),
     ];
     for _ in 0..20 {
         // garbage whose first byte is not V=2 (and not an RTCP type)
@@ -209,24 +269,41 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
     // --- Counted ---------------------------------------------------------------
     node.assert_running();
     let metrics = node.metrics();
-    let sip_bad = common::http::metric_sum(&metrics, "tandem_malformed_total", &[("protocol", "sip")]).unwrap_or(0.0);
-    let rtp_bad = common::http::metric_sum(&metrics, "tandem_malformed_total", &[("protocol", "rtp")]).unwrap_or(0.0);
+    let sip_bad =
+        common::http::metric_sum(&metrics, "tandem_malformed_total", &[("protocol", "sip")])
+            .unwrap_or(0.0);
+    let rtp_bad =
+        common::http::metric_sum(&metrics, "tandem_malformed_total", &[("protocol", "rtp")])
+            .unwrap_or(0.0);
     eprintln!(
         "tandem_malformed_total: sip {sip_bad_before} -> {sip_bad}, rtp {rtp_bad_before} -> {rtp_bad}"
     );
-    assert!(sip_bad > sip_bad_before, "tandem_malformed_total{{protocol=\"sip\"}} did not rise:\n{metrics}");
-    assert!(rtp_bad > rtp_bad_before, "tandem_malformed_total{{protocol=\"rtp\"}} did not rise:\n{metrics}");
     assert!(
-        common::http::metric_sum(&metrics, "tandem_sip_responses_total", &[("code", "400")]).unwrap_or(0.0) >= 1.0,
+        sip_bad > sip_bad_before,
+        "tandem_malformed_total{{protocol=\"sip\"}} did not rise:\n{metrics}"
+    );
+    assert!(
+        rtp_bad > rtp_bad_before,
+        "tandem_malformed_total{{protocol=\"rtp\"}} did not rise:\n{metrics}"
+    );
+    assert!(
+        common::http::metric_sum(&metrics, "tandem_sip_responses_total", &[("code", "400")])
+            .unwrap_or(0.0)
+            >= 1.0,
         "tandem_sip_responses_total{{code=\"400\"}} should count the 400s sent"
     );
     assert!(
-        common::http::metric_sum(&metrics, "tandem_sip_responses_total", &[("code", "501")]).unwrap_or(0.0) >= 1.0,
+        common::http::metric_sum(&metrics, "tandem_sip_responses_total", &[("code", "501")])
+            .unwrap_or(0.0)
+            >= 1.0,
         "tandem_sip_responses_total{{code=\"501\"}} should count the 501s sent"
     );
 
     // --- The call survived -------------------------------------------------------
-    assert!(!call.remote_hung_up(), "the node hung up the raw call during the flood");
+    assert!(
+        !call.remote_hung_up(),
+        "the node hung up the raw call during the flood"
+    );
     let packets_after_flood = call.rx_packets();
     let samples_after_flood = call.rx_samples();
     std::thread::sleep(Duration::from_secs(3));
@@ -236,8 +313,19 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
         "after the flood the raw call received only {got} RTP packets in 3 s (expected ~150)"
     );
     let heard = call.heard_since(samples_after_flood);
-    assert_tones("raw call (after the flood)", &heard, &[ROOM_TONE], &[RAW_TONE], 0.0, heard.seconds());
-    assert_eq!(sip::udp_options(&node), Some(200), "OPTIONS over UDP after the flood");
+    assert_tones(
+        "raw call (after the flood)",
+        &heard,
+        &[ROOM_TONE],
+        &[RAW_TONE],
+        0.0,
+        heard.seconds(),
+    );
+    assert_eq!(
+        sip::udp_options(&node),
+        Some(200),
+        "OPTIONS over UDP after the flood"
+    );
 
     let raw_left = room_t0.elapsed().as_secs_f32();
     call.hang_up();
@@ -246,5 +334,12 @@ fn malformed_sip_and_rtp_are_refused_and_counted_and_the_call_survives() {
     // The room system heard the raw call's tone (and not its own) for as long
     // as both were in, the flood included.
     let rec = read_wav(&room.recording()).unwrap_or_else(|e| panic!("{e}"));
-    assert_tones(&room.name, &rec, &[RAW_TONE], &[ROOM_TONE], raw_joined + 1.0, raw_left - 0.5);
+    assert_tones(
+        &room.name,
+        &rec,
+        &[RAW_TONE],
+        &[ROOM_TONE],
+        raw_joined + 1.0,
+        raw_left - 0.5,
+    );
 }

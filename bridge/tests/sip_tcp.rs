@@ -6,15 +6,18 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::sip::{request, tcp_connect, tcp_options, tcp_read_message};
 use common::Node;
+use common::sip::{request, tcp_connect, tcp_options, tcp_read_message};
 
 #[test]
 fn options_over_tcp_gets_200() {
     let node = Node::start();
     let mut s = tcp_connect(&node);
     let r = tcp_options(&mut s, &node).unwrap_or_else(|| {
-        panic!("no final response to OPTIONS over TCP\n--- node log ---\n{}", node.log_tail())
+        panic!(
+            "no final response to OPTIONS over TCP\n--- node log ---\n{}",
+            node.log_tail()
+        )
     });
     assert_eq!(r.code, 200, "OPTIONS over TCP: {}", r.raw);
     // The connection stays usable for a second request.
@@ -39,26 +42,42 @@ fn malformed_tcp_stream_gets_400_and_is_closed_without_affecting_others() {
     let local = bad.local_addr().expect("local addr");
     let msg = request("OPTIONS", &node.uri("tcp"), local, "TCP", "", "")
         .replace("Content-Length: 0", "Content-Length: abc");
-    bad.write_all(msg.as_bytes()).expect("write malformed request");
+    bad.write_all(msg.as_bytes())
+        .expect("write malformed request");
     let r = tcp_read_message(&mut bad, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("reading the answer to a malformed request over TCP: {e}\n{}", node.log_tail()))
-        .unwrap_or_else(|| panic!("the node closed the TCP connection without answering 400\n{}", node.log_tail()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "reading the answer to a malformed request over TCP: {e}\n{}",
+                node.log_tail()
+            )
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the node closed the TCP connection without answering 400\n{}",
+                node.log_tail()
+            )
+        });
     assert_eq!(r.code, 400, "malformed request over TCP: {}", r.raw);
     // Then the node closes it: EOF (or a reset), not more data, within 5 s.
     match tcp_read_message(&mut bad, Duration::from_secs(5)) {
         Ok(None) => {}
-        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => {}
+        Err(e)
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::TimedOut => {}
         other => panic!("the node should close a TCP connection it cannot frame; got {other:?}"),
     }
 
     // Pure garbage on a third connection: closed too (answering is optional).
     let mut junk = tcp_connect(&node);
-    junk.write_all(&[0u8, 1, 2, 0xff, b'\r', b'\n', b'\r', b'\n']).ok();
+    junk.write_all(&[0u8, 1, 2, 0xff, b'\r', b'\n', b'\r', b'\n'])
+        .ok();
     junk.write_all(&[b'x'; 4096]).ok();
     match tcp_read_message(&mut junk, Duration::from_secs(5)) {
         Ok(None) => {}
         Ok(Some(r)) if r.code == 400 => {}
-        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => {}
+        Err(e)
+            if e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::TimedOut => {}
         other => panic!("garbage over TCP should be closed (optionally after 400); got {other:?}"),
     }
 

@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::peers::sipp;
-use common::{ports, wait_for, Node};
+use common::{Node, ports, wait_for};
 
 fn base_args(node: &Node, scenario: &str) -> Vec<String> {
     let sip = ports::udp_tcp();
@@ -65,9 +65,11 @@ fn uac_pcap_call_is_answered_and_its_rtp_reaches_the_node() {
         "tandem_sip_responses_total{{code=\"200\"}} should count the INVITE's and the BYE's 200"
     );
     // The BYE ended it: nobody left.
-    wait_for("participants back to 0 after BYE", Duration::from_secs(10), || {
-        (node.metric("tandem_participants", &[]) == 0.0).then_some(())
-    });
+    wait_for(
+        "participants back to 0 after BYE",
+        Duration::from_secs(10),
+        || (node.metric("tandem_participants", &[]) == 0.0).then_some(()),
+    );
 }
 
 #[test]
@@ -98,12 +100,20 @@ fn fifty_uac_calls_at_ten_per_second_all_succeed() {
         ok_sent >= 50.0,
         "tandem_sip_responses_total{{code=\"200\"}} rose by {ok_sent}, expected >= 50 (one per INVITE, plus BYEs)"
     );
-    wait_for("participants and conferences back to 0", Duration::from_secs(10), || {
-        let m = node.metrics();
-        let p = common::http::metric_sum(&m, "tandem_participants", &[]).unwrap_or(0.0);
-        let c = common::http::metric_sum(&m, "tandem_conferences", &[]).unwrap_or(0.0);
-        (p == 0.0 && c == 0.0).then_some(())
-    });
+    wait_for(
+        "participants and conferences back to 0",
+        Duration::from_secs(10),
+        || {
+            let m = node.metrics();
+            let p = common::http::metric_sum(&m, "tandem_participants", &[]).unwrap_or(0.0);
+            let c = common::http::metric_sum(&m, "tandem_conferences", &[]).unwrap_or(0.0);
+            (p == 0.0 && c == 0.0).then_some(())
+        },
+    );
     // Still answering.
-    assert_eq!(common::sip::udp_options(&node), Some(200), "OPTIONS after the load run");
+    assert_eq!(
+        common::sip::udp_options(&node),
+        Some(200),
+        "OPTIONS after the load run"
+    );
 }

@@ -28,7 +28,10 @@ fn tone(freq: f64, amp: f64, frame: usize) -> Vec<i16> {
 }
 
 fn noise(seed: u64, amp: i32, frame: usize) -> Vec<i16> {
-    let mut x = seed.wrapping_add(frame as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut x = seed
+        .wrapping_add(frame as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        | 1;
     (0..960)
         .map(|_| {
             x ^= x << 13;
@@ -53,7 +56,11 @@ fn streams() -> Streams {
         let mut dec = decoder(CodecKind::Opus).unwrap();
         let (mut ps, mut fs) = (Vec::new(), Vec::new());
         for f in 0..FRAMES {
-            let input = if s < SPEAKERS { tone(300.0 + 250.0 * s as f64, 6000.0, f) } else { noise(7, 30, f) };
+            let input = if s < SPEAKERS {
+                tone(300.0 + 250.0 * s as f64, 6000.0, f)
+            } else {
+                noise(7, 30, f)
+            };
             let mut p = Vec::new();
             enc.encode(&input, &mut p).unwrap();
             let mut out = Vec::new();
@@ -77,12 +84,20 @@ struct Conference {
 impl Conference {
     fn new(n: usize) -> Self {
         let mut mixer = AudioMixer::new(MixerConfig::default());
-        let fmt = OutputFormat { codec: CodecKind::Opus, ptime_ms: 20 };
+        let fmt = OutputFormat {
+            codec: CodecKind::Opus,
+            ptime_ms: 20,
+        };
         for i in 0..n {
             mixer.add_participant(ParticipantId(i as u64), fmt).unwrap();
         }
         let decoders = (0..n).map(|_| decoder(CodecKind::Opus).unwrap()).collect();
-        Self { mixer, decoders, scratch: Vec::with_capacity(960), frame: 0 }
+        Self {
+            mixer,
+            decoders,
+            scratch: Vec::with_capacity(960),
+            frame: 0,
+        }
     }
 
     fn kind(i: usize) -> usize {
@@ -93,7 +108,9 @@ impl Conference {
     fn tick_mix(&mut self, s: &Streams) -> usize {
         let f = self.frame % FRAMES;
         for i in 0..self.decoders.len() {
-            self.mixer.push_frame(ParticipantId(i as u64), &s.pcm[Self::kind(i)][f]).unwrap();
+            self.mixer
+                .push_frame(ParticipantId(i as u64), &s.pcm[Self::kind(i)][f])
+                .unwrap();
         }
         self.frame += 1;
         black_box(self.mixer.tick()).payloads.len()
@@ -104,8 +121,12 @@ impl Conference {
         let f = self.frame % FRAMES;
         for i in 0..self.decoders.len() {
             self.scratch.clear();
-            self.decoders[i].decode(&s.packets[Self::kind(i)][f], &mut self.scratch).unwrap();
-            self.mixer.push_frame(ParticipantId(i as u64), &self.scratch).unwrap();
+            self.decoders[i]
+                .decode(&s.packets[Self::kind(i)][f], &mut self.scratch)
+                .unwrap();
+            self.mixer
+                .push_frame(ParticipantId(i as u64), &self.scratch)
+                .unwrap();
         }
         self.frame += 1;
         black_box(self.mixer.tick()).payloads.len()
@@ -144,13 +165,19 @@ fn report(s: &Streams) {
     });
     let talk_dec_t = median(50, 400, || {
         k += 1;
-        black_box(dec.decode(&s.packets[0][k % FRAMES], &mut pcm, false).unwrap());
+        black_box(
+            dec.decode(&s.packets[0][k % FRAMES], &mut pcm, false)
+                .unwrap(),
+        );
     });
     // Most legs are listeners: their packets (low-level noise) are the typical decode.
     let mut dec = opus::Decoder::new(48000, opus::Channels::Mono).unwrap();
     let dec_t = median(50, 400, || {
         k += 1;
-        black_box(dec.decode(&s.packets[SPEAKERS][k % FRAMES], &mut pcm, false).unwrap());
+        black_box(
+            dec.decode(&s.packets[SPEAKERS][k % FRAMES], &mut pcm, false)
+                .unwrap(),
+        );
     });
     println!();
     println!(
@@ -223,9 +250,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("mixer_tick");
     for n in SIZES {
         let mut conf = Conference::new(n);
-        g.bench_with_input(BenchmarkId::new("mix", n), &n, |b, _| b.iter(|| conf.tick_mix(&s)));
+        g.bench_with_input(BenchmarkId::new("mix", n), &n, |b, _| {
+            b.iter(|| conf.tick_mix(&s))
+        });
         let mut conf = Conference::new(n);
-        g.bench_with_input(BenchmarkId::new("decode+mix", n), &n, |b, _| b.iter(|| conf.tick_decode_mix(&s)));
+        g.bench_with_input(BenchmarkId::new("decode+mix", n), &n, |b, _| {
+            b.iter(|| conf.tick_decode_mix(&s))
+        });
     }
     g.finish();
 }

@@ -14,7 +14,11 @@ fn tos(dscp: u8) -> u32 {
 }
 
 fn domain(addr: &SocketAddr) -> Domain {
-    if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 }
+    if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    }
 }
 
 fn set_dscp(socket: &Socket, addr: &SocketAddr, dscp: u8) -> std::io::Result<()> {
@@ -77,7 +81,7 @@ impl PortAllocator {
     }
 
     pub fn capacity(&self) -> usize {
-        (usize::from(*self.range.0.end()) - usize::from(*self.range.0.start()) + 1) / 2
+        (usize::from(*self.range.0.end()) - usize::from(*self.range.0.start())).div_ceil(2)
     }
 
     pub fn in_use(&self) -> usize {

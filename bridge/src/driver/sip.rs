@@ -17,7 +17,11 @@ use tandem_proto::sip::transaction::Transport;
 use crate::metrics::Metrics;
 use crate::signalling::SipInbound;
 
-pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<SipInbound>, metrics: Arc<Metrics>) {
+pub async fn udp_reader(
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<SipInbound>,
+    metrics: Arc<Metrics>,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
@@ -49,14 +53,20 @@ pub async fn udp_reader(socket: Arc<UdpSocket>, tx: mpsc::Sender<SipInbound>, me
                 metrics.malformed("sip", e.kind().as_str());
                 if let Some(resp) = e.bad_request() {
                     metrics.sip_responses.with_label_values(&["400"]).inc();
-                    let _ = socket.send_to(&Message::Response(resp).to_bytes(), from).await;
+                    let _ = socket
+                        .send_to(&Message::Response(resp).to_bytes(), from)
+                        .await;
                 }
             }
         }
     }
 }
 
-pub async fn tcp_acceptor(listener: TcpListener, tx: mpsc::Sender<SipInbound>, metrics: Arc<Metrics>) {
+pub async fn tcp_acceptor(
+    listener: TcpListener,
+    tx: mpsc::Sender<SipInbound>,
+    metrics: Arc<Metrics>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {

@@ -184,7 +184,14 @@ pub fn ulaw_decode(byte: u8) -> i16 {
 /// judged between `from_s` and `to_s`: each present tone at least
 /// `MIN_PRESENT` amplitude, the absent one below `MAX_ABSENT` and at least
 /// 20 dB under the weakest present tone. Prints every level.
-pub fn assert_tones(who: &str, heard: &Audio, present: &[f32], absent: &[f32], from_s: f32, to_s: f32) {
+pub fn assert_tones(
+    who: &str,
+    heard: &Audio,
+    present: &[f32],
+    absent: &[f32],
+    from_s: f32,
+    to_s: f32,
+) {
     const MIN_PRESENT: f32 = 0.03; // about -30 dBFS; the tones are sent near -6 dBFS
     const MAX_ABSENT: f32 = 0.01; // -40 dBFS
     let report = |hz: f32| {
@@ -239,7 +246,10 @@ mod tests {
         for (s, t) in x.iter_mut().zip(tone(8000, 1700.0, 0.25, 1.0)) {
             *s += t;
         }
-        let a = Audio { rate: 8000, samples: x };
+        let a = Audio {
+            rate: 8000,
+            samples: x,
+        };
         assert!((tone_level(&a, 1000.0, 0.0, 1.0) - 0.5).abs() < 0.02);
         assert!((tone_level(&a, 1700.0, 0.0, 1.0) - 0.25).abs() < 0.02);
         assert!(tone_level(&a, 440.0, 0.0, 1.0) < 0.001);
@@ -249,7 +259,10 @@ mod tests {
     fn ulaw_round_trips() {
         for s in [-32000i16, -1000, -10, 0, 10, 1000, 32000] {
             let d = ulaw_decode(ulaw_encode(s));
-            assert!((i32::from(d) - i32::from(s)).abs() <= (i32::from(s).abs() / 16).max(8), "{s} -> {d}");
+            assert!(
+                (i32::from(d) - i32::from(s)).abs() <= (i32::from(s).abs() / 16).max(8),
+                "{s} -> {d}"
+            );
         }
     }
 }

@@ -209,7 +209,10 @@ mod tests {
                  tandem_malformed_total{kind=\"version\",protocol=\"rtp\"} 2\n\
                  tandem_malformed_total{kind=\"a,b=\\\"c\\\"\",protocol=\"sip\"} 4\n\
                  tandem_conferences 1\n";
-        assert_eq!(metric_sum(t, "tandem_malformed_total", &[("protocol", "sip")]), Some(7.0));
+        assert_eq!(
+            metric_sum(t, "tandem_malformed_total", &[("protocol", "sip")]),
+            Some(7.0)
+        );
         assert_eq!(metric_sum(t, "tandem_malformed_total", &[]), Some(9.0));
         assert_eq!(metric_sum(t, "tandem_conferences", &[]), Some(1.0));
         assert_eq!(metric_sum(t, "tandem_participants", &[]), None);

@@ -52,12 +52,8 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "tandem-it-{}-{}-{}",
-            std::process::id(),
-            n,
-            label
-        ));
+        let path =
+            std::env::temp_dir().join(format!("tandem-it-{}-{}-{}", std::process::id(), n, label));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{http, ports, stop_child, tail, TempDir};
+use super::{TempDir, http, ports, stop_child, tail};
 
 /// How many RTP ports each node gets for audio and for video.
 const MEDIA_PORTS: u16 = 100;
@@ -137,13 +137,19 @@ impl Node {
     /// Panics (with the log) if the node process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(st)) = self.child.try_wait() {
-            panic!("tandem exited unexpectedly ({st}).\n--- node log ---\n{}", self.log_tail());
+            panic!(
+                "tandem exited unexpectedly ({st}).\n--- node log ---\n{}",
+                self.log_tail()
+            );
         }
     }
 
     pub fn get(&self, path: &str) -> http::Response {
         http::get(self.http_addr(), path).unwrap_or_else(|e| {
-            panic!("GET {path} failed: {e}\n--- node log ---\n{}", self.log_tail())
+            panic!(
+                "GET {path} failed: {e}\n--- node log ---\n{}",
+                self.log_tail()
+            )
         })
     }
 
@@ -176,7 +182,11 @@ impl Node {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "kill -s {signal} {} failed (is kill(1) installed?)", self.pid());
+        assert!(
+            ok,
+            "kill -s {signal} {} failed (is kill(1) installed?)",
+            self.pid()
+        );
     }
 
     /// Waits up to `timeout` for the node to exit on its own; None if it is

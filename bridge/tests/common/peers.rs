@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use super::{ports, stop_child, tail, wait_child, TempDir};
+use super::{TempDir, ports, stop_child, tail, wait_child};
 
 const BARESIP_CONFIG: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -228,7 +228,11 @@ impl Drop for Baresip {
     fn drop(&mut self) {
         stop_child(&mut self.child, Duration::from_secs(3));
         if std::thread::panicking() {
-            eprintln!("[harness] --- baresip {} log ---\n{}", self.name, self.log());
+            eprintln!(
+                "[harness] --- baresip {} log ---\n{}",
+                self.name,
+                self.log()
+            );
         }
     }
 }

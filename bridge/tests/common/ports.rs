@@ -33,7 +33,9 @@ pub fn block(len: u16, tcp: bool) -> u16 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let seed = std::process::id().wrapping_mul(7919).wrapping_add(nanos / 1000);
+        let seed = std::process::id()
+            .wrapping_mul(7919)
+            .wrapping_add(nanos / 1000);
         LOW + (seed % ((HIGH - LOW) / 10)) * 10
     });
     let mut scanned = 0u32;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::audio::{ulaw_decode, ulaw_encode, Audio};
-use super::{ports, Node};
+use super::audio::{Audio, ulaw_decode, ulaw_encode};
+use super::{Node, ports};
 
 /// A SIP response as the tests need it.
 #[derive(Debug, Clone)]
@@ -132,16 +132,18 @@ pub fn collect_responses(sock: &UdpSocket, wait: Duration) -> Vec<SipResponse> {
     let mut final_at: Option<Instant> = None;
     while Instant::now() < deadline {
         if let Some(t) = final_at
-            && t.elapsed() > Duration::from_millis(200) {
-                break;
-            }
+            && t.elapsed() > Duration::from_millis(200)
+        {
+            break;
+        }
         if let Ok((n, _)) = sock.recv_from(&mut buf)
-            && let Some(r) = SipResponse::parse(&buf[..n]) {
-                if r.code >= 200 {
-                    final_at = Some(Instant::now());
-                }
-                out.push(r);
+            && let Some(r) = SipResponse::parse(&buf[..n])
+        {
+            if r.code >= 200 {
+                final_at = Some(Instant::now());
             }
+            out.push(r);
+        }
     }
     out
 }
@@ -150,7 +152,8 @@ pub fn collect_responses(sock: &UdpSocket, wait: Duration) -> Vec<SipResponse> {
 /// the responses (see [`collect_responses`]).
 pub fn udp_exchange(node: &Node, bytes: &[u8], wait: Duration) -> Vec<SipResponse> {
     let sock = udp_socket();
-    sock.send_to(bytes, node.sip_addr()).expect("send SIP datagram");
+    sock.send_to(bytes, node.sip_addr())
+        .expect("send SIP datagram");
     collect_responses(&sock, wait)
 }
 
@@ -161,7 +164,8 @@ pub fn udp_options(node: &Node) -> Option<u16> {
     let local = sock.local_addr().expect("local addr");
     let msg = request("OPTIONS", &node.uri("options"), local, "UDP", "", "");
     for _ in 0..2 {
-        sock.send_to(msg.as_bytes(), node.sip_addr()).expect("send OPTIONS");
+        sock.send_to(msg.as_bytes(), node.sip_addr())
+            .expect("send OPTIONS");
         let r = collect_responses(&sock, Duration::from_millis(1500));
         if let Some(f) = r.iter().find(|r| r.code >= 200) {
             return Some(f.code);
@@ -172,7 +176,10 @@ pub fn udp_options(node: &Node) -> Option<u16> {
 
 /// Reads one SIP message (head + Content-Length body) from a TCP stream.
 /// Ok(None) on a clean EOF before any byte.
-pub fn tcp_read_message(s: &mut TcpStream, timeout: Duration) -> std::io::Result<Option<SipResponse>> {
+pub fn tcp_read_message(
+    s: &mut TcpStream,
+    timeout: Duration,
+) -> std::io::Result<Option<SipResponse>> {
     s.set_read_timeout(Some(timeout))?;
     let mut buf = Vec::new();
     let mut byte = [0u8; 4096];
@@ -208,8 +215,14 @@ pub fn tcp_read_message(s: &mut TcpStream, timeout: Duration) -> std::io::Result
 
 /// Opens a TCP connection to the node's SIP port.
 pub fn tcp_connect(node: &Node) -> TcpStream {
-    let s = TcpStream::connect_timeout(&node.sip_addr(), Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("connect to SIP TCP {}: {e}\n{}", node.sip_addr(), node.log_tail()));
+    let s =
+        TcpStream::connect_timeout(&node.sip_addr(), Duration::from_secs(3)).unwrap_or_else(|e| {
+            panic!(
+                "connect to SIP TCP {}: {e}\n{}",
+                node.sip_addr(),
+                node.log_tail()
+            )
+        });
     s.set_write_timeout(Some(Duration::from_secs(3)))
         .expect("set write timeout");
     s
@@ -266,10 +279,12 @@ pub fn parse_sdp_audio(sdp: &str) -> Option<SdpAudio> {
             }
         } else if in_audio && line == "a=rtcp-mux" {
             mux = true;
-        } else if in_audio
-            && let Some(r) = line.strip_prefix("a=rtcp:") {
-                rtcp_port = r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok());
-            }
+        } else if in_audio && let Some(r) = line.strip_prefix("a=rtcp:") {
+            rtcp_port = r
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+        }
     }
     let ip = ip?;
     let port = port?;
@@ -310,7 +325,9 @@ impl RawCall {
     /// Calls `sip:<conference>@node` offering only PCMU; panics unless the
     /// node answers 200 with an SDP that accepts PCMU.
     pub fn invite(node: &Node, conference: &str, tone_hz: f32) -> RawCall {
-        RawCall::invite_to(node.sip_addr(), &node.uri(conference), tone_hz, || node.log_tail())
+        RawCall::invite_to(node.sip_addr(), &node.uri(conference), tone_hz, || {
+            node.log_tail()
+        })
     }
 
     /// Calls `ruri` at `target` (any UA that answers PCMU); `context` gives
@@ -325,9 +342,10 @@ impl RawCall {
         let rtp = loop {
             let p = ports::block(2, false);
             if p.is_multiple_of(2)
-                && let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p)) {
-                    break s;
-                }
+                && let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p))
+            {
+                break s;
+            }
         };
         rtp.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("set read timeout");
@@ -369,16 +387,20 @@ impl RawCall {
                 next_send = Instant::now() + Duration::from_millis(500);
             }
             if let Ok((n, _)) = sip.recv_from(&mut buf)
-                && let Some(r) = SipResponse::parse(&buf[..n]) {
-                    if r.code < 200 {
-                        provisional = true;
-                    } else {
-                        answer = Some(r);
-                    }
+                && let Some(r) = SipResponse::parse(&buf[..n])
+            {
+                if r.code < 200 {
+                    provisional = true;
+                } else {
+                    answer = Some(r);
                 }
+            }
         }
         let answer = answer.unwrap_or_else(|| {
-            panic!("no final response to INVITE {ruri} within 15 s\n--- node log ---\n{}", context())
+            panic!(
+                "no final response to INVITE {ruri} within 15 s\n--- node log ---\n{}",
+                context()
+            )
         });
         let to = answer.header("to").unwrap_or_default();
         let to_tag = to
@@ -386,25 +408,41 @@ impl RawCall {
             .find_map(|p| p.trim().strip_prefix("tag=").map(|t| format!(";tag={t}")))
             .unwrap_or_default();
         // ACK (also for a failure, so the node's transaction ends cleanly).
-        let ack_branch = if answer.code == 200 { token("z9hG4bKa") } else { branch.clone() };
-        let ack = format!("{}Content-Length: 0\r\n\r\n", head("ACK", 1, &ack_branch, &to_tag));
+        let ack_branch = if answer.code == 200 {
+            token("z9hG4bKa")
+        } else {
+            branch.clone()
+        };
+        let ack = format!(
+            "{}Content-Length: 0\r\n\r\n",
+            head("ACK", 1, &ack_branch, &to_tag)
+        );
         sip.send_to(ack.as_bytes(), target).expect("send ACK");
         assert_eq!(
-            answer.code, 200,
+            answer.code,
+            200,
             "INVITE {ruri} (PCMU only) was answered {}:\n{}\n--- node log ---\n{}",
             answer.code,
             answer.raw,
             context()
         );
         let media = parse_sdp_audio(answer.body()).unwrap_or_else(|| {
-            panic!("200 OK to INVITE has no usable SDP (c=IN IP4 + m=audio):\n{}", answer.raw)
+            panic!(
+                "200 OK to INVITE has no usable SDP (c=IN IP4 + m=audio):\n{}",
+                answer.raw
+            )
         });
         assert!(
             media.payload_types.contains(&0),
             "SDP answer does not accept PCMU (payload type 0):\n{}",
             answer.body()
         );
-        assert_ne!(media.addr.port(), 0, "SDP answer rejected audio (port 0):\n{}", answer.body());
+        assert_ne!(
+            media.addr.port(),
+            0,
+            "SDP answer rejected audio (port 0):\n{}",
+            answer.body()
+        );
         let bye = format!(
             "{}Content-Length: 0\r\n\r\n",
             head("BYE", 2, &token("z9hG4bKb"), &to_tag)
@@ -508,7 +546,12 @@ impl RawCall {
                     let mut resp = String::from("SIP/2.0 200 OK\r\n");
                     let head = msg.split("\r\n\r\n").next().unwrap_or("");
                     for line in head.lines().skip(1) {
-                        let k = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+                        let k = line
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase();
                         if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
                             .contains(&k.as_str())
                         {
@@ -542,12 +585,20 @@ impl RawCall {
 
     /// Decoded samples received so far (8 kHz).
     pub fn rx_samples(&self) -> usize {
-        self.shared.rx_audio.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .rx_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// What was heard from sample `from` on, as [`Audio`].
     pub fn heard_since(&self, from: usize) -> Audio {
-        let a = self.shared.rx_audio.lock().unwrap_or_else(|e| e.into_inner());
+        let a = self
+            .shared
+            .rx_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Audio {
             rate: 8000,
             samples: a[from.min(a.len())..]

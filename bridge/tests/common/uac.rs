@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::audio::{ulaw_decode, ulaw_encode, Audio};
-use super::sip::{token, udp_socket, SipResponse};
-use super::{ports, Node};
+use super::audio::{Audio, ulaw_decode, ulaw_encode};
+use super::sip::{SipResponse, token, udp_socket};
+use super::{Node, ports};
 
 /// An SDP offer or answer for audio on `rtp_port` of 127.0.0.1 with the
 /// given static payload types (`(0, "PCMU/8000")`, ...) and direction
@@ -44,7 +44,10 @@ pub fn audio_sdp(rtp_port: u16, codecs: &[(u8, &str)], direction: &str, version:
 pub fn sdp_rtpmaps(sdp: &str) -> Vec<String> {
     sdp.lines()
         .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
-        .filter_map(|v| v.split_once(' ').map(|(_, enc)| enc.trim().to_ascii_uppercase()))
+        .filter_map(|v| {
+            v.split_once(' ')
+                .map(|(_, enc)| enc.trim().to_ascii_uppercase())
+        })
         .collect()
 }
 
@@ -171,7 +174,11 @@ impl RtpPeer {
                         let step = std::f64::consts::TAU * f64::from(hz) / 8000.0;
                         for _ in 0..160 {
                             let s = (0.5 * phase.sin() * 32767.0) as i16;
-                            pkt.push(if pt == 8 { alaw_encode(s) } else { ulaw_encode(s) });
+                            pkt.push(if pt == 8 {
+                                alaw_encode(s)
+                            } else {
+                                ulaw_encode(s)
+                            });
                             phase = (phase + step) % std::f64::consts::TAU;
                         }
                         if socket.send_to(&pkt, dest).is_ok() {
@@ -256,7 +263,11 @@ impl RtpPeer {
 
     /// Stops sending (the receiver keeps going).
     pub fn pause(&self) {
-        self.shared.send.lock().unwrap_or_else(|e| e.into_inner()).enabled = false;
+        self.shared
+            .send
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .enabled = false;
     }
 
     pub fn packets_sent(&self) -> u64 {
@@ -270,17 +281,28 @@ impl RtpPeer {
 
     /// RTP packets received so far with payload type `pt`.
     pub fn rx_packets_pt(&self, pt: u8) -> u64 {
-        self.shared.rx_by_pt.lock().unwrap_or_else(|e| e.into_inner())[usize::from(pt & 0x7f)]
+        self.shared
+            .rx_by_pt
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())[usize::from(pt & 0x7f)]
     }
 
     /// Decoded samples received so far (8 kHz).
     pub fn rx_samples(&self) -> usize {
-        self.shared.rx_audio.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .rx_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// What was heard from sample `from` on.
     pub fn heard_since(&self, from: usize) -> Audio {
-        let a = self.shared.rx_audio.lock().unwrap_or_else(|e| e.into_inner());
+        let a = self
+            .shared
+            .rx_audio
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Audio {
             rate: 8000,
             samples: a[from.min(a.len())..]
@@ -370,7 +392,12 @@ impl Uac {
                     let mut resp = String::from("SIP/2.0 200 OK\r\n");
                     let head = msg.split("\r\n\r\n").next().unwrap_or("");
                     for line in head.lines().skip(1) {
-                        let k = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+                        let k = line
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase();
                         if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"]
                             .contains(&k.as_str())
                         {
@@ -387,7 +414,11 @@ impl Uac {
             sip,
             local,
             target: node.sip_addr(),
-            from: format!("\"{display}\" <sip:{}@127.0.0.1>;tag={}", display.replace(' ', "-"), token("f")),
+            from: format!(
+                "\"{display}\" <sip:{}@127.0.0.1>;tag={}",
+                display.replace(' ', "-"),
+                token("f")
+            ),
             to: format!("<{ruri}>"),
             ruri,
             call_id: token("uac"),
@@ -411,15 +442,31 @@ impl Uac {
 
     /// When the node sent us BYE, if it did.
     pub fn remote_bye_at(&self) -> Option<Instant> {
-        *self.shared.remote_bye.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .shared
+            .remote_bye
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Methods of the requests the node sent us so far.
     pub fn requests_received(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn message(&self, method: &str, cseq: u32, branch: &str, extra: &str, ctype: &str, body: &str) -> String {
+    fn message(
+        &self,
+        method: &str,
+        cseq: u32,
+        branch: &str,
+        extra: &str,
+        ctype: &str,
+        body: &str,
+    ) -> String {
         let ctype = if body.is_empty() {
             String::new()
         } else {
@@ -446,7 +493,13 @@ impl Uac {
 
     /// Sends a request and waits for its final response (matched on Call-ID
     /// and CSeq). Panics after 10 s without one.
-    fn transact(&mut self, method: &str, extra: &str, ctype: &str, body: &str) -> (SipResponse, String) {
+    fn transact(
+        &mut self,
+        method: &str,
+        extra: &str,
+        ctype: &str,
+        body: &str,
+    ) -> (SipResponse, String) {
         self.cseq += 1;
         let cseq = self.cseq;
         let branch = token("z9hG4bKu");
@@ -457,14 +510,18 @@ impl Uac {
         let mut provisional = false;
         while Instant::now() < deadline {
             if !(method == "INVITE" && provisional) && Instant::now() >= next_send {
-                self.sip.send_to(msg.as_bytes(), self.target).expect("send SIP request");
+                self.sip
+                    .send_to(msg.as_bytes(), self.target)
+                    .expect("send SIP request");
                 next_send = Instant::now() + Duration::from_millis(500);
             }
             let Ok(r) = self.responses.recv_timeout(Duration::from_millis(50)) else {
                 continue;
             };
             let ours = r.header("call-id").as_deref() == Some(self.call_id.as_str())
-                && r.header("cseq").is_some_and(|c| c.split_whitespace().collect::<Vec<_>>().join(" ") == want_cseq);
+                && r.header("cseq").is_some_and(|c| {
+                    c.split_whitespace().collect::<Vec<_>>().join(" ") == want_cseq
+                });
             if !ours {
                 continue; // a retransmitted 2xx of an earlier INVITE, or stray
             }
@@ -504,8 +561,17 @@ impl Uac {
     /// ACK for the last 2xx to INVITE, carrying `sdp` (late offer's answer).
     pub fn ack(&mut self, sdp: Option<&str>) {
         let body = sdp.unwrap_or("");
-        let ack = self.message("ACK", self.invite_cseq, &token("z9hG4bKa"), "", "application/sdp", body);
-        self.sip.send_to(ack.as_bytes(), self.target).expect("send ACK");
+        let ack = self.message(
+            "ACK",
+            self.invite_cseq,
+            &token("z9hG4bKa"),
+            "",
+            "application/sdp",
+            body,
+        );
+        self.sip
+            .send_to(ack.as_bytes(), self.target)
+            .expect("send ACK");
     }
 
     /// A re-INVITE with `sdp`; a 2xx is ACKed.

@@ -71,7 +71,11 @@ impl CodecKind {
         match self {
             CodecKind::Opus => matches!(ptime_ms, 10 | 20 | 40 | 60),
             // Whole resampler blocks, up to 120 ms.
-            _ => ptime_ms > 0 && ptime_ms <= 120 && (ptime_ms as usize).is_multiple_of(resample::BLOCK_MS),
+            _ => {
+                ptime_ms > 0
+                    && ptime_ms <= 120
+                    && (ptime_ms as usize).is_multiple_of(resample::BLOCK_MS)
+            }
         }
     }
 }
@@ -128,12 +132,19 @@ pub fn decoder(kind: CodecKind) -> Result<Box<dyn AudioDecoder>, CodecError> {
 /// An encoder for `kind` taking `ptime_ms` of 48 kHz mono per call.
 pub fn encoder(kind: CodecKind, ptime_ms: u32) -> Result<Box<dyn AudioEncoder>, CodecError> {
     if !kind.supports_ptime(ptime_ms) {
-        return Err(Error::UnsupportedPtime { codec: kind, ptime_ms });
+        return Err(Error::UnsupportedPtime {
+            codec: kind,
+            ptime_ms,
+        });
     }
     let frame = ptime_ms as usize * SAMPLES_PER_MS;
     Ok(match kind {
         CodecKind::Opus => Box::new(OpusEncoder::new(frame)?),
-        CodecKind::G722 => Box::new(WaveformEncoder::new(kind, EncCore::G722(Box::default()), frame)?),
+        CodecKind::G722 => Box::new(WaveformEncoder::new(
+            kind,
+            EncCore::G722(Box::default()),
+            frame,
+        )?),
         CodecKind::Pcmu => Box::new(WaveformEncoder::new(kind, EncCore::Pcmu, frame)?),
         CodecKind::Pcma => Box::new(WaveformEncoder::new(kind, EncCore::Pcma, frame)?),
     })
@@ -153,12 +164,19 @@ impl OpusDecoder {
     fn new() -> Result<Self, Error> {
         // A mono decoder downmixes stereo-signalled packets itself.
         let inner = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)?;
-        Ok(Self { inner, scratch: vec![0; OPUS_MAX_SAMPLES], last_samples: 20 * SAMPLES_PER_MS })
+        Ok(Self {
+            inner,
+            scratch: vec![0; OPUS_MAX_SAMPLES],
+            last_samples: 20 * SAMPLES_PER_MS,
+        })
     }
 }
 
 fn malformed(codec: CodecKind, e: impl std::fmt::Display) -> Error {
-    Error::MalformedPayload { codec, reason: e.to_string() }
+    Error::MalformedPayload {
+        codec,
+        reason: e.to_string(),
+    }
 }
 
 impl AudioDecoder for OpusDecoder {
@@ -204,7 +222,8 @@ struct OpusEncoder {
 
 impl OpusEncoder {
     fn new(frame: usize) -> Result<Self, Error> {
-        let mut inner = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
+        let mut inner =
+            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
         inner.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
         inner.set_inband_fec(true)?;
         inner.set_packet_loss_perc(OPUS_PACKET_LOSS_PERC)?;
@@ -218,7 +237,10 @@ impl OpusEncoder {
 impl AudioEncoder for OpusEncoder {
     fn encode(&mut self, pcm48: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
         if pcm48.len() != self.frame {
-            return Err(Error::FrameLength { expected: self.frame, got: pcm48.len() });
+            return Err(Error::FrameLength {
+                expected: self.frame,
+                got: pcm48.len(),
+            });
         }
         let start = out.len();
         out.resize(start + OPUS_MAX_PACKET, 0);
@@ -268,8 +290,12 @@ impl AudioDecoder for WaveformDecoder {
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
         self.narrow.clear();
         match &mut self.core {
-            Core::Pcmu => self.narrow.extend(payload.iter().map(|&c| g711::ulaw_decode(c))),
-            Core::Pcma => self.narrow.extend(payload.iter().map(|&c| g711::alaw_decode(c))),
+            Core::Pcmu => self
+                .narrow
+                .extend(payload.iter().map(|&c| g711::ulaw_decode(c))),
+            Core::Pcma => self
+                .narrow
+                .extend(payload.iter().map(|&c| g711::alaw_decode(c))),
             Core::G722(d) => d.decode(payload, &mut self.narrow),
         }
         let start = out.len();
@@ -314,7 +340,10 @@ impl WaveformEncoder {
 impl AudioEncoder for WaveformEncoder {
     fn encode(&mut self, pcm48: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
         if pcm48.len() != self.frame {
-            return Err(Error::FrameLength { expected: self.frame, got: pcm48.len() });
+            return Err(Error::FrameLength {
+                expected: self.frame,
+                got: pcm48.len(),
+            });
         }
         self.narrow.clear();
         self.down.process(pcm48, &mut self.narrow)?;
@@ -339,7 +368,9 @@ mod tests {
         let mut flags = |pcm: &dyn Fn(usize, &mut u32) -> i16, frames: usize| {
             let mut v = Vec::new();
             for f in 0..frames {
-                let frame: Vec<i16> = (0..960).map(|i| pcm(f * 960 + i, &mut noise_seed)).collect();
+                let frame: Vec<i16> = (0..960)
+                    .map(|i| pcm(f * 960 + i, &mut noise_seed))
+                    .collect();
                 let mut out = Vec::new();
                 enc.encode(&frame, &mut out).expect("encode");
                 v.push(opus_voice_activity(&out));
@@ -356,9 +387,15 @@ mod tests {
             100,
         );
         let settled = &quiet[50..];
-        assert!(settled.iter().all(|f| f.is_some()), "SILK/hybrid frames at 32 kbit/s VOIP");
+        assert!(
+            settled.iter().all(|f| f.is_some()),
+            "SILK/hybrid frames at 32 kbit/s VOIP"
+        );
         let quiet_active = settled.iter().filter(|f| **f == Some(true)).count();
-        assert!(quiet_active <= 5, "near-silence flagged active {quiet_active}/50");
+        assert!(
+            quiet_active <= 5,
+            "near-silence flagged active {quiet_active}/50"
+        );
         let voice = flags(
             &|n, _| {
                 let t = n as f32 / 48_000.0;
@@ -373,9 +410,16 @@ mod tests {
             100,
         );
         let voice_active = voice.iter().filter(|f| **f == Some(true)).count();
-        assert!(voice_active >= 50, "voice flagged active only {voice_active}/100");
+        assert!(
+            voice_active >= 50,
+            "voice flagged active only {voice_active}/100"
+        );
         assert_eq!(opus_voice_activity(&[0x08]), Some(false), "TOC only: DTX");
-        assert_eq!(opus_voice_activity(&[0xF8, 0xFF]), None, "CELT-only says nothing");
+        assert_eq!(
+            opus_voice_activity(&[0xF8, 0xFF]),
+            None,
+            "CELT-only says nothing"
+        );
         assert_eq!(opus_voice_activity(&[]), None);
     }
 
@@ -383,7 +427,12 @@ mod tests {
     use crate::audio::testutil::{goertzel, sine_at, snr_aligned};
 
     /// Encodes `ms` of a tone frame by frame and decodes it again.
-    fn through(kind: CodecKind, ptime: u32, freq: f64, ms: usize) -> (Vec<i16>, Vec<i16>, Vec<usize>) {
+    fn through(
+        kind: CodecKind,
+        ptime: u32,
+        freq: f64,
+        ms: usize,
+    ) -> (Vec<i16>, Vec<i16>, Vec<usize>) {
         let mut enc = encoder(kind, ptime).unwrap();
         let mut dec = decoder(kind).unwrap();
         let frame = ptime as usize * SAMPLES_PER_MS;
@@ -417,16 +466,27 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_a_tone() {
-        for kind in [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::G722, CodecKind::Opus] {
+        for kind in [
+            CodecKind::Pcmu,
+            CodecKind::Pcma,
+            CodecKind::G722,
+            CodecKind::Opus,
+        ] {
             for ptime in [20, 60] {
                 let (input, output, _) = through(kind, ptime, 1000.0, 1200);
                 let a = goertzel(&output[9600..], 1000.0, 48000.0);
                 let other = goertzel(&output[9600..], 1700.0, 48000.0);
-                assert!(a > 6000.0 && other < 400.0, "{kind:?}/{ptime}: 1 kHz {a:.0}, 1.7 kHz {other:.0}");
+                assert!(
+                    a > 6000.0 && other < 400.0,
+                    "{kind:?}/{ptime}: 1 kHz {a:.0}, 1.7 kHz {other:.0}"
+                );
                 if kind != CodecKind::Opus {
                     // Waveform codecs: sample-accurate after delay alignment.
                     let (snr, delay) = snr_aligned(&input, &output, 1200, 4800);
-                    assert!(snr > 20.0, "{kind:?}/{ptime}: SNR {snr:.1} dB at delay {delay}");
+                    assert!(
+                        snr > 20.0,
+                        "{kind:?}/{ptime}: SNR {snr:.1} dB at delay {delay}"
+                    );
                 }
             }
         }
@@ -449,7 +509,8 @@ mod tests {
         let mut packets = Vec::new();
         for f in 0..50 {
             let mut p = Vec::new();
-            enc.encode(&sine_at(440.0, 48000.0, 8000.0, f * 960, 960), &mut p).unwrap();
+            enc.encode(&sine_at(440.0, 48000.0, 8000.0, f * 960, 960), &mut p)
+                .unwrap();
             packets.push(p);
         }
         let mut out = Vec::new();
@@ -476,7 +537,8 @@ mod tests {
         let mut out = Vec::new();
         for f in 0..10 {
             let mut p = Vec::new();
-            enc.encode(&sine_at(250.0, 48000.0, 8000.0, f * 960, 960), &mut p).unwrap();
+            enc.encode(&sine_at(250.0, 48000.0, 8000.0, f * 960, 960), &mut p)
+                .unwrap();
             dec.decode(&p, &mut out).unwrap();
         }
         let n = out.len();
@@ -492,17 +554,32 @@ mod tests {
     fn malformed_opus_is_a_typed_error() {
         let mut dec = decoder(CodecKind::Opus).unwrap();
         let mut out = vec![7i16];
-        assert!(matches!(dec.decode(&[], &mut out), Err(Error::MalformedPayload { .. })));
+        assert!(matches!(
+            dec.decode(&[], &mut out),
+            Err(Error::MalformedPayload { .. })
+        ));
         // A code-3 TOC with a frame count of zero is invalid.
-        assert!(matches!(dec.decode(&[0x03, 0x00], &mut out), Err(Error::MalformedPayload { .. })));
+        assert!(matches!(
+            dec.decode(&[0x03, 0x00], &mut out),
+            Err(Error::MalformedPayload { .. })
+        ));
         assert_eq!(out, vec![7]);
     }
 
     #[test]
     fn wrong_ptime_and_frame_length_are_rejected() {
-        assert!(matches!(encoder(CodecKind::Opus, 30), Err(Error::UnsupportedPtime { .. })));
-        assert!(matches!(encoder(CodecKind::Pcmu, 0), Err(Error::UnsupportedPtime { .. })));
+        assert!(matches!(
+            encoder(CodecKind::Opus, 30),
+            Err(Error::UnsupportedPtime { .. })
+        ));
+        assert!(matches!(
+            encoder(CodecKind::Pcmu, 0),
+            Err(Error::UnsupportedPtime { .. })
+        ));
         let mut enc = encoder(CodecKind::Pcmu, 20).unwrap();
-        assert!(matches!(enc.encode(&[0; 100], &mut Vec::new()), Err(Error::FrameLength { .. })));
+        assert!(matches!(
+            enc.encode(&[0; 100], &mut Vec::new()),
+            Err(Error::FrameLength { .. })
+        ));
     }
 }

@@ -41,7 +41,11 @@ pub struct MixerConfig {
 
 impl Default for MixerConfig {
     fn default() -> Self {
-        Self { max_mixed_speakers: 3, mix_switch_margin_db: 6.0, speaker: SpeakerConfig::default() }
+        Self {
+            max_mixed_speakers: 3,
+            mix_switch_margin_db: 6.0,
+            speaker: SpeakerConfig::default(),
+        }
     }
 }
 
@@ -54,8 +58,14 @@ pub struct OutputFormat {
 
 impl OutputFormat {
     fn validate(self) -> Result<Self, Error> {
-        if self.ptime_ms == 0 || !self.ptime_ms.is_multiple_of(20) || !self.codec.supports_ptime(self.ptime_ms) {
-            return Err(Error::UnsupportedPtime { codec: self.codec, ptime_ms: self.ptime_ms });
+        if self.ptime_ms == 0
+            || !self.ptime_ms.is_multiple_of(20)
+            || !self.codec.supports_ptime(self.ptime_ms)
+        {
+            return Err(Error::UnsupportedPtime {
+                codec: self.codec,
+                ptime_ms: self.ptime_ms,
+            });
         }
         Ok(self)
     }
@@ -110,7 +120,11 @@ struct Accumulator {
 impl Accumulator {
     fn new(fmt: OutputFormat) -> Result<Self, Error> {
         let frame = fmt.ticks() * TICK_SAMPLES;
-        Ok(Self { encoder: codec::encoder(fmt.codec, fmt.ptime_ms)?, pcm: Vec::with_capacity(frame), frame })
+        Ok(Self {
+            encoder: codec::encoder(fmt.codec, fmt.ptime_ms)?,
+            pcm: Vec::with_capacity(frame),
+            frame,
+        })
     }
 
     /// Adds a tick; returns true when a packet's worth is ready.
@@ -203,7 +217,11 @@ impl AudioMixer {
         }
     }
 
-    pub fn add_participant(&mut self, id: ParticipantId, format: OutputFormat) -> Result<(), Error> {
+    pub fn add_participant(
+        &mut self,
+        id: ParticipantId,
+        format: OutputFormat,
+    ) -> Result<(), Error> {
         let format = format.validate()?;
         if self.index.contains_key(&id) {
             return Err(Error::DuplicateParticipant(id));
@@ -225,7 +243,10 @@ impl AudioMixer {
     }
 
     pub fn remove_participant(&mut self, id: ParticipantId) -> Result<(), Error> {
-        let i = self.index.remove(&id).ok_or(Error::UnknownParticipant(id))?;
+        let i = self
+            .index
+            .remove(&id)
+            .ok_or(Error::UnknownParticipant(id))?;
         self.participants.swap_remove(i);
         if let Some(moved) = self.participants.get(i) {
             self.index.insert(moved.id, i);
@@ -238,7 +259,11 @@ impl AudioMixer {
 
     /// Changes what `id` receives (codec change on re-INVITE). Its stream
     /// restarts in the new format's group.
-    pub fn set_output_format(&mut self, id: ParticipantId, format: OutputFormat) -> Result<(), Error> {
+    pub fn set_output_format(
+        &mut self,
+        id: ParticipantId,
+        format: OutputFormat,
+    ) -> Result<(), Error> {
         let format = format.validate()?;
         let i = self.slot(id)?;
         if self.participants[i].format == format {
@@ -269,7 +294,10 @@ impl AudioMixer {
     pub fn push_frame(&mut self, id: ParticipantId, pcm: &[i16]) -> Result<(), Error> {
         let i = self.slot(id)?;
         if pcm.len() != TICK_SAMPLES {
-            return Err(Error::FrameLength { expected: TICK_SAMPLES, got: pcm.len() });
+            return Err(Error::FrameLength {
+                expected: TICK_SAMPLES,
+                got: pcm.len(),
+            });
         }
         let p = &mut self.participants[i];
         if p.muted {
@@ -417,24 +445,36 @@ impl AudioMixer {
     }
 
     fn slot(&self, id: ParticipantId) -> Result<usize, Error> {
-        self.index.get(&id).copied().ok_or(Error::UnknownParticipant(id))
+        self.index
+            .get(&id)
+            .copied()
+            .ok_or(Error::UnknownParticipant(id))
     }
 
     fn group_for(&mut self, format: OutputFormat) -> Result<usize, Error> {
         if let Some(g) = self.groups.iter().position(|g| g.format == format) {
             return Ok(g);
         }
-        self.groups.push(Group { format, acc: Accumulator::new(format)?, receivers: Vec::new() });
+        self.groups.push(Group {
+            format,
+            acc: Accumulator::new(format)?,
+            receivers: Vec::new(),
+        });
         Ok(self.groups.len() - 1)
     }
 
     fn drop_unused_groups(&mut self) {
         let before = self.groups.len();
         let participants = &self.participants;
-        self.groups.retain(|g| participants.iter().any(|p| p.format == g.format));
+        self.groups
+            .retain(|g| participants.iter().any(|p| p.format == g.format));
         if self.groups.len() != before {
             for p in &mut self.participants {
-                p.group = self.groups.iter().position(|g| g.format == p.format).unwrap_or(0);
+                p.group = self
+                    .groups
+                    .iter()
+                    .position(|g| g.format == p.format)
+                    .unwrap_or(0);
             }
         }
     }
@@ -442,7 +482,13 @@ impl AudioMixer {
     /// Re-derives the index list after participants moved.
     fn rebuild_mixed(&mut self) {
         self.mixed.clear();
-        self.mixed.extend(self.participants.iter().enumerate().filter(|(_, p)| p.mixed).map(|(i, _)| i));
+        self.mixed.extend(
+            self.participants
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.mixed)
+                .map(|(i, _)| i),
+        );
     }
 
     /// Chooses this tick's mixed speakers, with hysteresis, and gives new
@@ -461,7 +507,9 @@ impl AudioMixer {
         // Fill free slots loudest first, then let a clearly louder talker
         // replace the quietest mixed one (one change per tick).
         for &(id, level) in self.detector.speaking() {
-            let Some(&i) = self.index.get(&id) else { continue };
+            let Some(&i) = self.index.get(&id) else {
+                continue;
+            };
             let p = &self.participants[i];
             if p.mixed || p.muted {
                 continue;
@@ -475,7 +523,14 @@ impl AudioMixer {
                 .mixed
                 .iter()
                 .enumerate()
-                .map(|(k, &j)| (k, self.detector.level_dbov(self.participants[j].id).unwrap_or(f32::MIN)))
+                .map(|(k, &j)| {
+                    (
+                        k,
+                        self.detector
+                            .level_dbov(self.participants[j].id)
+                            .unwrap_or(f32::MIN),
+                    )
+                })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((k, q)) = quietest
                 && level > q + self.cfg.mix_switch_margin_db
@@ -528,7 +583,10 @@ mod tests {
 
     impl Ears {
         fn new(parts: &[(ParticipantId, OutputFormat)]) -> Self {
-            let decoders = parts.iter().map(|&(id, f)| (id, (decoder(f.codec).unwrap(), Vec::new()))).collect();
+            let decoders = parts
+                .iter()
+                .map(|&(id, f)| (id, (decoder(f.codec).unwrap(), Vec::new())))
+                .collect();
             Self { decoders }
         }
 
@@ -559,7 +617,9 @@ mod tests {
             (ParticipantId(2), fmt(CodecKind::G722, 20)),
             (ParticipantId(3), fmt(CodecKind::Opus, 20)),
         ];
-        let listeners: Vec<_> = (10..20).map(|i| (ParticipantId(i), fmt(CodecKind::Opus, 20))).collect();
+        let listeners: Vec<_> = (10..20)
+            .map(|i| (ParticipantId(i), fmt(CodecKind::Opus, 20)))
+            .collect();
         let mut mixer = AudioMixer::new(MixerConfig::default());
         let all: Vec<_> = speakers.iter().chain(&listeners).copied().collect();
         for &(id, f) in &all {
@@ -568,7 +628,9 @@ mod tests {
         let mut ears = Ears::new(&all);
         for t in 0..75 {
             for (k, &(id, _)) in speakers.iter().enumerate() {
-                mixer.push_frame(id, &sine_at(TONES[k], 48000.0, 6000.0, t * 960, 960)).unwrap();
+                mixer
+                    .push_frame(id, &sine_at(TONES[k], 48000.0, 6000.0, t * 960, 960))
+                    .unwrap();
             }
             ears.hear(mixer.tick());
             if t >= 5 {
@@ -619,7 +681,12 @@ mod tests {
         for t in 0..40 {
             for (k, id) in [1u64, 5, 9, 13, 17].into_iter().enumerate() {
                 let amp = 8000.0 / (k + 1) as f64;
-                mixer.push_frame(ParticipantId(id), &sine_at(300.0 + 100.0 * k as f64, 48000.0, amp, t * 960, 960)).unwrap();
+                mixer
+                    .push_frame(
+                        ParticipantId(id),
+                        &sine_at(300.0 + 100.0 * k as f64, 48000.0, amp, t * 960, 960),
+                    )
+                    .unwrap();
             }
             let out = mixer.tick();
             let receivers: usize = out.payloads.iter().map(|p| p.receivers.len()).sum();
@@ -643,9 +710,13 @@ mod tests {
     fn silence_still_sends_a_steady_shared_stream() {
         let mut mixer = AudioMixer::new(MixerConfig::default());
         for i in 0..5 {
-            mixer.add_participant(ParticipantId(i), fmt(CodecKind::Opus, 20)).unwrap();
+            mixer
+                .add_participant(ParticipantId(i), fmt(CodecKind::Opus, 20))
+                .unwrap();
         }
-        mixer.add_participant(ParticipantId(9), fmt(CodecKind::Pcma, 20)).unwrap();
+        mixer
+            .add_participant(ParticipantId(9), fmt(CodecKind::Pcma, 20))
+            .unwrap();
         for _ in 0..10 {
             let out = mixer.tick();
             assert_eq!(out.payloads.len(), 2);
@@ -660,7 +731,11 @@ mod tests {
     fn long_ptimes_emit_every_few_ticks_without_gaps_across_speaker_changes() {
         let a = ParticipantId(1);
         let b = ParticipantId(2);
-        let parts = [(a, fmt(CodecKind::Pcma, 40)), (b, fmt(CodecKind::Opus, 60)), (ParticipantId(3), fmt(CodecKind::G722, 40))];
+        let parts = [
+            (a, fmt(CodecKind::Pcma, 40)),
+            (b, fmt(CodecKind::Opus, 60)),
+            (ParticipantId(3), fmt(CodecKind::G722, 40)),
+        ];
         let mut mixer = AudioMixer::new(MixerConfig::default());
         for &(id, f) in &parts {
             mixer.add_participant(id, f).unwrap();
@@ -670,10 +745,14 @@ mod tests {
         for t in 0..240 {
             // a talks in bursts starting mid-packet; b talks from tick 61 on.
             if (7..50).contains(&t) || (113..170).contains(&t) {
-                mixer.push_frame(a, &sine_at(500.0, 48000.0, 8000.0, t * 960, 960)).unwrap();
+                mixer
+                    .push_frame(a, &sine_at(500.0, 48000.0, 8000.0, t * 960, 960))
+                    .unwrap();
             }
             if t >= 61 {
-                mixer.push_frame(b, &sine_at(900.0, 48000.0, 8000.0, t * 960, 960)).unwrap();
+                mixer
+                    .push_frame(b, &sine_at(900.0, 48000.0, 8000.0, t * 960, 960))
+                    .unwrap();
             }
             let out = mixer.tick();
             for p in &out.payloads {
@@ -715,14 +794,18 @@ mod tests {
         let mut ears = Ears::new(&[(a, fmt(CodecKind::Pcmu, 20)), (l, fmt(CodecKind::Pcmu, 20))]);
         mixer.set_muted(a, true).unwrap();
         for t in 0..50 {
-            mixer.push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960)).unwrap();
+            mixer
+                .push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960))
+                .unwrap();
             ears.hear(mixer.tick());
         }
         assert_eq!(mixer.stats().mixed_speakers, 0);
         assert!(rms(ears.tail(l, 9600)) < 50.0);
         mixer.set_muted(a, false).unwrap();
         for t in 50..100 {
-            mixer.push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960)).unwrap();
+            mixer
+                .push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960))
+                .unwrap();
             ears.hear(mixer.tick());
         }
         assert_eq!(mixer.stats().mixed_speakers, 1);
@@ -733,25 +816,47 @@ mod tests {
     fn membership_changes_and_misuse() {
         let a = ParticipantId(1);
         let mut mixer = AudioMixer::new(MixerConfig::default());
-        assert!(matches!(mixer.add_participant(a, fmt(CodecKind::Opus, 30)), Err(Error::UnsupportedPtime { .. })));
-        assert!(matches!(mixer.add_participant(a, fmt(CodecKind::Pcmu, 10)), Err(Error::UnsupportedPtime { .. })));
+        assert!(matches!(
+            mixer.add_participant(a, fmt(CodecKind::Opus, 30)),
+            Err(Error::UnsupportedPtime { .. })
+        ));
+        assert!(matches!(
+            mixer.add_participant(a, fmt(CodecKind::Pcmu, 10)),
+            Err(Error::UnsupportedPtime { .. })
+        ));
         mixer.add_participant(a, fmt(CodecKind::Opus, 20)).unwrap();
-        assert!(matches!(mixer.add_participant(a, fmt(CodecKind::Opus, 20)), Err(Error::DuplicateParticipant(_))));
-        assert!(matches!(mixer.push_frame(ParticipantId(7), &[0; 960]), Err(Error::UnknownParticipant(_))));
-        assert!(matches!(mixer.push_frame(a, &[0; 480]), Err(Error::FrameLength { .. })));
+        assert!(matches!(
+            mixer.add_participant(a, fmt(CodecKind::Opus, 20)),
+            Err(Error::DuplicateParticipant(_))
+        ));
+        assert!(matches!(
+            mixer.push_frame(ParticipantId(7), &[0; 960]),
+            Err(Error::UnknownParticipant(_))
+        ));
+        assert!(matches!(
+            mixer.push_frame(a, &[0; 480]),
+            Err(Error::FrameLength { .. })
+        ));
         // Codec change on re-INVITE while talking: the new format takes effect at once.
         for t in 0..30 {
-            mixer.push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960)).unwrap();
+            mixer
+                .push_frame(a, &sine_at(600.0, 48000.0, 8000.0, t * 960, 960))
+                .unwrap();
             mixer.tick();
         }
-        mixer.set_output_format(a, fmt(CodecKind::Pcmu, 20)).unwrap();
+        mixer
+            .set_output_format(a, fmt(CodecKind::Pcmu, 20))
+            .unwrap();
         mixer.push_frame(a, &[0; 960]).unwrap();
         let out = mixer.tick();
         assert_eq!(out.payloads.len(), 1);
         assert_eq!(out.payloads[0].bytes.len(), 160);
         assert_eq!(mixer.stats().groups, 1);
         mixer.remove_participant(a).unwrap();
-        assert!(matches!(mixer.remove_participant(a), Err(Error::UnknownParticipant(_))));
+        assert!(matches!(
+            mixer.remove_participant(a),
+            Err(Error::UnknownParticipant(_))
+        ));
         assert!(mixer.tick().payloads.is_empty());
         assert_eq!(mixer.stats().groups, 0);
         assert_eq!(mixer.levels().count(), 0);

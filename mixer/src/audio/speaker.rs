@@ -81,7 +81,10 @@ pub fn frame_energy(pcm: &[i16]) -> f32 {
         return 0.0;
     }
     // Integer sum: exact and vectorises.
-    let sum: i64 = pcm.iter().map(|&s| i64::from(i32::from(s) * i32::from(s))).sum();
+    let sum: i64 = pcm
+        .iter()
+        .map(|&s| i64::from(i32::from(s) * i32::from(s)))
+        .sum();
     sum as f32 / pcm.len() as f32
 }
 
@@ -111,11 +114,19 @@ impl SpeakerDetector {
             return;
         }
         self.index.insert(id, self.entries.len());
-        self.entries.push(Entry { id, level: SILENCE_DBOV, frame: SILENCE_DBOV, last_frame: SILENCE_DBOV, speaking: false });
+        self.entries.push(Entry {
+            id,
+            level: SILENCE_DBOV,
+            frame: SILENCE_DBOV,
+            last_frame: SILENCE_DBOV,
+            speaking: false,
+        });
     }
 
     pub fn remove(&mut self, id: ParticipantId) {
-        let Some(i) = self.index.remove(&id) else { return };
+        let Some(i) = self.index.remove(&id) else {
+            return;
+        };
         self.entries.swap_remove(i);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.id, i);
@@ -154,13 +165,18 @@ impl SpeakerDetector {
             };
             e.last_frame = e.frame;
             e.frame = SILENCE_DBOV;
-            e.speaking = if e.speaking { e.level >= c.vad_off_dbov } else { e.level > c.vad_on_dbov };
+            e.speaking = if e.speaking {
+                e.level >= c.vad_off_dbov
+            } else {
+                e.level > c.vad_on_dbov
+            };
             if e.speaking {
                 self.speaking.push((e.id, e.level));
             }
         }
         // Loudest first; ties by id so the order does not depend on arrival.
-        self.speaking.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.speaking
+            .sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
         let Some(&(loudest, loudest_level)) = self.speaking.first() else {
             self.challenger = None;
@@ -214,7 +230,9 @@ impl SpeakerDetector {
     }
 
     pub fn is_speaking(&self, id: ParticipantId) -> bool {
-        self.index.get(&id).is_some_and(|&i| self.entries[i].speaking)
+        self.index
+            .get(&id)
+            .is_some_and(|&i| self.entries[i].speaking)
     }
 
     /// Smoothed level in dBov.
@@ -242,7 +260,10 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn jitter(&mut self) -> f32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((self.0 >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 3.0
         }
     }

@@ -66,7 +66,11 @@ const fn ulaw_to_linear(code: u8) -> i16 {
     let u = !code as i32;
     let mut t = ((u & 0x0F) << 3) + ULAW_BIAS;
     t <<= (u & 0x70) >> 4;
-    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+    (if u & 0x80 != 0 {
+        ULAW_BIAS - t
+    } else {
+        t - ULAW_BIAS
+    }) as i16
 }
 
 const fn alaw_to_linear(code: u8) -> i16 {
@@ -198,8 +202,14 @@ mod tests {
             // Relative error of a log-PCM quantiser stays within ~1/16 of the value
             // above the linear segments.
             let tol = (i32::from(s).abs() / 16).max(16) + 8;
-            assert!((i32::from(u) - i32::from(s)).abs() <= tol.max(140), "ulaw {s} -> {u}");
-            assert!((i32::from(a) - i32::from(s)).abs() <= tol.max(140), "alaw {s} -> {a}");
+            assert!(
+                (i32::from(u) - i32::from(s)).abs() <= tol.max(140),
+                "ulaw {s} -> {u}"
+            );
+            assert!(
+                (i32::from(a) - i32::from(s)).abs() <= tol.max(140),
+                "alaw {s} -> {a}"
+            );
         }
     }
 }

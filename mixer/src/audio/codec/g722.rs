@@ -102,7 +102,11 @@ impl Band {
         self.nb = (((self.nb * 127) >> 7) + wd).clamp(0, max_nb);
         let wd1 = ((self.nb >> 6) & 31) as usize;
         let wd2 = shift_base - (self.nb >> 11);
-        let wd3 = if wd2 < 0 { ILB[wd1] << -wd2 } else { ILB[wd1] >> wd2 };
+        let wd3 = if wd2 < 0 {
+            ILB[wd1] << -wd2
+        } else {
+            ILB[wd1] >> wd2
+        };
         self.det = wd3 << 2;
     }
 
@@ -133,7 +137,11 @@ impl Band {
         let step = if d == 0 { 0 } else { 128 };
         let sgd = d >> 15;
         for i in 1..7 {
-            let wd2 = if (self.d[i] >> 15) == sgd { step } else { -step };
+            let wd2 = if (self.d[i] >> 15) == sgd {
+                step
+            } else {
+                -step
+            };
             let wd3 = (self.b[i] * 32640) >> 15;
             self.bp[i] = sat16(wd2 + wd3);
         }
@@ -182,7 +190,11 @@ impl Default for G722Encoder {
 
 impl G722Encoder {
     pub fn new() -> Self {
-        Self { low: Band::new(32), high: Band::new(8), qmf: [0; 24] }
+        Self {
+            low: Band::new(32),
+            high: Band::new(8),
+            qmf: [0; 24],
+        }
     }
 
     /// Encodes pairs of 16 kHz samples; a trailing odd sample is ignored.
@@ -224,7 +236,11 @@ impl G722Encoder {
         // 1H SUBTRA, QUANTH
         let eh = sat16(xhigh - self.high.s);
         let wd = if eh >= 0 { eh } else { -(eh + 1) };
-        let mih = if wd >= (564 * self.high.det) >> 12 { 2 } else { 1 };
+        let mih = if wd >= (564 * self.high.det) >> 12 {
+            2
+        } else {
+            1
+        };
         let ihigh = if eh < 0 { IHN[mih] } else { IHP[mih] };
 
         // 2H INVQAH, 3H LOGSCH/SCALEH
@@ -252,7 +268,11 @@ impl Default for G722Decoder {
 
 impl G722Decoder {
     pub fn new() -> Self {
-        Self { low: Band::new(32), high: Band::new(8), qmf: [0; 24] }
+        Self {
+            low: Band::new(32),
+            high: Band::new(8),
+            qmf: [0; 24],
+        }
     }
 
     /// Every byte is a valid code word, so decoding cannot fail.
@@ -354,7 +374,9 @@ mod tests {
     fn decoder_survives_arbitrary_bytes() {
         let mut dec = G722Decoder::new();
         let mut out = Vec::new();
-        let junk: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..4000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         dec.decode(&junk, &mut out);
         assert_eq!(out.len(), 8000);
     }

@@ -22,7 +22,11 @@ pub struct Plc {
 
 impl Default for Plc {
     fn default() -> Self {
-        Self { history: Vec::with_capacity(HISTORY * 2), period: MIN_PERIOD, concealed: 0 }
+        Self {
+            history: Vec::with_capacity(HISTORY * 2),
+            period: MIN_PERIOD,
+            concealed: 0,
+        }
     }
 }
 
@@ -73,7 +77,11 @@ impl Plc {
                 xy += i64::from(x[i]) * i64::from(y[i]);
                 yy += i64::from(y[i]) * i64::from(y[i]);
             }
-            let score = if yy == 0 { 0.0 } else { xy as f64 / (yy as f64).sqrt() };
+            let score = if yy == 0 {
+                0.0
+            } else {
+                xy as f64 / (yy as f64).sqrt()
+            };
             if score > best.0 {
                 best = (score, lag);
             }

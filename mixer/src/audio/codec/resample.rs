@@ -77,7 +77,10 @@ impl Resampler {
             let src = InterleavedSlice::new(block, 1, self.block_in).map_err(err)?;
             let mut dst =
                 InterleavedSlice::new_mut(&mut self.out_block, 1, self.block_out).map_err(err)?;
-            let (_, written) = self.inner.process_into_buffer(&src, &mut dst, None).map_err(err)?;
+            let (_, written) = self
+                .inner
+                .process_into_buffer(&src, &mut dst, None)
+                .map_err(err)?;
             out.extend(self.out_block[..written].iter().map(|&s| s.round() as i16));
             used += self.block_in;
         }
@@ -99,7 +102,12 @@ mod tests {
 
     #[test]
     fn up_then_down_preserves_voice_band() {
-        for (rate, freq) in [(8000usize, 300.0), (8000, 3000.0), (16000, 1000.0), (16000, 6000.0)] {
+        for (rate, freq) in [
+            (8000usize, 300.0),
+            (8000, 3000.0),
+            (16000, 1000.0),
+            (16000, 6000.0),
+        ] {
             let mut up = Resampler::new(rate, 48000).unwrap();
             let mut down = Resampler::new(48000, rate).unwrap();
             let input = sine(freq, rate as f64, 10000.0, rate);
@@ -115,7 +123,10 @@ mod tests {
             }
             let delay = (up.delay() * rate / 48000 + down.delay()).min(out.len());
             let (snr, _) = snr_aligned(&input, &out, delay + 4, rate / 10);
-            assert!(snr > 30.0, "{rate} Hz / {freq} Hz tone: SNR {snr:.1} dB, delay {delay}");
+            assert!(
+                snr > 30.0,
+                "{rate} Hz / {freq} Hz tone: SNR {snr:.1} dB, delay {delay}"
+            );
         }
     }
 

@@ -201,6 +201,7 @@ pub struct ConferenceContext {
     pub jitter_min: Duration,
     pub jitter_max: Duration,
     pub rtp_timeout: Duration,
+    pub skip_silent_decode: bool,
 }
 
 /// Starts the conference task; returns its command sender and snapshot feed.
@@ -571,7 +572,7 @@ impl Conference {
         self.mixed.clear();
         self.mixed.extend(self.mixer.mixed_speakers());
         for (id, leg) in self.legs.iter_mut() {
-            let heard = self.mixed.contains(id);
+            let heard = !self.ctx.skip_silent_decode || self.mixed.contains(id);
             let mut ready = false;
             while !ready && leg.pcm.len() < FRAME_SAMPLES {
                 self.frame.clear();

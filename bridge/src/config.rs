@@ -116,6 +116,9 @@ pub struct MediaConfig {
     pub jitter_max_ms: u32,
     /// Seconds without RTP from a leg (not on hold) before the call is ended.
     pub rtp_timeout_s: u32,
+    /// Leave undecoded the Opus packets whose sender flagged no voice, from
+    /// legs that are not in the mix (their audio would be heard by nobody).
+    pub skip_silent_decode: bool,
 }
 
 impl Default for MediaConfig {
@@ -128,6 +131,7 @@ impl Default for MediaConfig {
             jitter_min_ms: 20,
             jitter_max_ms: 200,
             rtp_timeout_s: 60,
+            skip_silent_decode: true,
         }
     }
 }

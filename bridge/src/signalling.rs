@@ -641,6 +641,16 @@ impl Signalling {
             }
         };
         match call.sdp.process_answer(&our_offer, &answer) {
+            // A re-INVITE without SDP: the answer updates a leg already mixed.
+            Ok(Some(media)) if call.in_conference => {
+                let participant = call.participant;
+                if let Some(c) = self.conferences.get(&call.conference) {
+                    let _ = c
+                        .handle
+                        .commands
+                        .try_send(ConferenceCommand::UpdateMedia { participant, media });
+                }
+            }
             Ok(Some(negotiated)) => self.join_conference(&call_id, negotiated),
             _ => {
                 warn!(%call_id, "SDP answer in ACK has no audio we offered; ending call");
@@ -739,6 +749,7 @@ impl Signalling {
                     jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
                     jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
                     rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
+                    skip_silent_decode: self.config.media.skip_silent_decode,
                 };
                 let (commands, snapshot, task) = conference::spawn(ctx);
                 let handle = ConferenceHandle {

@@ -403,6 +403,61 @@ fn reinvite_switches_the_codec_from_pcmu_to_pcma() {
     let _ = rt.block_on(room.hangup());
 }
 
+// A re-INVITE without SDP gets our offer in the 200 OK; the answer in its ACK
+// updates the leg already in the mix (codec change, or hold as CUCM does it).
+#[test]
+fn reinvite_without_sdp_takes_the_answer_in_the_ack() {
+    let node = Node::start();
+    let rt = rooms::runtime();
+    let room = rooms::call(
+        &rt,
+        &node,
+        "lateinvite",
+        "room",
+        Codec::Pcmu,
+        Some((ROOM_TONE, 0.25)),
+    );
+    let mut leg = join(&node, "lateinvite", "delayed offerer", &[PCMU]);
+    leg.rtp.send(leg.node_rtp, 0, UAC_TONE);
+    wait_for("PCMU from the node", Duration::from_secs(5), || {
+        (leg.rtp.rx_packets_pt(0) > 25).then_some(())
+    });
+
+    // Delayed-offer re-INVITE: the node offers, we answer PCMA in the ACK.
+    let r = leg.uac.invite("", None);
+    assert_eq!(r.code, 200, "re-INVITE without SDP:\n{}", r.raw);
+    let offer = parse_sdp_audio(r.body()).unwrap_or_else(|| {
+        panic!(
+            "200 OK to a re-INVITE without SDP must carry an offer:\n{}",
+            r.raw
+        )
+    });
+    assert!(
+        offer.payload_types.contains(&8),
+        "the node's offer lacks PCMA:\n{}",
+        r.body()
+    );
+    leg.uac
+        .ack(Some(&audio_sdp(leg.rtp.port(), &[PCMA], "sendrecv", 2)));
+    leg.rtp.send(offer.addr, 8, UAC_TONE);
+
+    std::thread::sleep(Duration::from_millis(500));
+    let (pcmu0, pcma0) = (leg.rtp.rx_packets_pt(0), leg.rtp.rx_packets_pt(8));
+    std::thread::sleep(Duration::from_secs(2));
+    let (pcmu, pcma) = (
+        leg.rtp.rx_packets_pt(0) - pcmu0,
+        leg.rtp.rx_packets_pt(8) - pcma0,
+    );
+    let p = node.participant("lateinvite", "delayed offerer");
+    assert!(
+        pcma >= 50 && pcmu == 0,
+        "after answering PCMA in the ACK the node sent {pcma} PT 8 and {pcmu} PT 0 packets in 2 s \
+         (want only PCMA); participant: {p:?}"
+    );
+    let _ = leg.uac.request("BYE", "", "", "");
+    let _ = rt.block_on(room.hangup());
+}
+
 #[test]
 fn session_timer_is_negotiated_or_refused_with_min_se() {
     let node = Node::start();

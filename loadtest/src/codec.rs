@@ -169,6 +169,35 @@ pub mod g711 {
     }
 }
 
+/// The baseline a load run is compared with, measured in the same run: how
+/// many legs one core could carry if all it did was decode every leg's packets
+/// with raw libopus at 48 kHz (what a naive MCU pays before mixing, encoding or
+/// any socket work). Decodes the very frames the quiet legs send.
+pub fn raw_decode_legs_per_core(codec: Codec, ptime_ms: u32) -> Result<f64> {
+    let frames = comfort_frames(codec, ptime_ms)?;
+    let mut dec = opus::Decoder::new(48_000, opus::Channels::Mono)?;
+    let mut pcm = vec![0i16; 5760];
+    let rounds = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        for f in frames.iter() {
+            if codec == Codec::Opus {
+                dec.decode(f, &mut pcm, false)?;
+            } else {
+                for (o, b) in pcm.iter_mut().zip(f.iter()) {
+                    *o = if codec == Codec::Pcmu {
+                        g711::ulaw_decode(*b)
+                    } else {
+                        g711::alaw_decode(*b)
+                    };
+                }
+            }
+        }
+    }
+    let per_frame = started.elapsed().as_secs_f64() / (rounds * frames.len()) as f64;
+    Ok(f64::from(ptime_ms) / 1000.0 / per_frame.max(1e-9))
+}
+
 /// Encodes one frame of mono PCM at [`Codec::encode_rate`].
 pub enum Encoder {
     Opus(Box<opus::Encoder>),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
-use tandem_loadtest::{CallOptions, Codec, RoomSystem, RoomSystemConfig, node};
+use tandem_loadtest::{CallOptions, Codec, RoomSystem, RoomSystemConfig, codec, node};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Parser)]
@@ -331,6 +331,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let participants_per_core = node_cores.filter(|&c| c > 1e-3).map(|c| ok as f64 / c);
+    // Measured after the calls ended, so the node is idle and it has a core.
+    let baseline = codec::raw_decode_legs_per_core(args.codec, args.ptime).ok();
+    let ratio = participants_per_core.zip(baseline).map(|(p, b)| p / b);
     let opt = |v: Option<f64>, unit: &str| {
         v.map_or("unavailable".to_owned(), |v| format!("{v:.3}{unit}"))
     };
@@ -363,6 +366,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "  participants per core: {}",
         opt(participants_per_core, "")
     );
+    println!(
+        "  baseline, same run: raw libopus 48 kHz decode of every leg alone: {} legs per core; ratio {}",
+        opt(baseline, ""),
+        opt(ratio, "x")
+    );
     println!("  loadtest's own CPU: {} cores", opt(own_cores, ""));
     println!(
         "  perception: {passed}/{checks} checks passed (each listener hears each other talker, not itself)"
@@ -390,6 +398,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "node_cores": node_cores,
         "node_cpu_source": cpu_source,
         "participants_per_core": participants_per_core,
+        "baseline_raw_decode_legs_per_core": baseline,
+        "ratio_to_baseline": ratio,
         "loadtest_cores": own_cores,
         "perception": {"checks": checks, "passed": passed, "failures": perception_failures},
         "api_participants": api_participants,

@@ -81,7 +81,8 @@ impl Node {
             dir,
         };
         eprintln!(
-            "[harness] tandem up: sip udp/tcp {} http {} audio {}-{} log {}",
+            "[harness] tandem up (pid {}): sip udp/tcp {} http {} audio {}-{} log {}",
+            node.child.id(),
             sip_port,
             http_port,
             audio_ports.0,

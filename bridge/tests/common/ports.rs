@@ -69,3 +69,12 @@ pub fn udp_tcp() -> u16 {
 pub fn udp() -> u16 {
     block(1, false)
 }
+
+/// An even port whose successor is free too (RTP on N, RTCP on N+1). Takes a
+/// block of three, so that the cursor's parity cannot trap a caller that
+/// retries until it gets an even port (blocks of two keep the parity: such a
+/// loop scanned, and wrapped, the whole range).
+pub fn even_pair() -> u16 {
+    let p = block(3, false);
+    if p.is_multiple_of(2) { p } else { p + 1 }
+}

@@ -340,10 +340,8 @@ impl RawCall {
     ) -> RawCall {
         let sip = udp_socket();
         let rtp = loop {
-            let p = ports::block(2, false);
-            if p.is_multiple_of(2)
-                && let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p))
-            {
+            let p = ports::even_pair();
+            if let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p)) {
                 break s;
             }
         };

@@ -122,10 +122,8 @@ pub struct RtpPeer {
 impl RtpPeer {
     pub fn bind() -> RtpPeer {
         let socket = loop {
-            let p = ports::block(2, false);
-            if p.is_multiple_of(2)
-                && let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p))
-            {
+            let p = ports::even_pair();
+            if let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, p)) {
                 break s;
             }
         };

@@ -127,6 +127,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn sockets_carry_their_dscp_mark() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let audio = udp_socket(any, 46).expect("udp");
+        assert_eq!(
+            socket2::SockRef::from(&audio).tos().expect("tos"),
+            46 << 2,
+            "EF"
+        );
+        let sip = tcp_listener(any, 24).expect("tcp");
+        assert_eq!(
+            socket2::SockRef::from(&sip).tos().expect("tos"),
+            24 << 2,
+            "CS3"
+        );
+    }
+
+    #[tokio::test]
     async fn allocates_even_ports_and_reuses_released_ones() {
         let alloc = PortAllocator::new("127.0.0.1".parse().expect("ip"), PortRange(47100..=47105));
         assert_eq!(alloc.capacity(), 3);

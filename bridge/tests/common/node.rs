@@ -30,6 +30,11 @@ impl Node {
     /// `tandem up` with extra `TANDEM_*` variables (e.g.
     /// `("TANDEM_CONFERENCE_AUTO_CREATE", "false")`).
     pub fn start_with(extra_env: &[(&str, &str)]) -> Node {
+        Node::start_full(extra_env, &[])
+    }
+
+    /// `tandem up ARGS...` (e.g. `--demo`) with extra `TANDEM_*` variables.
+    pub fn start_full(extra_env: &[(&str, &str)], args: &[&str]) -> Node {
         let dir = TempDir::new("node");
         let sip_port = ports::udp_tcp();
         let http_port = ports::block(1, true);
@@ -42,7 +47,7 @@ impl Node {
         let log_err = log_file.try_clone().expect("clone log handle");
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
-        cmd.arg("up").current_dir(dir.path());
+        cmd.arg("up").args(args).current_dir(dir.path());
         // The node must see only what this test sets, not a developer's shell.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("TANDEM_") {

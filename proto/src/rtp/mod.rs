@@ -11,6 +11,7 @@
 //! PT) or [`JitterBuffer::push`]; the mixer tick drains [`JitterBuffer::pop`].
 
 pub mod dtmf;
+pub mod h264;
 pub mod jitter;
 pub mod packet;
 pub mod rtcp;

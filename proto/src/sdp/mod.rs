@@ -6,6 +6,7 @@
 
 pub mod offer_answer;
 pub mod session;
+pub mod video;
 
 pub use offer_answer::{AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession};
 pub use session::{

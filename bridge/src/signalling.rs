@@ -21,7 +21,7 @@ use tandem_mixer::ParticipantId;
 use tandem_proto::sdp::{
     AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession, SessionDescription,
 };
-use tandem_proto::sip::dialog::{Dialog, DialogId, dialog_id};
+use tandem_proto::sip::dialog::{self, Dialog, DialogId, dialog_id};
 use tandem_proto::sip::message::{Message, Method, Request, Response, parse_name_addr, uri_user};
 use tandem_proto::sip::session_timer;
 use tandem_proto::sip::transaction::{
@@ -323,12 +323,9 @@ impl Signalling {
     }
 
     fn new_tag(&mut self) -> String {
-        // splitmix64: unguessable enough for tags, seeded once from the OS.
-        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        format!("{:x}", z ^ (z >> 31))
+        // Seeded once from the OS, then counted up (see `dialog::new_tag`).
+        self.seed = self.seed.wrapping_add(1);
+        dialog::new_tag(self.seed)
     }
 
     fn handle_request(
@@ -777,7 +774,8 @@ impl Signalling {
     }
 
     fn send_bye(&mut self, now: Instant, call_id: &str) {
-        let branch = format!("z9hG4bK{}", self.new_tag());
+        self.seed = self.seed.wrapping_add(1);
+        let branch = dialog::new_branch(self.seed);
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -855,23 +853,12 @@ fn response_code(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(rest.get(..3)?).ok()
 }
 
-fn method_label(m: &Method) -> &'static str {
+/// Metric label for a method: unknown methods share one label, so a peer
+/// cannot grow the label set.
+fn method_label(m: &Method) -> &str {
     match m {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Options => "OPTIONS",
-        Method::Info => "INFO",
-        Method::Update => "UPDATE",
-        Method::Register => "REGISTER",
-        Method::Prack => "PRACK",
-        Method::Refer => "REFER",
-        Method::Notify => "NOTIFY",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Message => "MESSAGE",
-        Method::Publish => "PUBLISH",
         Method::Other(_) => "other",
+        known => known.as_str(),
     }
 }
 

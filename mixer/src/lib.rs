@@ -21,6 +21,7 @@
 
 pub mod audio;
 mod error;
+pub mod video;
 
 pub use audio::ParticipantId;
 pub use audio::mix::AudioMixer;

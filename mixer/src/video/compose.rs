@@ -1,0 +1,255 @@
+//! Puts decoded source pictures into the panes of a canvas.
+//!
+//! Each pane gets the source scaled to fill it (cropped to the pane's aspect
+//! ratio, centred, never letterboxed) with SIMD scaling from
+//! `fast_image_resize`, plane by plane in I420. A source scaled to one pane
+//! size is kept for the rest of the tick, since every view that shows the
+//! same participant in a pane of the same size needs the very same pixels
+//! (with 20 receivers most views differ only in one or two panes).
+//!
+//! A participant without a picture to show (no video, muted, frozen) gets a
+//! name tile: a dark background with their name in the middle. Every video
+//! pane carries the participant's name on a dark strip at its bottom.
+
+use std::collections::HashMap;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use super::font;
+use super::frame::{I420Frame, Rect, Rgb, Yuv, rgb_to_yuv};
+use crate::audio::ParticipantId;
+use crate::error::Error;
+
+/// Background of a name tile.
+pub const NAME_TILE_RGB: Rgb = Rgb(40, 44, 52);
+/// Background of the name strip under a video pane.
+const LABEL_BG: Yuv = Yuv(24, 128, 128);
+/// Luma of text (white on neutral chroma).
+const TEXT_LUMA: u8 = 235;
+
+/// What one pane shows.
+#[derive(Debug, Clone, Copy)]
+pub enum PaneContent<'a> {
+    /// Nobody: black.
+    Empty,
+    /// A participant's latest picture. `seq` numbers the source's pictures,
+    /// so that a scaled copy is reused only for the very same picture.
+    Video {
+        source: ParticipantId,
+        seq: u64,
+        frame: &'a I420Frame,
+        name: &'a str,
+    },
+    /// A participant with nothing to show: their name on a dark tile.
+    NameTile { name: &'a str },
+}
+
+/// Composes canvases; owns the scaler and the per-tick scaled-picture cache.
+#[derive(Default)]
+pub struct Compositor {
+    resizer: Resizer,
+    scaled: HashMap<(ParticipantId, u64, u32, u32), I420Frame>,
+}
+
+impl std::fmt::Debug for Compositor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compositor")
+            .field("cached", &self.scaled.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn scaler_err(e: impl std::fmt::Display) -> Error {
+    Error::Scaler(e.to_string())
+}
+
+impl Compositor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets scaled pictures: call once per tick, before composing.
+    pub fn clear_cache(&mut self) {
+        self.scaled.clear();
+    }
+
+    /// Draws `contents[i]` into `panes[i]` of `canvas` (panes without
+    /// content are black). Panes should be even-aligned, as
+    /// [`super::layout::Layout::panes`] makes them.
+    pub fn compose(
+        &mut self,
+        canvas: &mut I420Frame,
+        panes: &[Rect],
+        contents: &[PaneContent<'_>],
+    ) -> Result<(), Error> {
+        for (i, &pane) in panes.iter().enumerate() {
+            let pane = pane.clipped(canvas.width(), canvas.height());
+            if pane.w < 2 || pane.h < 2 {
+                continue;
+            }
+            match contents.get(i).copied().unwrap_or(PaneContent::Empty) {
+                PaneContent::Empty => canvas.fill_rect(pane, Rgb::BLACK),
+                PaneContent::NameTile { name } => draw_name_tile(canvas, pane, name),
+                PaneContent::Video {
+                    source,
+                    seq,
+                    frame,
+                    name,
+                } => {
+                    let (w, h) = (pane.w & !1, pane.h & !1);
+                    let key = (source, seq, w, h);
+                    if !self.scaled.contains_key(&key) {
+                        let scaled = scale_to(&mut self.resizer, frame, w, h)?;
+                        self.scaled.insert(key, scaled);
+                    }
+                    if let Some(scaled) = self.scaled.get(&key) {
+                        canvas.blit(scaled, pane.x, pane.y);
+                    }
+                    draw_label(canvas, pane, name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scales `frame` to `w x h` (both even), cropping to the target aspect.
+pub fn scale_to(
+    resizer: &mut Resizer,
+    frame: &I420Frame,
+    w: u32,
+    h: u32,
+) -> Result<I420Frame, Error> {
+    if (frame.width(), frame.height()) == (w, h) {
+        return Ok(frame.clone());
+    }
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .fit_into_destination(Some((0.5, 0.5)));
+    let (scw, sch) = frame.chroma_size();
+    let mut plane = |src: &[u8], sw: u32, sh: u32, dw: u32, dh: u32| -> Result<Vec<u8>, Error> {
+        let src = ImageRef::new(sw, sh, src, PixelType::U8).map_err(scaler_err)?;
+        let mut dst = Image::new(dw, dh, PixelType::U8);
+        resizer
+            .resize(&src, &mut dst, &options)
+            .map_err(scaler_err)?;
+        Ok(dst.into_vec())
+    };
+    let y = plane(frame.y(), frame.width(), frame.height(), w, h)?;
+    let u = plane(frame.u(), scw, sch, w / 2, h / 2)?;
+    let v = plane(frame.v(), scw, sch, w / 2, h / 2)?;
+    I420Frame::from_planes(w, h, y, u, v)
+}
+
+/// Font scale for a pane: readable at 720p, still fits at 180p.
+fn label_scale(pane: Rect) -> u32 {
+    (pane.h / 120).clamp(1, 4)
+}
+
+/// The name on a dark strip along the bottom of a video pane.
+fn draw_label(canvas: &mut I420Frame, pane: Rect, name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    let s = label_scale(pane);
+    let strip_h = ((font::GLYPH_H + 4) * s).min(pane.h) & !1;
+    let max_chars = (pane.w.saturating_sub(4 * s) / (font::ADVANCE * s)) as usize;
+    if max_chars == 0 || strip_h == 0 {
+        return;
+    }
+    let text: String = name.chars().take(max_chars).collect();
+    let strip_w = (font::text_width(text.chars().count(), s) + 4 * s).min(pane.w) & !1;
+    let strip = Rect::new(pane.x, pane.y + pane.h - strip_h, strip_w.max(2), strip_h);
+    canvas.fill_rect_yuv(strip, LABEL_BG);
+    font::draw_text(
+        canvas,
+        strip.x + 2 * s,
+        strip.y + 2 * s,
+        s,
+        TEXT_LUMA,
+        &text,
+    );
+}
+
+/// A dark tile with the name centred, as large as fits.
+fn draw_name_tile(canvas: &mut I420Frame, pane: Rect, name: &str) {
+    canvas.fill_rect_yuv(pane, rgb_to_yuv(NAME_TILE_RGB));
+    let chars = name.chars().count().max(1) as u32;
+    let fit_w = pane.w * 3 / 4 / (chars * font::ADVANCE);
+    let fit_h = pane.h / 4 / font::GLYPH_H;
+    let s = fit_w.min(fit_h).clamp(1, 8);
+    let max_chars = (pane.w / (font::ADVANCE * s)) as usize;
+    let text: String = name.chars().take(max_chars).collect();
+    let tw = font::text_width(text.chars().count(), s);
+    let x = pane.x + pane.w.saturating_sub(tw) / 2;
+    let y = pane.y + pane.h.saturating_sub(font::GLYPH_H * s) / 2;
+    font::draw_text(canvas, x, y, s, TEXT_LUMA, &text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::layout::Layout;
+
+    #[test]
+    fn video_compose_places_sources_tiles_and_black() {
+        let red = I420Frame::solid(640, 480, Rgb::RED).unwrap();
+        let green = I420Frame::solid(160, 90, Rgb::GREEN).unwrap();
+        let mut canvas = I420Frame::black(640, 360).unwrap();
+        let panes = Layout::Grid2x2.panes(640, 360);
+        let contents = [
+            PaneContent::Video {
+                source: ParticipantId(1),
+                seq: 0,
+                frame: &red,
+                name: "Alice",
+            },
+            PaneContent::Video {
+                source: ParticipantId(2),
+                seq: 0,
+                frame: &green,
+                name: "Bob",
+            },
+            PaneContent::NameTile { name: "Carol" },
+            PaneContent::Empty,
+        ];
+        let mut c = Compositor::new();
+        c.compose(&mut canvas, &panes, &contents).unwrap();
+        let at = |i: usize| canvas.average_rgb_in(panes[i].centre(0.5));
+        assert!(at(0).distance(Rgb::RED) <= 4, "{:?}", at(0));
+        assert!(at(1).distance(Rgb::GREEN) <= 4, "{:?}", at(1));
+        // The tile is dark with (bright) text in it: brighter than the bare
+        // background but far from any source colour.
+        let tile = canvas.average_rgb_in(panes[2]);
+        assert!(tile.distance(NAME_TILE_RGB) <= 40, "{tile:?}");
+        assert!(canvas.average_rgb_in(panes[3]).distance(Rgb::BLACK) <= 2);
+        // The label strip sits at the bottom of pane 0 and has white text.
+        let bottom = Rect::new(panes[0].x, panes[0].y + panes[0].h - 8, 60, 8);
+        assert!(
+            canvas.y()[(bottom.y * 640 + 4) as usize..(bottom.y * 640 + 60) as usize]
+                .contains(&TEXT_LUMA)
+        );
+        // Two panes of one size from one picture: scaled once.
+        assert_eq!(c.scaled.len(), 2);
+    }
+
+    #[test]
+    fn video_scale_crops_to_fill() {
+        // Left half red, right half blue, 4:3, into a 16:9 pane: still half
+        // and half (cropped top and bottom, not squeezed sideways).
+        let mut src = I420Frame::solid(320, 240, Rgb::BLUE).unwrap();
+        src.fill_rect(Rect::new(0, 0, 160, 240), Rgb::RED);
+        let out = scale_to(&mut Resizer::new(), &src, 160, 90).unwrap();
+        assert!(
+            out.average_rgb_in(Rect::new(10, 10, 60, 70))
+                .distance(Rgb::RED)
+                <= 4
+        );
+        assert!(
+            out.average_rgb_in(Rect::new(90, 10, 60, 70))
+                .distance(Rgb::BLUE)
+                <= 4
+        );
+    }
+}

@@ -1,0 +1,868 @@
+//! The video MCU core: encode once per view.
+//!
+//! A *view* is what a receiver sees: a layout, who is in each pane, and a
+//! resolution class. Receivers whose views are equal share one composition
+//! and one encoder, so the cost grows with the number of distinct views, not
+//! receivers. Because nobody sees themselves, the visible participants each
+//! get a view of their own and everyone else shares one: at most
+//! 1 + (visible participants) encoders per class and layout.
+//!
+//! Encoders outlive views. When the speaker changes, the views' occupants
+//! change but most receivers stay together; each new view takes over the
+//! encoder that served most of its receivers, and keeps its reference
+//! pictures. A receiver that lands on an encoder it was not decoding before
+//! cannot decode that encoder's next P-frame, so such a move forces a
+//! keyframe on that encoder at once (not rate-limited: without it the
+//! receiver shows garbage). Keyframe requests from receivers (PLI/FIR) are
+//! rate-limited per encoder; one keyframe serves every receiver of the view.
+//!
+//! Sans-IO: the bridge calls [`VideoMixer::tick`] at the output frame rate.
+//! Time is the tick count: freezes and keyframe intervals are in ticks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::codec::{EncodedFrame, EncoderSettings, VideoEncoder};
+use super::compose::{Compositor, PaneContent};
+use super::frame::I420Frame;
+use super::layout::{Layout, LayoutChoice, assign};
+use crate::audio::ParticipantId;
+use crate::error::Error;
+
+/// The output resolutions a receiver can get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResolutionClass {
+    /// 1280x720.
+    Hd720,
+    /// 640x360.
+    Sd360,
+    /// 320x180.
+    Low180,
+}
+
+impl ResolutionClass {
+    pub const ALL: [ResolutionClass; 3] = [
+        ResolutionClass::Hd720,
+        ResolutionClass::Sd360,
+        ResolutionClass::Low180,
+    ];
+
+    /// Canvas size in pixels.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            ResolutionClass::Hd720 => (1280, 720),
+            ResolutionClass::Sd360 => (640, 360),
+            ResolutionClass::Low180 => (320, 180),
+        }
+    }
+
+    /// A sensible default bitrate at 30 fps.
+    pub fn default_bitrate_bps(self) -> u32 {
+        match self {
+            ResolutionClass::Hd720 => 1_500_000,
+            ResolutionClass::Sd360 => 600_000,
+            ResolutionClass::Low180 => 200_000,
+        }
+    }
+}
+
+/// What a receiver wants to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReceiverSettings {
+    pub layout: LayoutChoice,
+    pub class: ResolutionClass,
+}
+
+impl Default for ReceiverSettings {
+    fn default() -> Self {
+        ReceiverSettings {
+            layout: LayoutChoice::Auto,
+            class: ResolutionClass::Sd360,
+        }
+    }
+}
+
+/// Everything that makes two receivers' pictures identical.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewKey {
+    pub layout: Layout,
+    /// Who is in each pane, pane order as [`Layout::panes`].
+    pub occupants: Vec<Option<ParticipantId>>,
+    pub class: ResolutionClass,
+}
+
+/// One encoded picture and who it is for.
+#[derive(Debug, Clone)]
+pub struct ViewOutput {
+    pub key: ViewKey,
+    pub encoded: EncodedFrame,
+    /// Sorted; never empty.
+    pub receivers: Vec<ParticipantId>,
+    /// The tick this picture belongs to (media time: tick x 90000 / fps).
+    pub tick: u64,
+}
+
+/// How the mixer runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoConfig {
+    /// Output frame rate: how often the bridge calls `tick`.
+    pub fps: f32,
+    /// Bitrate per class, bits per second.
+    pub bitrate_hd720: u32,
+    pub bitrate_sd360: u32,
+    pub bitrate_low180: u32,
+    /// A source with no new picture for more than this many ticks is shown
+    /// as its name tile.
+    pub freeze_timeout_ticks: u64,
+    /// Least ticks between two requested keyframes of one encoder.
+    pub keyframe_min_interval_ticks: u64,
+    /// Passed to every encoder (packetization-mode 0); see
+    /// [`EncoderSettings::max_slice_bytes`].
+    pub max_slice_bytes: Option<u32>,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            fps: 30.0,
+            bitrate_hd720: ResolutionClass::Hd720.default_bitrate_bps(),
+            bitrate_sd360: ResolutionClass::Sd360.default_bitrate_bps(),
+            bitrate_low180: ResolutionClass::Low180.default_bitrate_bps(),
+            freeze_timeout_ticks: 60,
+            keyframe_min_interval_ticks: 15,
+            max_slice_bytes: None,
+        }
+    }
+}
+
+impl VideoConfig {
+    fn bitrate(&self, class: ResolutionClass) -> u32 {
+        match class {
+            ResolutionClass::Hd720 => self.bitrate_hd720,
+            ResolutionClass::Sd360 => self.bitrate_sd360,
+            ResolutionClass::Low180 => self.bitrate_low180,
+        }
+    }
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoStats {
+    /// Encoders alive now (one per view of the last tick).
+    pub encoders: usize,
+    /// Distinct views composed in the last tick.
+    pub views: usize,
+    pub ticks: u64,
+    pub frames_encoded: u64,
+    /// Pictures the rate controller skipped.
+    pub frames_skipped: u64,
+    pub keyframes: u64,
+    /// Keyframes forced because a receiver joined an encoder (a new view's
+    /// first picture, or a receiver moving between views).
+    pub switch_keyframes: u64,
+    /// Receiver keyframe requests that had to wait for the rate limit.
+    pub keyframe_requests_deferred: u64,
+    pub encode_errors: u64,
+}
+
+#[derive(Debug)]
+struct Source {
+    name: String,
+    frame: Option<I420Frame>,
+    seq: u64,
+    last_frame_tick: u64,
+    video_muted: bool,
+}
+
+#[derive(Debug)]
+struct EncoderSlot {
+    class: ResolutionClass,
+    encoder: VideoEncoder,
+    /// Receivers that decoded this encoder's last picture.
+    receivers: BTreeSet<ParticipantId>,
+    last_keyframe_tick: Option<u64>,
+    keyframe_pending: bool,
+}
+
+/// The video MCU for one conference. See the module docs.
+#[derive(Debug)]
+pub struct VideoMixer {
+    config: VideoConfig,
+    sources: BTreeMap<ParticipantId, Source>,
+    receivers: BTreeMap<ParticipantId, ReceiverSettings>,
+    speaker_order: Vec<ParticipantId>,
+    keyframe_requests: BTreeSet<ParticipantId>,
+    slots: Vec<EncoderSlot>,
+    compositor: Compositor,
+    canvases: HashMap<ResolutionClass, I420Frame>,
+    tick: u64,
+    stats: VideoStats,
+}
+
+impl VideoMixer {
+    pub fn new(config: VideoConfig) -> Result<Self, Error> {
+        if !(config.fps.is_finite() && config.fps > 0.0) {
+            return Err(Error::InvalidFrame(format!("frame rate {}", config.fps)));
+        }
+        Ok(VideoMixer {
+            config,
+            sources: BTreeMap::new(),
+            receivers: BTreeMap::new(),
+            speaker_order: Vec::new(),
+            keyframe_requests: BTreeSet::new(),
+            slots: Vec::new(),
+            compositor: Compositor::new(),
+            canvases: HashMap::new(),
+            tick: 0,
+            stats: VideoStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &VideoConfig {
+        &self.config
+    }
+
+    /// Adds a participant who may be shown (with or without video yet).
+    pub fn add_participant(&mut self, id: ParticipantId, name: &str) -> Result<(), Error> {
+        if self.sources.contains_key(&id) {
+            return Err(Error::DuplicateParticipant(id));
+        }
+        self.sources.insert(
+            id,
+            Source {
+                name: name.to_string(),
+                frame: None,
+                seq: 0,
+                last_frame_tick: 0,
+                video_muted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes a participant, as a source and as a receiver.
+    pub fn remove_participant(&mut self, id: ParticipantId) -> Result<(), Error> {
+        self.sources
+            .remove(&id)
+            .ok_or(Error::UnknownParticipant(id))?;
+        self.receivers.remove(&id);
+        self.keyframe_requests.remove(&id);
+        Ok(())
+    }
+
+    /// Marks a participant's video as muted (shown as a name tile) or not.
+    pub fn set_video_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), Error> {
+        let s = self
+            .sources
+            .get_mut(&id)
+            .ok_or(Error::UnknownParticipant(id))?;
+        s.video_muted = muted;
+        Ok(())
+    }
+
+    /// The participant's latest decoded picture; it stays on screen until
+    /// the next one or the freeze timeout.
+    pub fn push_source_frame(&mut self, id: ParticipantId, frame: I420Frame) -> Result<(), Error> {
+        let s = self
+            .sources
+            .get_mut(&id)
+            .ok_or(Error::UnknownParticipant(id))?;
+        s.frame = Some(frame);
+        s.seq += 1;
+        s.last_frame_tick = self.tick;
+        Ok(())
+    }
+
+    /// Most recent speaker first. Unknown ids are ignored; participants
+    /// missing from it come after it, in id order.
+    pub fn set_speaker_order(&mut self, order: &[ParticipantId]) {
+        self.speaker_order = order.to_vec();
+    }
+
+    /// Adds a receiver or changes what it sees. A receiver need not be a
+    /// participant (a recorder); if it is, it never sees itself.
+    pub fn set_receiver(&mut self, id: ParticipantId, settings: ReceiverSettings) {
+        self.receivers.insert(id, settings);
+    }
+
+    pub fn remove_receiver(&mut self, id: ParticipantId) -> Result<(), Error> {
+        self.keyframe_requests.remove(&id);
+        self.receivers
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(Error::UnknownParticipant(id))
+    }
+
+    /// A receiver lost pictures (PLI/FIR): its view's encoder sends a
+    /// keyframe as soon as the rate limit allows.
+    pub fn request_keyframe(&mut self, receiver: ParticipantId) -> Result<(), Error> {
+        if !self.receivers.contains_key(&receiver) {
+            return Err(Error::UnknownParticipant(receiver));
+        }
+        self.keyframe_requests.insert(receiver);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> VideoStats {
+        VideoStats {
+            encoders: self.slots.len(),
+            ..self.stats
+        }
+    }
+
+    /// The effective speaker order: known participants, speakers first.
+    fn order(&self) -> Vec<ParticipantId> {
+        let mut seen = BTreeSet::new();
+        let mut order = Vec::with_capacity(self.sources.len());
+        for &id in self.speaker_order.iter().chain(self.sources.keys()) {
+            if self.sources.contains_key(&id) && seen.insert(id) {
+                order.push(id);
+            }
+        }
+        order
+    }
+
+    /// Every receiver's view, grouped.
+    pub fn views(&self) -> BTreeMap<ViewKey, Vec<ParticipantId>> {
+        let order = self.order();
+        let mut views: BTreeMap<ViewKey, Vec<ParticipantId>> = BTreeMap::new();
+        for (&rx, settings) in &self.receivers {
+            let visible = order.len() - usize::from(self.sources.contains_key(&rx));
+            let layout = settings.layout.resolve(visible);
+            let key = ViewKey {
+                layout,
+                occupants: assign(layout, &order, Some(rx)),
+                class: settings.class,
+            };
+            views.entry(key).or_default().push(rx);
+        }
+        views
+    }
+
+    /// Gives each view an encoder slot, preferring the one most of its
+    /// receivers already decode. Returns slot indices parallel to `views`
+    /// and, per view, whether some receiver is new to that encoder.
+    fn match_encoders(
+        &mut self,
+        views: &[(ViewKey, Vec<ParticipantId>)],
+    ) -> Result<Vec<(usize, bool)>, Error> {
+        let mut claimed = vec![false; self.slots.len()];
+        let mut chosen: Vec<Option<usize>> = vec![None; views.len()];
+        // Biggest views choose first: they have the most to lose.
+        let mut by_size: Vec<usize> = (0..views.len()).collect();
+        by_size.sort_by_key(|&i| std::cmp::Reverse(views[i].1.len()));
+        for &vi in &by_size {
+            let (key, rxs) = &views[vi];
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(si, s)| !claimed[*si] && s.class == key.class)
+                .map(|(si, s)| (rxs.iter().filter(|r| s.receivers.contains(r)).count(), si))
+                .filter(|&(overlap, _)| overlap > 0)
+                .max_by_key(|&(overlap, si)| (overlap, std::cmp::Reverse(si)));
+            if let Some((_, si)) = best {
+                claimed[si] = true;
+                chosen[vi] = Some(si);
+            }
+        }
+        // Views nobody was watching yet reuse a spare encoder of their class
+        // (saves an init; they need a keyframe either way) or get a new one.
+        for &vi in &by_size {
+            if chosen[vi].is_some() {
+                continue;
+            }
+            let class = views[vi].0.class;
+            let spare =
+                (0..self.slots.len()).find(|&si| !claimed[si] && self.slots[si].class == class);
+            let si = match spare {
+                Some(si) => si,
+                None => {
+                    let (w, h) = class.size();
+                    let mut settings =
+                        EncoderSettings::new(w, h, self.config.fps, self.config.bitrate(class));
+                    settings.max_slice_bytes = self.config.max_slice_bytes;
+                    self.slots.push(EncoderSlot {
+                        class,
+                        encoder: VideoEncoder::new(settings)?,
+                        receivers: BTreeSet::new(),
+                        last_keyframe_tick: None,
+                        keyframe_pending: false,
+                    });
+                    claimed.push(false);
+                    self.slots.len() - 1
+                }
+            };
+            claimed[si] = true;
+            chosen[vi] = Some(si);
+        }
+        let mut out = Vec::with_capacity(views.len());
+        for (vi, (_, rxs)) in views.iter().enumerate() {
+            let si = chosen[vi].ok_or_else(|| Error::VideoCodec("no encoder for view".into()))?;
+            let newcomer = rxs.iter().any(|r| !self.slots[si].receivers.contains(r));
+            out.push((si, newcomer));
+        }
+        // Encoders no view claimed are dropped, keeping indices of the rest.
+        let mut remap = vec![usize::MAX; self.slots.len()];
+        let mut kept = 0;
+        for (si, slot) in claimed.iter().enumerate() {
+            if *slot {
+                remap[si] = kept;
+                kept += 1;
+            }
+        }
+        let mut si = 0;
+        self.slots.retain(|_| {
+            let keep = claimed[si];
+            si += 1;
+            keep
+        });
+        Ok(out
+            .into_iter()
+            .map(|(si, newcomer)| (remap[si], newcomer))
+            .collect())
+    }
+
+    /// Composes and encodes one picture per distinct view.
+    pub fn tick(&mut self) -> Result<Vec<ViewOutput>, Error> {
+        self.tick += 1;
+        self.stats.ticks += 1;
+        self.compositor.clear_cache();
+
+        let views: Vec<(ViewKey, Vec<ParticipantId>)> = self.views().into_iter().collect();
+        let assignment = self.match_encoders(&views)?;
+        self.stats.views = views.len();
+        let requests = std::mem::take(&mut self.keyframe_requests);
+
+        let mut outputs = Vec::with_capacity(views.len());
+        for ((key, receivers), (si, newcomer)) in views.into_iter().zip(assignment) {
+            let (w, h) = key.class.size();
+            let mut canvas = match self.canvases.remove(&key.class) {
+                Some(c) => c,
+                None => I420Frame::black(w, h)?,
+            };
+            let panes = key.layout.panes(w, h);
+            let contents: Vec<PaneContent<'_>> = key
+                .occupants
+                .iter()
+                .map(|occupant| {
+                    pane_content(
+                        &self.sources,
+                        self.tick,
+                        self.config.freeze_timeout_ticks,
+                        *occupant,
+                    )
+                })
+                .collect();
+            let composed = self.compositor.compose(&mut canvas, &panes, &contents);
+            drop(contents);
+            if let Err(e) = composed {
+                self.canvases.insert(key.class, canvas);
+                return Err(e);
+            }
+
+            let tick = self.tick;
+            let interval = self.config.keyframe_min_interval_ticks;
+            let slot = &mut self.slots[si];
+            if receivers.iter().any(|r| requests.contains(r)) {
+                slot.keyframe_pending = true;
+            }
+            let allowed = slot
+                .last_keyframe_tick
+                .is_none_or(|last| tick.saturating_sub(last) >= interval);
+            if slot.keyframe_pending && !allowed {
+                self.stats.keyframe_requests_deferred += 1;
+            }
+            let force = newcomer || (slot.keyframe_pending && allowed);
+            let result = slot.encoder.encode(&canvas, force);
+            self.canvases.insert(key.class, canvas);
+            slot.receivers = receivers.iter().copied().collect();
+            match result {
+                Err(_) => {
+                    self.stats.encode_errors += 1;
+                    // Nobody got a picture: whoever arrives needs a keyframe.
+                    slot.receivers.clear();
+                }
+                Ok(encoded) if encoded.annexb.is_empty() => {
+                    self.stats.frames_skipped += 1;
+                    if newcomer {
+                        // The keyframe the newcomers need was skipped.
+                        slot.receivers.retain(|_| false);
+                    }
+                }
+                Ok(encoded) => {
+                    self.stats.frames_encoded += 1;
+                    if encoded.keyframe {
+                        self.stats.keyframes += 1;
+                        if newcomer {
+                            self.stats.switch_keyframes += 1;
+                        }
+                        slot.last_keyframe_tick = Some(tick);
+                        slot.keyframe_pending = false;
+                    }
+                    outputs.push(ViewOutput {
+                        key,
+                        encoded,
+                        receivers,
+                        tick,
+                    });
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// What `occupant`'s pane shows at `tick`: a free function so that it can
+/// borrow the sources while the compositor is borrowed mutably.
+fn pane_content(
+    sources: &BTreeMap<ParticipantId, Source>,
+    tick: u64,
+    freeze_timeout_ticks: u64,
+    occupant: Option<ParticipantId>,
+) -> PaneContent<'_> {
+    let Some(id) = occupant else {
+        return PaneContent::Empty;
+    };
+    let Some(source) = sources.get(&id) else {
+        return PaneContent::Empty;
+    };
+    let frozen = tick.saturating_sub(source.last_frame_tick) > freeze_timeout_ticks;
+    match &source.frame {
+        Some(frame) if !source.video_muted && !frozen => PaneContent::Video {
+            source: id,
+            seq: source.seq,
+            frame,
+            name: &source.name,
+        },
+        _ => PaneContent::NameTile { name: &source.name },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::codec::VideoDecoder;
+    use crate::video::compose::NAME_TILE_RGB;
+    use crate::video::frame::{Rect, Rgb};
+
+    const RED: ParticipantId = ParticipantId(1);
+    const GREEN: ParticipantId = ParticipantId(2);
+    const BLUE: ParticipantId = ParticipantId(3);
+    const YELLOW: ParticipantId = ParticipantId(4);
+    const ONLOOKER: ParticipantId = ParticipantId(100);
+
+    fn colour_of(id: ParticipantId) -> Rgb {
+        match id.0 {
+            1 => Rgb::RED,
+            2 => Rgb::GREEN,
+            3 => Rgb::BLUE,
+            4 => Rgb::YELLOW,
+            n => Rgb((n * 40) as u8, (n * 90) as u8, (n * 20) as u8),
+        }
+    }
+
+    /// `n` participants 1..=n, each sending its solid colour at 320x180.
+    fn mixer_with(n: u64) -> VideoMixer {
+        let mut m = VideoMixer::new(VideoConfig::default()).unwrap();
+        for i in 1..=n {
+            let id = ParticipantId(i);
+            m.add_participant(id, &format!("P{i}")).unwrap();
+        }
+        push_all(&mut m, n);
+        m
+    }
+
+    fn push_all(m: &mut VideoMixer, n: u64) {
+        for i in 1..=n {
+            let id = ParticipantId(i);
+            m.push_source_frame(id, I420Frame::solid(320, 180, colour_of(id)).unwrap())
+                .unwrap();
+        }
+    }
+
+    fn settings(layout: Layout, class: ResolutionClass) -> ReceiverSettings {
+        ReceiverSettings {
+            layout: LayoutChoice::Fixed(layout),
+            class,
+        }
+    }
+
+    /// Runs `ticks` ticks (re-sending the sources each time) and returns the
+    /// last decoded picture of `receiver`'s stream.
+    fn watch(m: &mut VideoMixer, n: u64, receiver: ParticipantId, ticks: usize) -> I420Frame {
+        let mut dec = VideoDecoder::new().unwrap();
+        let mut last = None;
+        for _ in 0..ticks {
+            push_all(m, n);
+            for out in m.tick().unwrap() {
+                if out.receivers.contains(&receiver) {
+                    last = dec.decode(&out.encoded.annexb).unwrap().or(last);
+                }
+            }
+        }
+        last.expect("receiver got a picture")
+    }
+
+    fn pane_colour(frame: &I420Frame, layout: Layout, pane: usize) -> Rgb {
+        let panes = layout.panes(frame.width(), frame.height());
+        frame.average_rgb_in(panes[pane].centre(0.5))
+    }
+
+    const TOLERANCE: u8 = 30;
+
+    #[test]
+    fn video_2x2_four_colours_survive_encode_and_decode() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN, BLUE, YELLOW]);
+        m.set_receiver(ONLOOKER, settings(Layout::Grid2x2, ResolutionClass::Sd360));
+        let pic = watch(&mut m, 4, ONLOOKER, 5);
+        assert_eq!((pic.width(), pic.height()), (640, 360));
+        for (pane, id) in [RED, GREEN, BLUE, YELLOW].into_iter().enumerate() {
+            let got = pane_colour(&pic, Layout::Grid2x2, pane);
+            assert!(
+                got.distance(colour_of(id)) <= TOLERANCE,
+                "pane {pane}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn video_nobody_sees_themselves() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN, BLUE, YELLOW]);
+        for id in [RED, GREEN, BLUE, YELLOW] {
+            m.set_receiver(id, settings(Layout::Grid2x2, ResolutionClass::Sd360));
+        }
+        let pic = watch(&mut m, 4, RED, 5);
+        let seen: Vec<Rgb> = (0..4)
+            .map(|p| pane_colour(&pic, Layout::Grid2x2, p))
+            .collect();
+        assert!(seen.iter().all(|c| c.distance(Rgb::RED) > 100), "{seen:?}");
+        // The speaker sees the previous speaker where they would be.
+        assert!(seen[0].distance(Rgb::GREEN) <= TOLERANCE, "{seen:?}");
+        assert!(seen[1].distance(Rgb::BLUE) <= TOLERANCE, "{seen:?}");
+        assert!(seen[2].distance(Rgb::YELLOW) <= TOLERANCE, "{seen:?}");
+        assert!(seen[3].distance(Rgb::BLACK) <= TOLERANCE, "{seen:?}");
+    }
+
+    #[test]
+    fn video_equal_settings_share_one_encoder() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN]);
+        for i in 100..110 {
+            m.set_receiver(
+                ParticipantId(i),
+                settings(Layout::Grid2x2, ResolutionClass::Low180),
+            );
+        }
+        let out = m.tick().unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].receivers.len(), 10);
+        assert_eq!(m.stats().encoders, 1);
+        // Another class is another view.
+        m.set_receiver(
+            ParticipantId(200),
+            settings(Layout::Grid2x2, ResolutionClass::Sd360),
+        );
+        m.tick().unwrap();
+        assert_eq!(m.stats().encoders, 2);
+        // Participants as receivers: a 2x2 of 4 shows everyone else, so the
+        // four each see something different from the onlookers.
+        for id in [RED, GREEN, BLUE, YELLOW] {
+            m.set_receiver(id, settings(Layout::Grid2x2, ResolutionClass::Low180));
+        }
+        m.tick().unwrap();
+        assert_eq!(m.stats().encoders, 2 + 4);
+    }
+
+    #[test]
+    fn video_encoders_bounded_by_visible_speakers() {
+        let n = 20;
+        let mut m = mixer_with(n);
+        let order: Vec<ParticipantId> = (1..=n).rev().map(ParticipantId).collect();
+        m.set_speaker_order(&order);
+        for i in 1..=n {
+            m.set_receiver(
+                ParticipantId(i),
+                settings(Layout::OnePlus7, ResolutionClass::Low180),
+            );
+        }
+        m.tick().unwrap();
+        let visible = Layout::OnePlus7.pane_count();
+        // The 8 shown each see the 9th instead of themselves, everyone else
+        // shares a view: 8 + 1.
+        assert_eq!(m.stats().encoders, visible + 1);
+    }
+
+    #[test]
+    fn video_1plus5_speaker_in_large_pane() {
+        let mut m = mixer_with(4);
+        m.set_receiver(ONLOOKER, settings(Layout::OnePlus5, ResolutionClass::Sd360));
+        m.set_speaker_order(&[BLUE, RED]);
+        let mut dec = VideoDecoder::new().unwrap();
+        let mut run = |m: &mut VideoMixer| {
+            let mut last = None;
+            for _ in 0..3 {
+                push_all(m, 4);
+                for out in m.tick().unwrap() {
+                    last = dec.decode(&out.encoded.annexb).unwrap().or(last);
+                }
+            }
+            last.unwrap()
+        };
+        let pic = run(&mut m);
+        assert!(pane_colour(&pic, Layout::OnePlus5, 0).distance(Rgb::BLUE) <= TOLERANCE);
+        // Unknown ids in the order are ignored; participants missing from it
+        // fill the small panes.
+        assert!(pane_colour(&pic, Layout::OnePlus5, 2).distance(Rgb::GREEN) <= TOLERANCE);
+        // The speaker changes: the same stream, without a keyframe, now
+        // shows them big.
+        m.set_speaker_order(&[YELLOW, ParticipantId(77), BLUE, RED]);
+        let keyframes = m.stats().keyframes;
+        let pic = run(&mut m);
+        assert_eq!(
+            m.stats().keyframes,
+            keyframes,
+            "an onlooker needs no keyframe"
+        );
+        assert!(pane_colour(&pic, Layout::OnePlus5, 0).distance(Rgb::YELLOW) <= TOLERANCE);
+        assert!(pane_colour(&pic, Layout::OnePlus5, 1).distance(Rgb::BLUE) <= TOLERANCE);
+    }
+
+    #[test]
+    fn video_frozen_source_becomes_name_tile() {
+        let mut m = VideoMixer::new(VideoConfig {
+            freeze_timeout_ticks: 5,
+            ..VideoConfig::default()
+        })
+        .unwrap();
+        m.add_participant(RED, "Red").unwrap();
+        m.add_participant(GREEN, "Green").unwrap();
+        m.set_speaker_order(&[RED, GREEN]);
+        m.set_receiver(ONLOOKER, settings(Layout::Grid2x2, ResolutionClass::Sd360));
+        let mut dec = VideoDecoder::new().unwrap();
+        let mut pictures = Vec::new();
+        for t in 0..12 {
+            // Green keeps sending; red sends one picture and stops.
+            if t == 0 {
+                m.push_source_frame(RED, I420Frame::solid(320, 180, Rgb::RED).unwrap())
+                    .unwrap();
+            }
+            m.push_source_frame(GREEN, I420Frame::solid(320, 180, Rgb::GREEN).unwrap())
+                .unwrap();
+            for out in m.tick().unwrap() {
+                if let Some(p) = dec.decode(&out.encoded.annexb).unwrap() {
+                    pictures.push(p);
+                }
+            }
+        }
+        let red_at = |p: &I420Frame| pane_colour(p, Layout::Grid2x2, 0);
+        // Still red within the timeout...
+        assert!(red_at(&pictures[3]).distance(Rgb::RED) <= TOLERANCE);
+        // ...a name tile after it, while green stays live.
+        let last = pictures.last().unwrap();
+        let tile = last.average_rgb_in(Layout::Grid2x2.panes(640, 360)[0]);
+        assert!(tile.distance(NAME_TILE_RGB) <= 40, "{tile:?}");
+        assert!(red_at(last).distance(Rgb::RED) > 100);
+        assert!(pane_colour(last, Layout::Grid2x2, 1).distance(Rgb::GREEN) <= TOLERANCE);
+        // Muting shows the tile too.
+        m.set_video_muted(GREEN, true).unwrap();
+        m.push_source_frame(GREEN, I420Frame::solid(320, 180, Rgb::GREEN).unwrap())
+            .unwrap();
+        for out in m.tick().unwrap() {
+            if let Some(p) = dec.decode(&out.encoded.annexb).unwrap() {
+                let green_pane = Layout::Grid2x2.panes(640, 360)[1];
+                assert!(p.average_rgb_in(green_pane).distance(NAME_TILE_RGB) <= 40);
+            }
+        }
+    }
+
+    #[test]
+    fn video_keyframe_requests_are_shared_and_rate_limited() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN, BLUE, YELLOW]);
+        for i in 100..103 {
+            m.set_receiver(
+                ParticipantId(i),
+                settings(Layout::Grid2x2, ResolutionClass::Low180),
+            );
+        }
+        let first = m.tick().unwrap();
+        assert!(
+            first[0].encoded.keyframe,
+            "a new view starts with a keyframe"
+        );
+        for _ in 0..20 {
+            assert!(!m.tick().unwrap()[0].encoded.keyframe);
+        }
+        // Two receivers ask at once: one keyframe serves both.
+        m.request_keyframe(ParticipantId(100)).unwrap();
+        m.request_keyframe(ParticipantId(101)).unwrap();
+        let out = m.tick().unwrap();
+        assert!(out[0].encoded.keyframe);
+        assert_eq!(m.stats().keyframes, 2);
+        // Asked again right away: deferred to the interval, then served.
+        m.request_keyframe(ParticipantId(102)).unwrap();
+        let interval = m.config().keyframe_min_interval_ticks;
+        let mut waited = 0;
+        loop {
+            waited += 1;
+            if m.tick().unwrap()[0].encoded.keyframe {
+                break;
+            }
+            assert!(waited <= interval, "keyframe never came");
+        }
+        assert_eq!(waited, interval);
+        assert_eq!(m.stats().keyframes, 3);
+        assert!(m.request_keyframe(ParticipantId(999)).is_err());
+    }
+
+    #[test]
+    fn video_receiver_moving_to_another_encoder_gets_a_keyframe() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN, BLUE, YELLOW]);
+        for id in [RED, GREEN, BLUE, YELLOW] {
+            m.set_receiver(id, settings(Layout::Grid1x1, ResolutionClass::Low180));
+        }
+        m.set_receiver(ONLOOKER, settings(Layout::Grid1x1, ResolutionClass::Low180));
+        for _ in 0..4 {
+            m.tick().unwrap();
+        }
+        // 1x1: red sees green, everyone else sees red: 2 views.
+        assert_eq!(m.stats().encoders, 2);
+        let before = m.stats().switch_keyframes;
+        // Green speaks: green sees red, everyone else (red now too) sees
+        // green. Red moved onto the big view's encoder: one keyframe there,
+        // which every receiver of that view decodes.
+        m.set_speaker_order(&[GREEN, RED, BLUE, YELLOW]);
+        let out = m.tick().unwrap();
+        let big = out
+            .iter()
+            .find(|o| o.receivers.contains(&ONLOOKER))
+            .unwrap();
+        assert!(big.receivers.contains(&RED));
+        assert!(big.encoded.keyframe);
+        let small = out.iter().find(|o| o.receivers == vec![GREEN]).unwrap();
+        assert!(small.encoded.keyframe);
+        assert_eq!(m.stats().switch_keyframes - before, 2);
+        // Nothing moves next tick: no keyframes.
+        assert!(m.tick().unwrap().iter().all(|o| !o.encoded.keyframe));
+    }
+
+    #[test]
+    fn video_unknown_participants_are_errors() {
+        let mut m = mixer_with(1);
+        assert!(matches!(
+            m.push_source_frame(ParticipantId(9), I420Frame::black(2, 2).unwrap()),
+            Err(Error::UnknownParticipant(_))
+        ));
+        assert!(matches!(
+            m.add_participant(RED, "again"),
+            Err(Error::DuplicateParticipant(_))
+        ));
+        assert!(m.remove_participant(ParticipantId(9)).is_err());
+        m.remove_participant(RED).unwrap();
+        assert!(m.tick().unwrap().is_empty(), "no receivers, no output");
+        let _ = Rect::new(0, 0, 0, 0);
+    }
+}

@@ -673,3 +673,22 @@ fn a_leg_that_sends_no_rtp_is_hung_up_after_the_media_timeout() {
         node.conferences()
     );
 }
+
+/// A node behind a proxy or NAT advertises the Contact it is configured with,
+/// so in-dialog requests (BYE, re-INVITE) reach it by that address.
+#[test]
+fn configured_contact_is_advertised_in_the_200_ok() {
+    let contact = "sip:bridge@bridge.example.invalid:5999";
+    let node = Node::start_with(&[("TANDEM_SIP_CONTACT", contact)]);
+    let rtp = RtpPeer::bind();
+    let mut uac = Uac::new(&node, "contact", "behind a proxy");
+    let r = uac.invite("", Some(&audio_sdp(rtp.port(), &[PCMU], "sendrecv", 1)));
+    assert_eq!(r.code, 200, "INVITE:\n{}", r.raw);
+    let advertised = r.header("Contact").unwrap_or_default();
+    assert!(
+        advertised.contains(contact),
+        "Contact {advertised:?} is not the configured {contact}"
+    );
+    uac.ack(None);
+    let _ = uac.request("BYE", "", "", "");
+}

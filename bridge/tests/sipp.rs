@@ -60,6 +60,13 @@ fn uac_pcap_call_is_answered_and_its_rtp_reaches_the_node() {
         rtp_in >= 200.0,
         "the node counted {rtp_in} incoming RTP packets during the uac_pcap call (expected ~400)"
     );
+    // uac_pcap also plays dtmf_2833_1.pcap: RFC 4733 events on PT 101, which
+    // reach the node as one DTMF event per key press.
+    let dtmf = node.metric("tandem_dtmf_events_total", &[]);
+    assert!(
+        dtmf >= 1.0,
+        "the RFC 4733 digits sipp played were not detected (tandem_dtmf_events_total = {dtmf})"
+    );
     assert!(
         node.metric("tandem_sip_responses_total", &[("code", "200")]) >= 2.0,
         "tandem_sip_responses_total{{code=\"200\"}} should count the INVITE's and the BYE's 200"

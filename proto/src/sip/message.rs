@@ -347,32 +347,7 @@ impl<'a> Iterator for CommaSplit<'a> {
                 return (!v.is_empty()).then_some(v);
             }
             let bytes = self.rest.as_bytes();
-            let mut in_quote = false;
-            let mut in_angle = false;
-            let mut escaped = false;
-            let mut end = bytes.len();
-            for (i, &b) in bytes.iter().enumerate() {
-                if in_quote {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_quote = false;
-                    }
-                    continue;
-                }
-                match b {
-                    b'"' => in_quote = true,
-                    b'<' => in_angle = true,
-                    b'>' => in_angle = false,
-                    b',' if !in_angle => {
-                        end = i;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
+            let end = find_unquoted(bytes, b',', true);
             let item = self.rest[..end].trim();
             self.rest = if end < bytes.len() {
                 &self.rest[end + 1..]
@@ -386,6 +361,34 @@ impl<'a> Iterator for CommaSplit<'a> {
     }
 }
 
+/// Index of the first `sep` outside a quoted string (backslash escapes
+/// honoured) and, when `angle` is set, outside `<...>`; `bytes.len()` if none.
+fn find_unquoted(bytes: &[u8], sep: u8, angle: bool) -> usize {
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_quote = true,
+            b'<' if angle => in_angle = true,
+            b'>' if angle => in_angle = false,
+            _ if b == sep && !in_angle => return i,
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
 /// Splits `;name=value;flag` parameters, honouring quoted values. Leading
 /// text before the first `;` must already be removed.
 fn params(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
@@ -396,26 +399,7 @@ fn params(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
             if rest.is_empty() {
                 return None;
             }
-            let bytes = rest.as_bytes();
-            let mut in_quote = false;
-            let mut escaped = false;
-            let mut end = bytes.len();
-            for (i, &b) in bytes.iter().enumerate() {
-                if in_quote {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_quote = false;
-                    }
-                } else if b == b'"' {
-                    in_quote = true;
-                } else if b == b';' {
-                    end = i;
-                    break;
-                }
-            }
+            let end = find_unquoted(rest.as_bytes(), b';', false);
             let item = &rest[..end];
             rest = &rest[end..];
             let (name, value) = match item.split_once('=') {

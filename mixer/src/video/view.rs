@@ -194,6 +194,10 @@ pub struct VideoMixer {
     slots: Vec<EncoderSlot>,
     compositor: Compositor,
     canvases: HashMap<ResolutionClass, I420Frame>,
+    /// Sources in some pane of the last tick's views.
+    visible: BTreeSet<ParticipantId>,
+    /// Sources that entered a pane and need a keyframe from their sender.
+    source_keyframe_requests: Vec<ParticipantId>,
     tick: u64,
     stats: VideoStats,
 }
@@ -212,6 +216,8 @@ impl VideoMixer {
             slots: Vec::new(),
             compositor: Compositor::new(),
             canvases: HashMap::new(),
+            visible: BTreeSet::new(),
+            source_keyframe_requests: Vec::new(),
             tick: 0,
             stats: VideoStats::default(),
         })
@@ -246,6 +252,8 @@ impl VideoMixer {
             .ok_or(Error::UnknownParticipant(id))?;
         self.receivers.remove(&id);
         self.keyframe_requests.remove(&id);
+        self.visible.remove(&id);
+        self.source_keyframe_requests.retain(|s| *s != id);
         Ok(())
     }
 
@@ -300,6 +308,20 @@ impl VideoMixer {
         }
         self.keyframe_requests.insert(receiver);
         Ok(())
+    }
+
+    /// Sources that occupied a pane in the last tick. A source outside this
+    /// set need not be decoded: nobody sees it. When it enters a pane it is
+    /// listed by [`VideoMixer::take_source_keyframe_requests`].
+    pub fn visible_sources(&self) -> &BTreeSet<ParticipantId> {
+        &self.visible
+    }
+
+    /// Sources that entered a pane since the last call: their senders should
+    /// be asked for a keyframe (PLI/FIR), since their decoder may have been
+    /// idle.
+    pub fn take_source_keyframe_requests(&mut self) -> Vec<ParticipantId> {
+        std::mem::take(&mut self.source_keyframe_requests)
     }
 
     pub fn stats(&self) -> VideoStats {
@@ -429,6 +451,16 @@ impl VideoMixer {
         self.compositor.clear_cache();
 
         let views: Vec<(ViewKey, Vec<ParticipantId>)> = self.views().into_iter().collect();
+        let visible: BTreeSet<ParticipantId> = views
+            .iter()
+            .flat_map(|(key, _)| key.occupants.iter().flatten().copied())
+            .collect();
+        for id in visible.difference(&self.visible) {
+            if !self.source_keyframe_requests.contains(id) {
+                self.source_keyframe_requests.push(*id);
+            }
+        }
+        self.visible = visible;
         let assignment = self.match_encoders(&views)?;
         self.stats.views = views.len();
         let requests = std::mem::take(&mut self.keyframe_requests);

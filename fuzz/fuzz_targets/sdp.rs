@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         audio_port: 20000,
         codecs: AudioCodec::ALL.to_vec(),
         ptime: 20,
+        video_port: Some(20002),
     };
     let mut session = SdpSession::new(1);
     if let Ok((answer, _negotiated)) = session.answer(&offer, &local) {

@@ -403,10 +403,42 @@ pub fn write_pli(out: &mut Vec<u8>, sender: Ssrc, media: Ssrc) {
     finish(out, start);
 }
 
+/// Append a Full Intra Request (RFC 5104 §4.3.1) for `media`. `seq` is the
+/// request's sequence number: the same number for a retransmitted request,
+/// one more for a new one.
+pub fn write_fir(out: &mut Vec<u8>, sender: Ssrc, media: Ssrc, seq: u8) {
+    let start = begin(out, PSFB_FIR, RTCP_PSFB);
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    // Media source SSRC is unused in FIR (§4.3.1.2); the FCI names it.
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&media.0.to_be_bytes());
+    out.extend_from_slice(&[seq, 0, 0, 0]);
+    finish(out, start);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rtp::packet::is_rtcp;
+
+    #[test]
+    fn rtcp_fir_round_trip() -> Result<(), RtpError> {
+        let mut buf = Vec::new();
+        write_fir(&mut buf, Ssrc(7), Ssrc(0xABCD), 3);
+        let packets = parse_compound(&buf)?;
+        assert_eq!(packets.len(), 1);
+        assert!(packets[0].is_fir());
+        match &packets[0] {
+            RtcpPacket::PayloadFeedback {
+                sender_ssrc, fci, ..
+            } => {
+                assert_eq!(*sender_ssrc, Ssrc(7));
+                assert_eq!(fci.as_slice(), &[0, 0, 0xAB, 0xCD, 3, 0, 0, 0]);
+            }
+            other => panic!("not a FIR: {other:?}"),
+        }
+        Ok(())
+    }
 
     fn block(n: u32) -> ReportBlock {
         ReportBlock {

@@ -8,7 +8,9 @@ pub mod offer_answer;
 pub mod session;
 pub mod video;
 
-pub use offer_answer::{AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession};
+pub use offer_answer::{
+    AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession, VideoStream,
+};
 pub use session::{
     Address, Attribute, Bandwidth, Connection, Direction, MediaDescription, MediaKind, Origin,
     RtpMap, SdpError, SessionDescription, Timing,

@@ -1,9 +1,15 @@
-//! The RFC 3264 offer/answer model, for the bridge's one audio stream.
+//! The RFC 3264 offer/answer model, for the bridge's audio and video streams.
 //!
 //! The bridge mixes audio in Opus, G.722, PCMU or PCMA, with RFC 4733
-//! telephone-event for DTMF and RFC 3389 comfort noise when offered. Everything
-//! else (video, application, a second audio stream, SRTP profiles) is declined
-//! with port 0, which keeps the m-line count and order the offerer expects (§6).
+//! telephone-event for DTMF and RFC 3389 comfort noise when offered, and
+//! (when [`LocalMedia::video_port`] is set) takes one H.264 video stream (see
+//! [`super::video`]). Everything else (application, content, a second audio
+//! or video stream, SRTP profiles) is declined with port 0, which keeps the
+//! m-line count and order the offerer expects (§6).
+//!
+//! The audio outcome is returned; the video outcome of the last exchange is
+//! kept in the [`SdpSession`] ([`SdpSession::video`]), since most callers
+//! only care about audio.
 //!
 //! When answering we pick the codec in the *offerer's* preference order (§6.1
 //! says the answerer SHOULD), because a transcoding bridge has no reason to
@@ -12,9 +18,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::session::{
-    Address, Attribute, Connection, Direction, MediaDescription, MediaKind, Origin, RtpMap,
-    SessionDescription, Timing,
+    Address, Attribute, Bandwidth, Connection, Direction, MediaDescription, MediaKind, Origin,
+    RtpMap, SessionDescription, Timing,
 };
+use super::video::{NegotiatedVideo, RECEIVE_LEVEL_IDC, answer_fmtp, negotiate_h264};
 
 /// Why negotiation failed. Each maps to a SIP answer (mostly 488 Not Acceptable Here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,6 +150,144 @@ pub struct LocalMedia {
     pub codecs: Vec<AudioCodec>,
     /// Packetization we offer, in ms.
     pub ptime: u32,
+    /// Where we receive video; `None` declines video.
+    pub video_port: Option<u16>,
+}
+
+/// The outcome of an offer/answer exchange for the video stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoStream {
+    /// Payload type, H.264 parameters and the peer's bandwidth.
+    pub h264: NegotiatedVideo,
+    pub rtcp_mux: bool,
+    /// Where to send RTP; `None` on hold or port 0.
+    pub remote: Option<SocketAddr>,
+    pub remote_rtcp: Option<SocketAddr>,
+    /// From OUR side: what we may do.
+    pub direction: Direction,
+    /// The peer listed `a=rtcp-fb:<pt> nack pli` (RFC 4585).
+    pub pli: bool,
+    /// The peer listed `a=rtcp-fb:<pt> ccm fir` (RFC 5104).
+    pub fir: bool,
+}
+
+/// The video bandwidth we ask peers to send us at most, kbit/s (b=AS): a
+/// 720p30 camera is all a continuous-presence pane needs.
+pub const VIDEO_RECEIVE_KBPS: u64 = 2000;
+/// Our H.264 payload types in offers: packetization mode 1, then mode 0.
+const OFFER_H264_PTS: [(u8, u8); 2] = [(96, 1), (97, 0)];
+
+/// Whether `m` lists `a=rtcp-fb` `<pt>`/`*` with exactly this feedback.
+fn has_rtcp_fb(m: &MediaDescription, pt: u8, feedback: &str) -> bool {
+    let pt = pt.to_string();
+    m.attributes
+        .iter()
+        .filter(|a| a.name.eq_ignore_ascii_case("rtcp-fb"))
+        .filter_map(|a| a.value.as_deref())
+        .any(|v| {
+            let mut parts = v.split_whitespace();
+            let target = parts.next().unwrap_or("");
+            let rest: Vec<&str> = parts.collect();
+            (target == pt || target == "*") && rest.join(" ").eq_ignore_ascii_case(feedback)
+        })
+}
+
+fn video_stream(
+    sd: &SessionDescription,
+    m: &MediaDescription,
+    h264: NegotiatedVideo,
+    direction: Direction,
+    rtcp_mux: bool,
+) -> VideoStream {
+    let (remote, remote_rtcp) = remote_addrs(sd, m, rtcp_mux);
+    let direction = if remote.is_none() {
+        direction.without_send()
+    } else {
+        direction
+    };
+    VideoStream {
+        pli: has_rtcp_fb(m, h264.pt, "nack pli"),
+        fir: has_rtcp_fb(m, h264.pt, "ccm fir"),
+        h264,
+        rtcp_mux,
+        remote,
+        remote_rtcp,
+        direction,
+    }
+}
+
+/// Accept one offered video m-line with H.264, or `None`.
+fn answer_video(
+    offer: &SessionDescription,
+    m: &MediaDescription,
+    port: u16,
+) -> Option<(MediaDescription, VideoStream)> {
+    let h264 = negotiate_h264(m)?;
+    let pt = h264.pt;
+    let rtcp_mux = m.rtcp_mux();
+    let stream = video_stream(offer, m, h264, offer.direction_of(m).reversed(), rtcp_mux);
+    let mut attrs = vec![
+        Attribute::value("rtpmap", format!("{pt} H264/90000")),
+        Attribute::value("fmtp", format!("{pt} {}", answer_fmtp(&stream.h264))),
+    ];
+    // Echo the feedback we honour, so the peer knows it may ask (RFC 4585 §4.2).
+    if stream.pli {
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} nack pli")));
+    }
+    if stream.fir {
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm fir")));
+    }
+    if rtcp_mux {
+        attrs.push(Attribute::flag("rtcp-mux"));
+    }
+    attrs.push(Attribute::flag(stream.direction.as_str()));
+    let md = MediaDescription {
+        kind: MediaKind::Video,
+        port,
+        port_count: None,
+        proto: m.proto.clone(),
+        formats: vec![pt.to_string()],
+        info: None,
+        connection: None,
+        bandwidth: vec![Bandwidth {
+            kind: "AS".to_owned(),
+            value: VIDEO_RECEIVE_KBPS,
+        }],
+        attributes: attrs,
+    };
+    Some((md, stream))
+}
+
+/// Our video m-line for offers.
+fn offer_video(port: u16) -> MediaDescription {
+    let mut attrs = Vec::new();
+    for (pt, mode) in OFFER_H264_PTS {
+        attrs.push(Attribute::value("rtpmap", format!("{pt} H264/90000")));
+        attrs.push(Attribute::value(
+            "fmtp",
+            format!(
+                "{pt} profile-level-id=42e0{RECEIVE_LEVEL_IDC:02x};packetization-mode={mode};level-asymmetry-allowed=1"
+            ),
+        ));
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} nack pli")));
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm fir")));
+    }
+    attrs.push(Attribute::flag("rtcp-mux"));
+    attrs.push(Attribute::flag(Direction::SendRecv.as_str()));
+    MediaDescription {
+        kind: MediaKind::Video,
+        port,
+        port_count: None,
+        proto: "RTP/AVP".to_owned(),
+        formats: OFFER_H264_PTS.iter().map(|(pt, _)| pt.to_string()).collect(),
+        info: None,
+        connection: None,
+        bandwidth: vec![Bandwidth {
+            kind: "AS".to_owned(),
+            value: VIDEO_RECEIVE_KBPS,
+        }],
+        attributes: attrs,
+    }
 }
 
 /// The outcome of a completed offer/answer exchange for the audio stream.
@@ -238,6 +383,7 @@ pub struct SdpSession {
     version: u64,
     username: String,
     last: Option<SessionDescription>,
+    video: Option<VideoStream>,
 }
 
 impl SdpSession {
@@ -247,7 +393,14 @@ impl SdpSession {
             version: session_id,
             username: "tandem".to_owned(),
             last: None,
+            video: None,
         }
+    }
+
+    /// The video stream as the last completed exchange left it (`None`:
+    /// declined, removed, or never offered).
+    pub fn video(&self) -> Option<&VideoStream> {
+        self.video.as_ref()
     }
 
     pub fn session_id(&self) -> u64 {
@@ -302,31 +455,34 @@ impl SdpSession {
     ) -> Result<(SessionDescription, Option<NegotiatedAudio>), OfferAnswerError> {
         let mut answer = self.skeleton(local.addr);
         let mut negotiated: Option<NegotiatedAudio> = None;
+        let mut video: Option<VideoStream> = None;
         let mut any_active = false;
 
         for m in &offer.media {
             any_active |= m.port != 0;
-            let accepted = if negotiated.is_none()
-                && m.kind == MediaKind::Audio
-                && m.port != 0
-                && plain_rtp(&m.proto)
-            {
-                answer_audio(offer, m, local)
-            } else {
-                None
-            };
-            match accepted {
-                Some((md, neg)) => {
+            let usable = m.port != 0 && plain_rtp(&m.proto);
+            if usable && negotiated.is_none() && m.kind == MediaKind::Audio {
+                if let Some((md, neg)) = answer_audio(offer, m, local) {
                     answer.media.push(md);
                     negotiated = Some(neg);
+                    continue;
                 }
-                None => answer.media.push(rejected(m)),
             }
+            if let (true, None, MediaKind::Video, Some(port)) =
+                (usable, &video, &m.kind, local.video_port)
+                && let Some((md, stream)) = answer_video(offer, m, port)
+            {
+                answer.media.push(md);
+                video = Some(stream);
+                continue;
+            }
+            answer.media.push(rejected(m));
         }
 
         if negotiated.is_none() && any_active {
             return Err(OfferAnswerError::NoCommonCodec);
         }
+        self.video = video;
         Ok((self.stamp(answer), negotiated))
     }
 
@@ -381,12 +537,15 @@ impl SdpSession {
             bandwidth: Vec::new(),
             attributes: attrs,
         });
+        if let Some(port) = local.video_port {
+            sd.media.push(offer_video(port));
+        }
         self.stamp(sd)
     }
 
     /// Take the peer's answer to `our_offer` (late offer: the SDP in the ACK).
     pub fn process_answer(
-        &self,
+        &mut self,
         our_offer: &SessionDescription,
         answer: &SessionDescription,
     ) -> Result<Option<NegotiatedAudio>, OfferAnswerError> {
@@ -396,6 +555,23 @@ impl SdpSession {
                 answer: answer.media.len(),
             });
         }
+        self.video = our_offer
+            .media
+            .iter()
+            .zip(&answer.media)
+            .find(|(o, t)| o.kind == MediaKind::Video && o.port != 0 && t.port != 0)
+            .and_then(|(ours, theirs)| {
+                // The answerer's rtpmap/fmtp for the PT it chose is what it
+                // can receive; it must be one we offered.
+                let h264 = negotiate_h264(theirs)
+                    .filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
+                let direction = answer
+                    .direction_of(theirs)
+                    .reversed()
+                    .intersect(our_offer.direction_of(ours));
+                let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
+                Some(video_stream(answer, theirs, h264, direction, rtcp_mux))
+            });
         let Some((ours, theirs)) = our_offer
             .media
             .iter()
@@ -566,6 +742,7 @@ mod tests {
                 AudioCodec::Pcma,
             ],
             ptime: 20,
+            video_port: None,
         }
     }
 
@@ -713,6 +890,70 @@ m=audio 2222 RTP/AVP 18 4\r\nm=video 3000 RTP/AVP 96\r\n",
             SdpSession::new(1).answer(&video_only, &local()).map(|_| ()),
             Err(OfferAnswerError::NoCommonCodec)
         );
+    }
+
+    const BARESIP_AV: &str = "v=0\r\no=- 1 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+m=audio 10000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+m=video 10002 RTP/AVP 100 96\r\nb=AS:800\r\na=rtpmap:100 VP8/90000\r\n\
+a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=0;profile-level-id=42e01f\r\n\
+a=rtcp-fb:* nack pli\r\na=sendrecv\r\n";
+
+    #[test]
+    fn sdp_answer_accepts_h264_video_when_we_have_a_port() -> TestResult {
+        let mut s = SdpSession::new(5);
+        let local = LocalMedia {
+            video_port: Some(20002),
+            ..local()
+        };
+        let (ans, neg) = s.answer(&sdp(BARESIP_AV), &local)?;
+        assert!(neg.is_some());
+        let v = s.video().ok_or("no video")?;
+        assert_eq!(v.h264.pt, 96);
+        assert_eq!(v.h264.params.packetization_mode, 0);
+        assert!(v.pli && !v.fir && !v.rtcp_mux);
+        assert_eq!(v.remote, Some("10.0.0.9:10002".parse()?));
+        assert_eq!(v.remote_rtcp, Some("10.0.0.9:10003".parse()?));
+        assert_eq!(v.direction, Direction::SendRecv);
+        assert_eq!(v.h264.remote_bandwidth_kbps, Some(760));
+        let m = &ans.media[1];
+        assert_eq!((m.kind.clone(), m.port), (MediaKind::Video, 20002));
+        assert_eq!(m.formats, ["96"]);
+        assert_eq!(
+            m.fmtp(96),
+            Some("profile-level-id=42e01f;packetization-mode=0;level-asymmetry-allowed=1")
+        );
+        assert_eq!(sdp(&ans.to_string()), ans);
+
+        // Without a video port, video is declined and forgotten.
+        let (ans, _) = s.answer(&sdp(BARESIP_AV), &super::tests::local())?;
+        assert_eq!(ans.media[1].port, 0);
+        assert!(s.video().is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn sdp_offer_with_video_and_answer_in_ack() -> TestResult {
+        let mut s = SdpSession::new(9);
+        let local = LocalMedia {
+            video_port: Some(30002),
+            ..local()
+        };
+        let ours = s.offer(&local);
+        assert_eq!(ours.media.len(), 2);
+        assert_eq!(ours.media[1].formats, ["96", "97"]);
+        assert_eq!(sdp(&ours.to_string()), ours);
+        let answer = sdp(
+            "v=0\r\no=- 1 2 IN IP4 10.0.0.9\r\ns=-\r\nc=IN IP4 10.0.0.9\r\nt=0 0\r\n\
+m=audio 10000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+m=video 10002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n\
+a=fmtp:97 profile-level-id=42e01e;packetization-mode=0\r\na=rtcp-fb:97 ccm fir\r\na=rtcp-mux\r\n",
+        );
+        assert!(s.process_answer(&ours, &answer)?.is_some());
+        let v = s.video().ok_or("no video")?;
+        assert_eq!(v.h264.pt, 97);
+        assert!(v.fir && !v.pli && v.rtcp_mux);
+        assert_eq!(v.remote_rtcp, v.remote);
+        Ok(())
     }
 
     #[test]

@@ -22,15 +22,20 @@ use tracing::{debug, info, warn};
 use tandem_mixer::ParticipantId;
 use tandem_mixer::audio::codec::{self, AudioDecoder, CodecKind};
 use tandem_mixer::audio::mix::{AudioMixer, MixerConfig, OutputFormat};
+use tandem_mixer::video::{LayoutChoice, ResolutionClass};
 use tandem_proto::rtp::dtmf::DtmfDetector;
 use tandem_proto::rtp::jitter::{JitterBuffer, Playout};
 use tandem_proto::rtp::packet::{MediaTime, RtpHeader, RtpPacket, Ssrc};
 use tandem_proto::rtp::rtcp;
 use tandem_proto::rtp::stats::ReceiveStats;
-use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio};
+use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio, VideoStream};
 
 use crate::driver::net::{MediaSockets, PortAllocator};
 use crate::metrics::{MediaCounters, Metrics};
+use crate::rtcp_report;
+use crate::video::{
+    LegVideoSnapshot, VideoContext, VideoEngine, VideoInput, VideoLegSetup, VideoSnapshot,
+};
 
 /// 48 kHz mono, 20 ms.
 const TICK: Duration = Duration::from_millis(20);
@@ -45,6 +50,8 @@ pub struct LegSetup {
     pub signalling: &'static str,
     pub media: NegotiatedAudio,
     pub sockets: MediaSockets,
+    /// The H.264 stream and its sockets (from the video port range).
+    pub video: Option<(VideoStream, MediaSockets)>,
 }
 
 pub enum ConferenceCommand {
@@ -53,6 +60,8 @@ pub enum ConferenceCommand {
     UpdateMedia {
         participant: ParticipantId,
         media: NegotiatedAudio,
+        /// The video stream after the exchange (`None`: declined or removed).
+        video: Option<VideoStream>,
     },
     RemoveLeg {
         participant: ParticipantId,
@@ -60,6 +69,20 @@ pub enum ConferenceCommand {
     Mute {
         participant: ParticipantId,
         muted: bool,
+    },
+    /// `participant: None` sets the conference default.
+    SetLayout {
+        participant: Option<ParticipantId>,
+        layout: LayoutChoice,
+    },
+    /// A digit signalled out of band (SIP INFO).
+    Dtmf {
+        participant: ParticipantId,
+        digit: char,
+    },
+    /// SIP INFO picture_fast_update from this participant (RFC 5168).
+    VideoKeyframeRequest {
+        participant: ParticipantId,
     },
 }
 
@@ -72,6 +95,11 @@ pub enum ConferenceEvent {
     Dtmf {
         call_id: String,
         digit: char,
+    },
+    /// Ask this room system for a keyframe with SIP INFO (RFC 5168): it
+    /// offered no RTCP feedback.
+    PictureFastUpdate {
+        call_id: String,
     },
 }
 
@@ -96,6 +124,9 @@ pub struct ParticipantSnapshot {
     pub signalling: &'static str,
     pub audio_codec: &'static str,
     pub video: bool,
+    /// Layout, resolution and counters of the video stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video_stream: Option<LegVideoSnapshot>,
     pub speaking: bool,
     pub muted: bool,
     pub on_hold: bool,
@@ -175,6 +206,9 @@ struct Leg {
     lost_reported: i64,
     jb_reported: [u64; 4],
     marker_pending: bool,
+    has_video: bool,
+    /// When this leg pressed `*`, for `*8`.
+    star_at: Option<Instant>,
 }
 
 impl Leg {
@@ -202,6 +236,18 @@ pub struct ConferenceContext {
     pub jitter_max: Duration,
     pub rtp_timeout: Duration,
     pub skip_silent_decode: bool,
+    /// `None`: video is off (`[video] enabled = false`).
+    pub video: Option<VideoSettings>,
+    pub video_ports: Arc<PortAllocator>,
+}
+
+/// From `[video]`.
+#[derive(Clone)]
+pub struct VideoSettings {
+    pub fps: u32,
+    pub layout: LayoutChoice,
+    pub max_class: ResolutionClass,
+    pub freeze_timeout: Duration,
 }
 
 /// Starts the conference task; returns its command sender and snapshot feed.
@@ -243,6 +289,8 @@ async fn run(
         send_buf: Vec::with_capacity(1500),
         frame: Vec::with_capacity(FRAME_SAMPLES * 3),
         ssrc_seed: 0x5EED_u32,
+        video: None,
+        speaker_order: Vec::new(),
     };
     info!(conference = %conf.ctx.id, "conference started");
     let mut tick = tokio::time::interval(TICK);
@@ -296,6 +344,10 @@ struct Conference {
     send_buf: Vec<u8>,
     frame: Vec<i16>,
     ssrc_seed: u32,
+    /// Started with the first video leg.
+    video: Option<VideoEngine>,
+    /// Most recent active speaker first, for the video layouts.
+    speaker_order: Vec<ParticipantId>,
 }
 
 fn spawn_receiver(
@@ -347,10 +399,22 @@ impl Conference {
     fn handle_command(&mut self, cmd: ConferenceCommand) {
         match cmd {
             ConferenceCommand::AddLeg(setup) => self.add_leg(*setup),
-            ConferenceCommand::UpdateMedia { participant, media } => {
+            ConferenceCommand::UpdateMedia {
+                participant,
+                media,
+                video,
+            } => {
                 let Some(leg) = self.legs.get_mut(&participant) else {
                     return;
                 };
+                if leg.has_video
+                    && let Some(engine) = &self.video
+                {
+                    engine.send(VideoInput::UpdateLeg {
+                        participant,
+                        stream: video,
+                    });
+                }
                 if media.codec != leg.media.codec || media.ptime != leg.media.ptime {
                     match codec::decoder(codec_kind(media.codec)) {
                         Ok(d) => leg.decoder = d,
@@ -380,17 +444,108 @@ impl Conference {
                     leg.muted = muted;
                     let _ = self.mixer.set_muted(participant, muted);
                 }
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::Mute { participant, muted });
+                }
+            }
+            ConferenceCommand::SetLayout {
+                participant,
+                layout,
+            } => {
+                if participant.is_none()
+                    && let Some(v) = self.ctx.video.as_mut()
+                {
+                    v.layout = layout;
+                }
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::Layout {
+                        participant,
+                        layout,
+                    });
+                }
+            }
+            ConferenceCommand::Dtmf { participant, digit } => self.handle_dtmf(participant, digit),
+            ConferenceCommand::VideoKeyframeRequest { participant } => {
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::KeyframeRequest { participant });
+                }
             }
         }
     }
 
-    fn add_leg(&mut self, s: LegSetup) {
+    /// Digits that drive the bridge: `*8` cycles the caller's layout.
+    fn handle_dtmf(&mut self, participant: ParticipantId, digit: char) {
+        let Some(leg) = self.legs.get_mut(&participant) else {
+            return;
+        };
+        let now = Instant::now();
+        let after_star = leg
+            .star_at
+            .take()
+            .is_some_and(|t| now.saturating_duration_since(t) < DTMF_COMMAND_WINDOW);
+        match digit {
+            '*' => leg.star_at = Some(now),
+            '8' if after_star && leg.has_video => {
+                self.ctx
+                    .metrics
+                    .video
+                    .layout_changes
+                    .with_label_values(&["dtmf"])
+                    .inc();
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::CycleLayout { participant });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts the video thread for the first video leg, telling it about
+    /// everyone already here (they show as name tiles until they send video).
+    fn ensure_video(&mut self) -> Option<&VideoEngine> {
+        if self.video.is_none() {
+            let settings = self.ctx.video.clone()?;
+            let engine = VideoEngine::start(VideoContext {
+                conference: self.ctx.id.clone(),
+                metrics: self.ctx.metrics.clone(),
+                ports: self.ctx.video_ports.clone(),
+                events: self.ctx.events.clone(),
+                fps: settings.fps,
+                layout: settings.layout,
+                max_class: settings.max_class,
+                freeze_timeout: settings.freeze_timeout,
+            });
+            match engine {
+                Ok(engine) => {
+                    for (id, leg) in &self.legs {
+                        engine.send(VideoInput::AddSource {
+                            participant: *id,
+                            name: leg.name.clone(),
+                        });
+                    }
+                    engine.send(VideoInput::SpeakerOrder(self.speaker_order.clone()));
+                    self.video = Some(engine);
+                }
+                Err(e) => {
+                    warn!(%e, conference = %self.ctx.id, "cannot start video");
+                    return None;
+                }
+            }
+        }
+        self.video.as_ref()
+    }
+
+    fn add_leg(&mut self, mut s: LegSetup) {
+        let video = s.video.take();
         let kind = codec_kind(s.media.codec);
         let decoder = match codec::decoder(kind) {
             Ok(d) => d,
             Err(e) => {
                 warn!(%e, call_id = %s.call_id, "no decoder; leg not added");
                 self.ctx.ports.release(s.sockets.port);
+                if let Some((_, v)) = video {
+                    self.ctx.video_ports.release(v.port);
+                }
                 return;
             }
         };
@@ -403,6 +558,9 @@ impl Conference {
         ) {
             warn!(%e, call_id = %s.call_id, "mixer refused leg");
             self.ctx.ports.release(s.sockets.port);
+            if let Some((_, v)) = video {
+                self.ctx.video_ports.release(v.port);
+            }
             return;
         }
         let rtp = Arc::new(s.sockets.rtp);
@@ -468,14 +626,56 @@ impl Conference {
                 lost_reported: 0,
                 jb_reported: [0; 4],
                 marker_pending: true,
+                has_video: false,
+                star_at: None,
             },
         );
+        let participant = s.participant;
+        let call_id = self
+            .legs
+            .get(&participant)
+            .map(|l| l.call_id.clone())
+            .unwrap_or_default();
+        let had_engine = self.video.is_some();
+        if video.is_some() {
+            self.ensure_video();
+        }
+        let mut has_video = false;
+        match (&self.video, video) {
+            (Some(engine), video) => {
+                if had_engine && let Some(leg) = self.legs.get(&participant) {
+                    engine.send(VideoInput::AddSource {
+                        participant,
+                        name: leg.name.clone(),
+                    });
+                }
+                if let Some((stream, sockets)) = video {
+                    engine.add_leg(VideoLegSetup {
+                        participant,
+                        call_id,
+                        stream,
+                        sockets,
+                    });
+                    has_video = true;
+                }
+            }
+            (None, Some((_, sockets))) => self.ctx.video_ports.release(sockets.port),
+            (None, None) => {}
+        }
+        if let Some(leg) = self.legs.get_mut(&participant) {
+            leg.has_video = has_video;
+        }
     }
 
     fn remove_leg(&mut self, id: ParticipantId) {
         let Some(leg) = self.legs.remove(&id) else {
             return;
         };
+        self.speaker_order.retain(|p| *p != id);
+        if let Some(engine) = &self.video {
+            // The video thread releases the leg's video port.
+            engine.send(VideoInput::Remove { participant: id });
+        }
         for r in &leg.receivers {
             r.abort();
         }
@@ -512,10 +712,8 @@ impl Conference {
                     if !leg.media.rtcp_mux || pkt.rtcp {
                         leg.remote_rtcp = Some(pkt.from);
                     }
-                    for p in packets {
-                        if let rtcp::RtcpPacket::SenderReport { ntp, .. } = p {
-                            leg.last_sr = Some((((ntp >> 16) & 0xFFFF_FFFF) as u32, pkt.at));
-                        }
+                    if let Some(sr) = rtcp_report::last_sr_of(&packets, pkt.at) {
+                        leg.last_sr = Some(sr);
                     }
                 }
                 Err(e) => metrics.malformed("rtcp", e.kind()),
@@ -543,6 +741,7 @@ impl Conference {
                     call_id: leg.call_id.clone(),
                     digit,
                 });
+                self.handle_dtmf(pkt.participant, digit);
             }
             return;
         }
@@ -636,6 +835,13 @@ impl Conference {
         let speaker = self.mixer.active_speaker();
         if speaker != self.last_speaker {
             let gauge = &metrics.active_speaker;
+            if let Some(p) = speaker {
+                self.speaker_order.retain(|q| *q != p);
+                self.speaker_order.insert(0, p);
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::SpeakerOrder(self.speaker_order.clone()));
+                }
+            }
             match speaker {
                 Some(p) => {
                     metrics.active_speaker_changes.inc();
@@ -705,6 +911,7 @@ impl Conference {
     }
 
     fn snapshot(&self) -> ConferenceSnapshot {
+        let video: Option<VideoSnapshot> = self.video.as_ref().map(VideoEngine::snapshot);
         let mut participants: Vec<ParticipantSnapshot> = self
             .legs
             .iter()
@@ -713,7 +920,8 @@ impl Conference {
                 name: leg.name.clone(),
                 signalling: leg.signalling,
                 audio_codec: codec_name(leg.media.codec),
-                video: false,
+                video: leg.has_video,
+                video_stream: video.as_ref().and_then(|v| v.legs.get(&id.0).cloned()),
                 speaking: self.mixer.is_speaking(*id),
                 muted: leg.muted,
                 on_hold: !leg.may_send() || leg.media.remote.is_none(),
@@ -730,11 +938,14 @@ impl Conference {
             id: self.ctx.id.clone(),
             participants,
             active_speaker: self.mixer.active_speaker().map(|p| p.0.to_string()),
-            layout: None,
+            layout: self.ctx.video.as_ref().map(|v| v.layout.to_string()),
             cascade: CascadeSnapshot { state: "off" },
         }
     }
 }
+
+/// How long after `*` a command digit counts (`*8`).
+const DTMF_COMMAND_WINDOW: Duration = Duration::from_secs(3);
 
 /// Packets a leg must go without voice activity before we stop decoding it
 /// (a VAD hangover: 500 ms at 20 ms packets), so a talker's pauses between
@@ -804,30 +1015,14 @@ fn send_rtcp(leg: &mut Leg, now: Instant, wall: SystemTime) {
     }) else {
         return;
     };
-    let ntp = tandem_proto::rtp::stats::ntp_timestamp(wall);
     let mut buf = Vec::with_capacity(128);
-    let reports = if leg.stats.packets_received() > 0 {
-        let (lsr, dlsr) = match leg.last_sr {
-            Some((lsr, at)) => {
-                let d = now.saturating_duration_since(at);
-                (lsr, (d.as_secs_f64() * 65536.0) as u32)
-            }
-            None => (0, 0),
-        };
-        vec![leg.stats.report_block(lsr, dlsr)]
-    } else {
-        Vec::new()
-    };
-    let info = rtcp::SenderInfo {
-        ssrc: Ssrc(leg.ssrc),
-        ntp,
+    let sent = rtcp_report::Sent {
+        ssrc: leg.ssrc,
         rtp_ts: leg.out_ts,
-        packet_count: leg.out_packets as u32,
-        octet_count: leg.out_octets as u32,
+        packets: leg.out_packets,
+        octets: leg.out_octets,
     };
-    if rtcp::write_sender_report(&mut buf, &info, &reports).is_err()
-        || rtcp::write_sdes_cname(&mut buf, Ssrc(leg.ssrc), "tandem").is_err()
-    {
+    if !rtcp_report::write_report(&mut buf, &sent, &mut leg.stats, leg.last_sr, now, wall) {
         return;
     }
     let socket = if leg.media.rtcp_mux {

@@ -17,6 +17,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub qos: QosConfig,
     pub conference: ConferenceConfig,
+    pub video: VideoConfig,
     pub cascade: CascadeConfig,
     pub log: LogConfig,
 }
@@ -176,6 +177,54 @@ impl Default for ConferenceConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// Answer H.264 video m-lines (continuous presence); false declines video.
+    pub enabled: bool,
+    /// Output frame rate of every view.
+    pub fps: u32,
+    /// Conference default layout: auto, 1x1, 2x2, 3x3, 4x4, 5x5, 1+5, 1+7, 2+8, 1+21.
+    pub layout: String,
+    /// A source with no new picture for this long shows its name tile.
+    pub freeze_timeout_ms: u32,
+    /// Largest view sent: 720p, 360p or 180p (the receiver's level and
+    /// bandwidth may lower it).
+    pub max_resolution: String,
+    /// Threads that encode a conference's views in parallel (0: one per core).
+    pub encode_threads: usize,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fps: 30,
+            layout: "auto".into(),
+            freeze_timeout_ms: 2000,
+            max_resolution: "720p".into(),
+            encode_threads: 0,
+        }
+    }
+}
+
+impl VideoConfig {
+    /// The conference default layout; `None` if the name is unknown.
+    pub fn layout(&self) -> Option<tandem_mixer::video::LayoutChoice> {
+        self.layout.parse().ok()
+    }
+
+    pub fn max_class(&self) -> Option<tandem_mixer::video::ResolutionClass> {
+        use tandem_mixer::video::ResolutionClass as C;
+        match self.max_resolution.trim().to_ascii_lowercase().as_str() {
+            "720p" | "hd" => Some(C::Hd720),
+            "360p" | "sd" => Some(C::Sd360),
+            "180p" => Some(C::Low180),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CascadeConfig {
@@ -213,6 +262,7 @@ const SECTIONS: &[&str] = &[
     "media",
     "qos",
     "conference",
+    "video",
     "cascade",
     "log",
 ];
@@ -301,6 +351,24 @@ impl Config {
                     "{k}: DSCP must be 0..=63, got {d}"
                 )));
             }
+        }
+        if !(1..=60).contains(&self.video.fps) {
+            return Err(ConfigError::Invalid(format!(
+                "video.fps must be 1..=60, got {}",
+                self.video.fps
+            )));
+        }
+        if self.video.layout().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "video.layout: unknown layout {:?} (auto, 1x1, 2x2, 3x3, 4x4, 5x5, 1+5, 1+7, 2+8, 1+21)",
+                self.video.layout
+            )));
+        }
+        if self.video.max_class().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "video.max_resolution: {:?} is not 720p, 360p or 180p",
+                self.video.max_resolution
+            )));
         }
         if self.media.jitter_min_ms > self.media.jitter_max_ms {
             return Err(ConfigError::Invalid(

@@ -12,9 +12,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use tandem_mixer::ParticipantId;
+use tandem_mixer::video::LayoutChoice;
+
 use crate::conference::ConferenceCommand;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{ConferenceHandle, Registry};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -33,6 +36,11 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/conferences/{id}/participants/{pid}/unmute",
             post(unmute),
+        )
+        .route("/api/conferences/{id}/layout", post(conference_layout))
+        .route(
+            "/api/conferences/{id}/participants/{pid}/layout",
+            post(participant_layout),
         )
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
@@ -91,20 +99,29 @@ struct MuteBody {
     muted: Option<bool>,
 }
 
-async fn set_mute(s: &ApiState, id: &str, pid: &str, muted: bool) -> Response {
-    let Some(handle) = s.registry.handle(id) else {
-        return api_error(
+fn find_conference(s: &ApiState, id: &str) -> Result<ConferenceHandle, Response> {
+    s.registry.handle(id).ok_or_else(|| {
+        api_error(
             StatusCode::NOT_FOUND,
             "unknown_conference",
             &format!("no conference {id} on this node"),
-        );
-    };
+        )
+    })
+}
+
+/// The conference and a participant of it, or the API error saying which is wrong.
+fn find_participant(
+    s: &ApiState,
+    id: &str,
+    pid: &str,
+) -> Result<(ConferenceHandle, ParticipantId), Response> {
+    let handle = find_conference(s, id)?;
     let Ok(participant) = pid.parse::<u64>() else {
-        return api_error(
+        return Err(api_error(
             StatusCode::BAD_REQUEST,
             "bad_participant_id",
             "participant ids are numbers",
-        );
+        ));
     };
     let known = handle
         .snapshot()
@@ -112,24 +129,118 @@ async fn set_mute(s: &ApiState, id: &str, pid: &str, muted: bool) -> Response {
         .iter()
         .any(|p| p.id == participant.to_string());
     if !known {
-        return api_error(
+        return Err(api_error(
             StatusCode::NOT_FOUND,
             "unknown_participant",
             &format!("no participant {pid} in conference {id}"),
-        );
+        ));
     }
-    let cmd = ConferenceCommand::Mute {
-        participant: tandem_mixer::ParticipantId(participant),
-        muted,
-    };
-    if handle.commands.send(cmd).await.is_err() {
-        return api_error(
+    Ok((handle, ParticipantId(participant)))
+}
+
+async fn command(handle: &ConferenceHandle, cmd: ConferenceCommand) -> Result<(), Response> {
+    handle.commands.send(cmd).await.map_err(|_| {
+        api_error(
             StatusCode::GONE,
             "conference_ended",
             "the conference just ended",
-        );
+        )
+    })
+}
+
+async fn set_mute(s: &ApiState, id: &str, pid: &str, muted: bool) -> Response {
+    let (handle, participant) = match find_participant(s, id, pid) {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    if let Err(resp) = command(&handle, ConferenceCommand::Mute { participant, muted }).await {
+        return resp;
     }
     Json(json!({"participant": pid, "muted": muted})).into_response()
+}
+
+#[derive(Deserialize)]
+struct LayoutBody {
+    layout: String,
+}
+
+fn parse_layout(body: Option<Json<LayoutBody>>) -> Result<LayoutChoice, Response> {
+    let Some(Json(body)) = body else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            r#"expected {"layout": "<name>"}"#,
+        ));
+    };
+    body.layout.parse().map_err(|_| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "unknown_layout",
+            &format!(
+                "unknown layout {:?}; one of auto, 1x1, 2x2, 3x3, 4x4, 5x5, 1+5, 1+7, 2+8, 1+21",
+                body.layout
+            ),
+        )
+    })
+}
+
+/// `POST /api/conferences/{id}/layout {"layout":"2x2"}`: the conference
+/// default, for everyone without a choice of their own.
+async fn conference_layout(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Option<Json<LayoutBody>>,
+) -> Response {
+    let layout = match parse_layout(body) {
+        Ok(l) => l,
+        Err(resp) => return resp,
+    };
+    let handle = match find_conference(&s, &id) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    let cmd = ConferenceCommand::SetLayout {
+        participant: None,
+        layout,
+    };
+    if let Err(resp) = command(&handle, cmd).await {
+        return resp;
+    }
+    s.metrics
+        .video
+        .layout_changes
+        .with_label_values(&["api"])
+        .inc();
+    Json(json!({"conference": id, "layout": layout.to_string()})).into_response()
+}
+
+/// `POST /api/conferences/{id}/participants/{pid}/layout {"layout":"1+5"}`.
+async fn participant_layout(
+    State(s): State<ApiState>,
+    Path((id, pid)): Path<(String, String)>,
+    body: Option<Json<LayoutBody>>,
+) -> Response {
+    let layout = match parse_layout(body) {
+        Ok(l) => l,
+        Err(resp) => return resp,
+    };
+    let (handle, participant) = match find_participant(&s, &id, &pid) {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    let cmd = ConferenceCommand::SetLayout {
+        participant: Some(participant),
+        layout,
+    };
+    if let Err(resp) = command(&handle, cmd).await {
+        return resp;
+    }
+    s.metrics
+        .video
+        .layout_changes
+        .with_label_values(&["api"])
+        .inc();
+    Json(json!({"participant": pid, "layout": layout.to_string()})).into_response()
 }
 
 async fn mute(

@@ -13,6 +13,11 @@
 //! - [`conference`] is one task per conference: RTP in from each leg's socket →
 //!   jitter buffer → decoder → `tandem_mixer` → one encode per distinct output →
 //!   RTP out to each receiver. It publishes a snapshot for [`http`].
+//! - [`video`] is one thread per conference with video: H.264 RTP in →
+//!   depacketizer → decoder (only for sources somebody sees) →
+//!   `tandem_mixer::video` composes and encodes each distinct view once →
+//!   packetized once → RTP out to each receiver of the view, paced at the
+//!   view frame rate. The conference task feeds it speaker order and layouts.
 //! - [`http`] serves `/metrics` ([`metrics`]), `/healthz` and `/api`.
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
 #![forbid(unsafe_code)]
@@ -25,4 +30,6 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod registry;
+pub mod rtcp_report;
 pub mod signalling;
+pub mod video;

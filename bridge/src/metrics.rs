@@ -30,7 +30,123 @@ pub struct Metrics {
     pub sip_transaction_timeouts: IntCounterVec,
     pub call_duration: HistogramVec,
     pub active_speaker: IntGaugeVec,
+    pub video: VideoMetrics,
     process: ProcessMetrics,
+}
+
+/// The video MCU's figures (issue 3). Gauges are node totals; each
+/// conference's video thread adds and removes its own share.
+pub struct VideoMetrics {
+    pub legs: IntGauge,
+    pub decoders: IntGauge,
+    pub encoders: IntGauge,
+    pub views: IntGauge,
+    pub frames_decoded: IntCounter,
+    pub frames_composed: IntCounter,
+    pub frames_sent: IntCounter,
+    /// By reason: late (tick overran), skipped (rate control),
+    /// not_visible (nobody sees the source), waiting_keyframe, decode_error,
+    /// encode_error, send_error.
+    pub frames_dropped: IntCounterVec,
+    pub decode_seconds: Histogram,
+    pub encode_seconds: Histogram,
+    pub tick_seconds: Histogram,
+    /// Keyframes we asked senders for, by how: pli, fir, info.
+    pub keyframes_requested: IntCounterVec,
+    /// Keyframe requests received from our receivers, by how: pli, fir, info.
+    pub keyframe_requests_received: IntCounterVec,
+    pub keyframes_sent: IntCounter,
+    pub layout_changes: IntCounterVec,
+}
+
+impl VideoMetrics {
+    fn new(r: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric definition");
+            r.register(Box::new(g.clone())).expect("unique metric name");
+            g
+        };
+        let timing = vec![
+            0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.132,
+        ];
+        VideoMetrics {
+            legs: gauge("tandem_video_legs", "Participants with a video stream"),
+            decoders: gauge(
+                "tandem_video_decoders",
+                "H.264 decoders running (sources somebody sees)",
+            ),
+            encoders: gauge(
+                "tandem_video_encoders",
+                "H.264 encoders running (one per distinct view)",
+            ),
+            views: gauge(
+                "tandem_video_views",
+                "Distinct views composed in the last tick, summed over conferences",
+            ),
+            frames_decoded: counter(
+                r,
+                "tandem_video_frames_decoded_total",
+                "Source pictures decoded",
+            ),
+            frames_composed: counter(
+                r,
+                "tandem_video_frames_composed_total",
+                "View pictures composed and encoded (one per view per tick)",
+            ),
+            frames_sent: counter(
+                r,
+                "tandem_video_frames_sent_total",
+                "View pictures sent, counted per receiving leg",
+            ),
+            frames_dropped: counter_vec(
+                r,
+                "tandem_video_frames_dropped_total",
+                "Pictures not decoded, composed or sent, by reason",
+                &["reason"],
+            ),
+            decode_seconds: histogram(
+                r,
+                "tandem_video_decode_seconds",
+                "Time to decode one source picture",
+                timing.clone(),
+            ),
+            encode_seconds: histogram(
+                r,
+                "tandem_video_encode_seconds",
+                "Time to compose and encode one view picture (a tick's work divided by its views)",
+                timing.clone(),
+            ),
+            tick_seconds: histogram(
+                r,
+                "tandem_video_tick_seconds",
+                "Time one conference's video tick takes (compose, encode, packetize, send)",
+                timing,
+            ),
+            keyframes_requested: counter_vec(
+                r,
+                "tandem_video_keyframes_requested_total",
+                "Keyframes requested from video senders, by method (pli, fir, info)",
+                &["method"],
+            ),
+            keyframe_requests_received: counter_vec(
+                r,
+                "tandem_video_keyframe_requests_received_total",
+                "Keyframe requests from receivers, by method (pli, fir, info)",
+                &["method"],
+            ),
+            keyframes_sent: counter(
+                r,
+                "tandem_video_keyframes_sent_total",
+                "Keyframes encoded for views (one serves every receiver of the view)",
+            ),
+            layout_changes: counter_vec(
+                r,
+                "tandem_video_layout_changes_total",
+                "Layout choices made, by source (api, dtmf)",
+                &["source"],
+            ),
+        }
+    }
 }
 
 /// The process' own figures, read from /proc at scrape time. prometheus'
@@ -262,6 +378,7 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric name");
                 g
             },
+            video: VideoMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,
         }

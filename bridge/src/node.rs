@@ -46,6 +46,10 @@ impl Node {
             config.media_listen(),
             config.media.audio_ports.clone(),
         ));
+        let video_ports = Arc::new(net::PortAllocator::new(
+            config.media_listen(),
+            config.media.video_ports.clone(),
+        ));
 
         let (in_tx, in_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
@@ -56,6 +60,7 @@ impl Node {
             metrics.clone(),
             registry.clone(),
             ports,
+            video_ports,
             udp.clone(),
             ev_tx,
             seed,

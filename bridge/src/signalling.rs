@@ -19,7 +19,8 @@ use tracing::{debug, info, info_span, warn};
 
 use tandem_mixer::ParticipantId;
 use tandem_proto::sdp::{
-    AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession, SessionDescription,
+    AudioCodec, LocalMedia, MediaKind, NegotiatedAudio, OfferAnswerError, SdpSession,
+    SessionDescription,
 };
 use tandem_proto::sip::dialog::{self, Dialog, DialogId, dialog_id};
 use tandem_proto::sip::message::{Message, Method, Request, Response, parse_name_addr, uri_user};
@@ -28,7 +29,9 @@ use tandem_proto::sip::transaction::{
     Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
 };
 
-use crate::conference::{self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup};
+use crate::conference::{
+    self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, VideoSettings,
+};
 use crate::config::Config;
 use crate::driver::net::{MediaSockets, PortAllocator};
 use crate::metrics::Metrics;
@@ -64,6 +67,9 @@ struct Call {
     /// Sockets held until the leg is handed to its conference.
     pending_sockets: Option<MediaSockets>,
     port: u16,
+    /// Video sockets, from the video range, while video is negotiated.
+    pending_video: Option<MediaSockets>,
+    video_port: Option<u16>,
     in_conference: bool,
     peer: SocketAddr,
     transport: Transport,
@@ -82,6 +88,7 @@ pub struct Signalling {
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
     ports: Arc<PortAllocator>,
+    video_ports: Arc<PortAllocator>,
     transactions: TransactionLayer,
     calls: HashMap<String, Call>,
     conferences: HashMap<String, ConferenceEntry>,
@@ -102,6 +109,7 @@ impl Signalling {
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
         ports: Arc<PortAllocator>,
+        video_ports: Arc<PortAllocator>,
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         seed: u64,
@@ -116,6 +124,7 @@ impl Signalling {
             metrics,
             registry,
             ports,
+            video_ports,
             transactions,
             calls: HashMap::new(),
             conferences: HashMap::new(),
@@ -379,11 +388,18 @@ impl Signalling {
                     self.reply(now, &key, &req, 481, "Call/Transaction Does Not Exist");
                     return;
                 }
-                if let Some(digit) = info_dtmf(&req) {
+                let command = if let Some(digit) = info_dtmf(&req) {
                     self.metrics.dtmf.inc();
                     debug!(%digit, "DTMF via INFO");
+                    Some(InfoCommand::Dtmf(digit))
+                } else if is_picture_fast_update(&req) {
+                    Some(InfoCommand::PictureFastUpdate)
+                } else {
+                    None
+                };
+                if let Some(command) = command {
+                    self.info_to_conference(&req, command);
                 }
-                // Also accepts picture_fast_update (RFC 5168) ahead of video.
                 self.reply(now, &key, &req, 200, "OK");
             }
             Method::Update => {
@@ -424,6 +440,23 @@ impl Signalling {
         }
     }
 
+    /// Hands what an in-dialog INFO asked for to the caller's conference.
+    fn info_to_conference(&mut self, req: &Request, command: InfoCommand) {
+        let Some(call) = req.call_id().and_then(|id| self.calls.get(id)) else {
+            return;
+        };
+        let participant = call.participant;
+        let command = match command {
+            InfoCommand::Dtmf(digit) => ConferenceCommand::Dtmf { participant, digit },
+            InfoCommand::PictureFastUpdate => {
+                ConferenceCommand::VideoKeyframeRequest { participant }
+            }
+        };
+        if let Some(c) = self.conferences.get(&call.conference) {
+            let _ = c.handle.commands.try_send(command);
+        }
+    }
+
     /// The call an in-dialog request belongs to, after CSeq checks (§12.2.2).
     fn in_dialog(&mut self, req: &Request) -> Option<String> {
         let call_id = req.call_id()?.to_string();
@@ -436,8 +469,9 @@ impl Signalling {
         Some(call_id)
     }
 
-    fn local_media(&self, port: u16) -> LocalMedia {
+    fn local_media(&self, port: u16, video_port: Option<u16>) -> LocalMedia {
         LocalMedia {
+            video_port,
             addr: self.config.media_advertise(),
             audio_port: port,
             codecs: vec![
@@ -540,13 +574,33 @@ impl Signalling {
             return;
         };
         let port = sockets.port;
-        let local = self.local_media(port);
+        // Video sockets only when video could be negotiated: enabled, and
+        // offered (or we make the offer).
+        let wants_video = self.config.video.enabled
+            && offer.as_ref().is_none_or(|o| {
+                o.media
+                    .iter()
+                    .any(|m| m.kind == MediaKind::Video && m.port != 0)
+            });
+        let mut video_sockets = if wants_video {
+            let v = self.video_ports.allocate(self.config.qos.video);
+            if v.is_none() {
+                warn!("video port range exhausted; answering without video");
+            }
+            v
+        } else {
+            None
+        };
+        let local = self.local_media(port, video_sockets.as_ref().map(|v| v.port));
         let mut sdp = SdpSession::new(self.seed >> 16);
         let (body, negotiated, our_offer) = match &offer {
             Some(offer) => match sdp.answer(offer, &local) {
                 Ok((answer, negotiated)) => (answer.to_string(), negotiated, None),
                 Err(e) => {
                     self.ports.release(port);
+                    if let Some(v) = video_sockets.take() {
+                        self.video_ports.release(v.port);
+                    }
                     let (code, reason) = match e {
                         OfferAnswerError::NoCommonCodec => {
                             (488, "Not Acceptable Here (no common codec)")
@@ -571,11 +625,21 @@ impl Signalling {
             Ok(d) => d,
             Err(_) => {
                 self.ports.release(port);
+                if let Some(v) = video_sockets.take() {
+                    self.video_ports.release(v.port);
+                }
                 self.metrics.malformed("sip", "bad_dialog");
                 self.reply(now, &key, &req, 400, "Bad Request (From/To/Contact)");
                 return;
             }
         };
+        if our_offer.is_none()
+            && sdp.video().is_none()
+            && let Some(v) = video_sockets.take()
+        {
+            // Video was offered but nothing in it fits (no H.264, SRTP...).
+            self.video_ports.release(v.port);
+        }
         let name = caller_name(&req);
         let participant = ParticipantId(self.next_participant);
         self.next_participant += 1;
@@ -601,6 +665,8 @@ impl Signalling {
                 our_offer,
                 pending_sockets: Some(sockets),
                 port,
+                video_port: video_sockets.as_ref().map(|v| v.port),
+                pending_video: video_sockets,
                 in_conference: false,
                 peer: from,
                 transport,
@@ -641,11 +707,13 @@ impl Signalling {
             // A re-INVITE without SDP: the answer updates a leg already mixed.
             Ok(Some(media)) if call.in_conference => {
                 let participant = call.participant;
+                let video = call.sdp.video().cloned();
                 if let Some(c) = self.conferences.get(&call.conference) {
-                    let _ = c
-                        .handle
-                        .commands
-                        .try_send(ConferenceCommand::UpdateMedia { participant, media });
+                    let _ = c.handle.commands.try_send(ConferenceCommand::UpdateMedia {
+                        participant,
+                        media,
+                        video,
+                    });
                 }
             }
             Ok(Some(negotiated)) => self.join_conference(&call_id, negotiated),
@@ -698,14 +766,16 @@ impl Signalling {
                 resp.body = answer.to_string().into_bytes();
                 let participant = call.participant;
                 let conference = call.conference.clone();
+                let video = call.sdp.video().cloned();
                 self.respond(now, &key, resp);
                 if let Some(media) = negotiated {
-                    info!(%call_id, codec = conference::codec_name(media.codec), direction = ?media.direction, "re-INVITE");
+                    info!(%call_id, codec = conference::codec_name(media.codec), direction = ?media.direction, video = video.is_some(), "re-INVITE");
                     if let Some(c) = self.conferences.get(&conference) {
-                        let _ = c
-                            .handle
-                            .commands
-                            .try_send(ConferenceCommand::UpdateMedia { participant, media });
+                        let _ = c.handle.commands.try_send(ConferenceCommand::UpdateMedia {
+                            participant,
+                            media,
+                            video,
+                        });
                     }
                 }
             }
@@ -724,6 +794,14 @@ impl Signalling {
             return;
         };
         call.in_conference = true;
+        let video = match (call.pending_video.take(), call.sdp.video()) {
+            (Some(v), Some(stream)) => Some((stream.clone(), v)),
+            (Some(v), None) => {
+                self.video_ports.release(v.port);
+                None
+            }
+            (None, _) => None,
+        };
         let setup = LegSetup {
             participant: call.participant,
             name: call.name.clone(),
@@ -731,6 +809,7 @@ impl Signalling {
             signalling: "sip",
             media,
             sockets,
+            video,
         };
         let conference = call.conference.clone();
         let entry = self
@@ -747,6 +826,19 @@ impl Signalling {
                     jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
                     rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
                     skip_silent_decode: self.config.media.skip_silent_decode,
+                    video: self.config.video.enabled.then(|| VideoSettings {
+                        fps: self.config.video.fps,
+                        layout: self.config.video.layout().unwrap_or_default(),
+                        max_class: self
+                            .config
+                            .video
+                            .max_class()
+                            .unwrap_or(tandem_mixer::video::ResolutionClass::Hd720),
+                        freeze_timeout: Duration::from_millis(u64::from(
+                            self.config.video.freeze_timeout_ms,
+                        )),
+                    }),
+                    video_ports: self.video_ports.clone(),
                 };
                 let (commands, snapshot, task) = conference::spawn(ctx);
                 let handle = ConferenceHandle {
@@ -774,8 +866,6 @@ impl Signalling {
     }
 
     fn send_bye(&mut self, now: Instant, call_id: &str) {
-        self.seed = self.seed.wrapping_add(1);
-        let branch = dialog::new_branch(self.seed);
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -783,13 +873,33 @@ impl Signalling {
             return;
         }
         call.bye_sent = true;
-        let mut bye =
-            call.dialog
-                .create_request(Method::Bye, &self.contact, &self.sent_by, &branch);
-        bye.headers.push("User-Agent", USER_AGENT);
+        if let Some(key) = self.send_in_dialog(now, call_id, Method::Bye, None) {
+            self.byes_in_flight.insert(key, call_id.to_string());
+        }
+    }
+
+    /// Sends a request in `call_id`'s dialog, with an optional body
+    /// (content type, bytes).
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        method: Method,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Option<TransactionKey> {
+        self.seed = self.seed.wrapping_add(1);
+        let branch = dialog::new_branch(self.seed);
+        let call = self.calls.get_mut(call_id)?;
+        let mut req = call
+            .dialog
+            .create_request(method, &self.contact, &self.sent_by, &branch);
+        req.headers.push("User-Agent", USER_AGENT);
+        if let Some((content_type, bytes)) = body {
+            req.headers.push("Content-Type", content_type);
+            req.body = bytes;
+        }
         let (peer, transport) = (call.peer, call.transport);
-        let key = self.transactions.send_request(now, bye, peer, transport);
-        self.byes_in_flight.insert(key, call_id.to_string());
+        Some(self.transactions.send_request(now, req, peer, transport))
     }
 
     /// Forgets a call: its leg leaves the conference, which ends when empty.
@@ -804,6 +914,9 @@ impl Signalling {
         info!(%call_id, conference = %call.conference, name = %call.name, reason, "call ended");
         if !call.in_conference {
             self.ports.release(call.port);
+            if let Some(v) = call.video_port {
+                self.video_ports.release(v);
+            }
             return;
         }
         let mut empty = false;
@@ -836,6 +949,18 @@ impl Signalling {
             }
             ConferenceEvent::Dtmf { call_id, digit } => {
                 debug!(%call_id, %digit, "DTMF");
+            }
+            ConferenceEvent::PictureFastUpdate { call_id } => {
+                let in_call = self.calls.get(&call_id).is_some_and(|c| !c.bye_sent);
+                if in_call {
+                    let body = PICTURE_FAST_UPDATE.as_bytes().to_vec();
+                    let _ = self.send_in_dialog(
+                        now,
+                        &call_id,
+                        Method::Info,
+                        Some(("application/media_control+xml", body)),
+                    );
+                }
             }
         }
     }
@@ -904,6 +1029,25 @@ fn unsupported_requires(req: &Request) -> Option<String> {
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
         .collect();
     (!bad.is_empty()).then(|| bad.join(", "))
+}
+
+/// What an INFO asks of the conference.
+enum InfoCommand {
+    Dtmf(char),
+    PictureFastUpdate,
+}
+
+/// RFC 5168's request for a full picture.
+const PICTURE_FAST_UPDATE: &str = "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\r\n\
+<media_control><vc_primitive><to_encoder><picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n";
+
+/// An RFC 5168 `application/media_control+xml` body asking for a keyframe.
+fn is_picture_fast_update(req: &Request) -> bool {
+    let is_xml = req.content_type().is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/media_control+xml")
+    });
+    is_xml && std::str::from_utf8(&req.body).is_ok_and(|b| b.contains("picture_fast_update"))
 }
 
 /// DTMF from SIP INFO (`application/dtmf-relay` `Signal=5`, or `application/dtmf`).

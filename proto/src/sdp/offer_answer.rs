@@ -279,7 +279,10 @@ fn offer_video(port: u16) -> MediaDescription {
         port,
         port_count: None,
         proto: "RTP/AVP".to_owned(),
-        formats: OFFER_H264_PTS.iter().map(|(pt, _)| pt.to_string()).collect(),
+        formats: OFFER_H264_PTS
+            .iter()
+            .map(|(pt, _)| pt.to_string())
+            .collect(),
         info: None,
         connection: None,
         bandwidth: vec![Bandwidth {
@@ -563,8 +566,8 @@ impl SdpSession {
             .and_then(|(ours, theirs)| {
                 // The answerer's rtpmap/fmtp for the PT it chose is what it
                 // can receive; it must be one we offered.
-                let h264 = negotiate_h264(theirs)
-                    .filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
+                let h264 =
+                    negotiate_h264(theirs).filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
                 let direction = answer
                     .direction_of(theirs)
                     .reversed()

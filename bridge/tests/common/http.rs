@@ -1,4 +1,4 @@
-//! HTTP/1.1 GET over a std `TcpStream`, and Prometheus text parsing.
+//! HTTP/1.1 GET and POST over a std `TcpStream`, and Prometheus text parsing.
 //! Enough for `/healthz`, `/metrics` and `/api/...` on loopback.
 
 use std::io::{Read, Write};
@@ -19,6 +19,23 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+/// POST a JSON `body` to `path` on `addr` (`Connection: close`), as an
+/// operator's script would.
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

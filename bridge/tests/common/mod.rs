@@ -22,6 +22,10 @@
 //!   test owns.
 //! - [`audio`]: WAV reading, G.711 µ-law, and a windowed Goertzel to check
 //!   which tones a recording contains.
+//! - [`video_peers`]: baresip room systems with a solid-colour camera that
+//!   save what they see as PNG (from `deploy/test-peers/baresip-video/`),
+//!   pane colours of a layout, and FFmpeg as an H.264 RTP receiver that
+//!   counts decoded pictures and decoder errors.
 //!
 //! Everything binds to 127.0.0.1 only.
 
@@ -35,6 +39,7 @@ pub mod ports;
 pub mod rooms;
 pub mod sip;
 pub mod uac;
+pub mod video_peers;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

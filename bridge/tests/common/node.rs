@@ -159,6 +159,16 @@ impl Node {
         })
     }
 
+    /// POST a JSON `body` to `path`; the response whatever its status.
+    pub fn post(&self, path: &str, body: &str) -> http::Response {
+        http::post_json(self.http_addr(), path, body).unwrap_or_else(|e| {
+            panic!(
+                "POST {path} failed: {e}\n--- node log ---\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
     pub fn metrics(&self) -> String {
         let r = self.get("/metrics");
         assert_eq!(r.status, 200, "GET /metrics: {}", r.body);

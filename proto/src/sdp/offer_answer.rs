@@ -547,12 +547,17 @@ impl SdpSession {
     }
 
     /// Take the peer's answer to `our_offer` (late offer: the SDP in the ACK).
+    ///
+    /// An answer with more m-lines than the offer is refused. One with fewer
+    /// breaks §6 too, but audio-only endpoints that answer only the audio
+    /// m-line of our audio+video offer are common: the missing trailing
+    /// m-lines are taken as declined.
     pub fn process_answer(
         &mut self,
         our_offer: &SessionDescription,
         answer: &SessionDescription,
     ) -> Result<Option<NegotiatedAudio>, OfferAnswerError> {
-        if our_offer.media.len() != answer.media.len() {
+        if our_offer.media.len() < answer.media.len() || answer.media.is_empty() {
             return Err(OfferAnswerError::MediaCountMismatch {
                 offer: our_offer.media.len(),
                 answer: answer.media.len(),
@@ -1055,7 +1060,7 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=recvonly\r\
         assert!(!neg.rtcp_mux);
 
         let two = sdp(
-            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\n",
+            "v=0\r\no=- 1 1 IN IP4 10.1.1.5\r\ns=-\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\nm=video 0 RTP/AVP 96\r\nm=video 0 RTP/AVP 96\r\n",
         );
         assert!(matches!(
             ours.process_answer(&offer, &two),

@@ -326,6 +326,8 @@ struct UacShared {
     remote_bye: Mutex<Option<Instant>>,
     /// Methods of every request the node sent us, in order.
     requests: Mutex<Vec<String>>,
+    /// The same requests, whole.
+    messages: Mutex<Vec<String>>,
 }
 
 /// One SIP dialog over UDP, driven step by step by the test. Requests are
@@ -360,6 +362,7 @@ impl Uac {
             stop: AtomicBool::new(false),
             remote_bye: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            messages: Mutex::new(Vec::new()),
         });
         let reader = {
             let (sip, shared) = (sip.clone(), shared.clone());
@@ -380,6 +383,11 @@ impl Uac {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(method.clone());
+                    shared
+                        .messages
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(msg.clone());
                     if method == "ACK" {
                         continue;
                     }
@@ -445,6 +453,15 @@ impl Uac {
             .remote_bye
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The requests the node sent us so far, whole (head and body).
+    pub fn messages_received(&self) -> Vec<String> {
+        self.shared
+            .messages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Methods of the requests the node sent us so far.

@@ -260,6 +260,9 @@ async fn two_rooms_see_each_other_and_loss_is_repaired_by_pli() {
     )
     .await
     .expect("call a");
+    // A's first pictures (its only unrequested IDR among them) go nowhere:
+    // the relay does not know B yet.
+    wait_for("A sends", || a.video_stats().sent.frames >= 3).await;
     let b = RoomSystem::call(
         RoomSystemConfig::new(server, "1", "Room B").with_video(VideoSpec::new(BLUE)),
     )
@@ -272,6 +275,15 @@ async fn two_rooms_see_each_other_and_loss_is_repaired_by_pli() {
         a.video_stats().received.frames_decoded >= 3 && b.video_stats().received.frames_decoded >= 3
     })
     .await;
+    let (vb, va) = (b.video_stats(), a.video_stats());
+    assert!(vb.received.access_units_skipped >= 1, "{vb:?}");
+    assert!(
+        vb.received.pli_sent >= 1 && va.sent.pli_received >= 1,
+        "{vb:?} {va:?}"
+    );
+    assert!(va.sent.keyframes >= 2, "{va:?}");
+    // A joined B's stream from its start: no request needed.
+    assert_eq!(va.received.pli_sent, 0, "{va:?}");
     let (sa, sb) = (
         body_colour(&a).expect("a sees"),
         body_colour(&b).expect("b sees"),

@@ -25,6 +25,10 @@ pub enum Error {
     /// libopus refused something.
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),
+    /// OpenH264 refused something (an encoder setting, or a picture it could
+    /// not decode: count that as the peer's, ask for a keyframe, carry on).
+    #[error("openh264: {0}")]
+    Video(String),
     /// A configuration the caller got wrong.
     #[error("bad configuration: {0}")]
     Config(String),

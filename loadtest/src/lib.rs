@@ -1,26 +1,35 @@
 //! # tandem-loadtest
 //!
 //! Synthetic room systems: a SIP UA with RTP carrying real encoded media (a
-//! chosen tone), which records what it hears. It is written independently of
-//! the bridge's own SIP and media code so that it cannot share (and hide) a bug:
-//! nothing here depends on `tandem-proto` or `tandem-mixer`.
+//! chosen tone, and optionally H.264 video of a chosen colour), which records
+//! what it hears and keeps the last picture it sees. It is written
+//! independently of the bridge's own SIP and media code so that it cannot
+//! share (and hide) a bug: nothing here depends on `tandem-proto` or
+//! `tandem-mixer`.
 //!
 //! ## Layout
 //! - [`room_system`]: [`RoomSystem`], one call = one tokio task owning a SIP
-//!   socket and an RTP socket. `RoomSystem::call` returns after 200 OK + ACK;
-//!   the task then sends a packet every ptime and records what arrives.
+//!   socket, an RTP socket and (with video) a video RTP socket.
+//!   `RoomSystem::call` returns after 200 OK + ACK; the task then sends a
+//!   packet every ptime (and a picture every frame interval) and records what
+//!   arrives.
 //! - [`sip`]: text SIP parsing/building and [`sip::Uac`], the call's
 //!   signalling as a sans-IO state machine (datagrams and time in; datagrams,
 //!   events and a timer out).
 //! - [`sdp`], [`rtp`], [`codec`] (Opus via libopus, hand-written G.711).
 //! - [`perceive`]: what a person would hear — Goertzel tone levels over
 //!   decoded audio or a WAV file ([`Heard`], [`perceive::wav_tones`]).
+//! - [`video`]: H.264 video — OpenH264, our own RFC 6184 packetizer and
+//!   depacketizer, PLI/FIR, sans-IO sender and receiver cores, replayable
+//!   clips for load runs, and what a person would see
+//!   ([`Picture::average_colour`], [`RoomSystem::seen_colour`]).
 //! - [`node`]: the node seen from outside (HTTP GET, Prometheus text, `/proc`
 //!   CPU time), for load reports.
 //!
 //! A packet's path: `Source` (tone or canned noise) → `codec::Encoder` →
 //! `rtp::write_packet` → the node; back: `rtp::parse` → `codec::Decoder` →
-//! the leg's bounded recording → `RoomSystem::heard()` → [`Heard`].
+//! the leg's bounded recording → `RoomSystem::heard()` → [`Heard`]. A
+//! picture's path is in [`video`]'s docs.
 
 pub mod codec;
 pub mod error;
@@ -30,8 +39,13 @@ pub mod room_system;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod video;
 
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use perceive::Heard;
 pub use room_system::{CallOptions, MediaStats, RoomSystem, RoomSystemConfig};
+pub use video::{
+    KeyframeRequest, Picture, ReceiverStats, Rgb, SenderStats, VideoClip, VideoSource, VideoSpec,
+    VideoStats,
+};

@@ -7,15 +7,28 @@
 //! runtime (one thread unless `--threads`), real encoding only for talkers
 //! (quiet legs replay one canned second of encoded noise), decoding only on
 //! the talkers and `--listen-sample` quiet legs. Its own CPU is reported too.
+//!
+//! With `--video` every leg also offers H.264 and replays a clip encoded once
+//! before the calls are placed (`--video-clips` of them, one colour each), so
+//! the generator's video cost is packet copies; only `--video-decode-sample`
+//! legs decode what the node sends them, the rest count packets and
+//! keyframes. The report adds the node's CPU per participant, video packets,
+//! keyframes and PLI/FIR both ways, and a same-run baseline: how many such
+//! streams one core decodes with raw OpenH264.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
-use tandem_loadtest::{CallOptions, Codec, RoomSystem, RoomSystemConfig, codec, node};
+use tandem_loadtest::{
+    CallOptions, Codec, Rgb, RoomSystem, RoomSystemConfig, VideoClip, VideoSpec, VideoStats, codec,
+    node,
+};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Parser)]
@@ -72,7 +85,51 @@ struct Args {
     /// Display-name prefix of the synthetic rooms.
     #[arg(long, default_value = "loadtest")]
     name_prefix: String,
+    /// Offer H.264 video on every call; each leg replays a pre-encoded clip.
+    #[arg(long)]
+    video: bool,
+    /// Video picture size, WIDTHxHEIGHT (even sides).
+    #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+    video_size: (u32, u32),
+    #[arg(long, default_value_t = 30.0)]
+    video_fps: f32,
+    /// Video bitrate each leg sends, bit/s.
+    #[arg(long, default_value_t = 1_500_000)]
+    video_bitrate: u32,
+    /// Pictures per clip; a leg sends a keyframe each time its clip loops.
+    #[arg(long, default_value_t = 60)]
+    video_clip_frames: usize,
+    /// Distinct clips (one colour each); leg i replays clip i mod N.
+    #[arg(long, default_value_t = 4)]
+    video_clips: usize,
+    /// How many legs decode the video the node sends them (the rest only count it).
+    #[arg(long, default_value_t = 1)]
+    video_decode_sample: usize,
+    /// Save the last picture the first decoding leg saw here (PPM).
+    #[arg(long)]
+    video_snapshot: Option<PathBuf>,
 }
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s}: expected WIDTHxHEIGHT"))?;
+    let side = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("{s}: {e}"));
+    Ok((side(w)?, side(h)?))
+}
+
+/// Clip colours: far apart, and none near black or white (the node's empty
+/// tiles and labels).
+const VIDEO_COLOURS: [Rgb; 8] = [
+    (200, 40, 40),
+    (40, 170, 60),
+    (50, 80, 210),
+    (220, 190, 40),
+    (170, 60, 190),
+    (40, 180, 190),
+    (230, 130, 40),
+    (120, 120, 120),
+];
 
 /// Talkers' tones, all inside G.711's band, at least 150 Hz apart and at least
 /// 60 Hz from every distortion product the others can make (harmonics 2–4,
@@ -92,6 +149,11 @@ fn main() -> anyhow::Result<()> {
     if args.talkers > TALKER_TONES.len() {
         bail!("at most {} talkers (distinct tones)", TALKER_TONES.len());
     }
+    let clips = if args.video {
+        encode_clips(&args)?
+    } else {
+        Vec::new()
+    };
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -102,7 +164,128 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(run(args))
+    runtime.block_on(run(args, clips))
+}
+
+/// Encodes the clips the legs replay, before any call is placed (so the
+/// encoding does not land in the node's measuring window).
+fn encode_clips(args: &Args) -> anyhow::Result<Vec<Arc<VideoClip>>> {
+    let count = args.video_clips.clamp(1, VIDEO_COLOURS.len());
+    let (width, height) = args.video_size;
+    let started = Instant::now();
+    let clips = VIDEO_COLOURS[..count]
+        .iter()
+        .map(|&colour| {
+            let spec = VideoSpec {
+                colour,
+                width,
+                height,
+                fps: args.video_fps,
+                bitrate_bps: args.video_bitrate,
+            };
+            VideoClip::encode(&spec, args.video_clip_frames).map(Arc::new)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .context("encoding the video clips")?;
+    let bytes: usize = clips.iter().map(|c| c.encoded_bytes()).sum();
+    eprintln!(
+        "encoded {count} clips of {} pictures at {width}x{height} in {:.1} s ({:.0} kbit/s on average)",
+        args.video_clip_frames,
+        started.elapsed().as_secs_f64(),
+        bytes as f64 * 8.0 * f64::from(args.video_fps)
+            / (count * args.video_clip_frames) as f64
+            / 1000.0
+    );
+    Ok(clips)
+}
+
+/// Video counters summed over legs.
+#[derive(Debug, Clone, Copy, Default)]
+struct VideoTotals {
+    legs: usize,
+    legs_receiving: usize,
+    packets_sent: u64,
+    packets_received: u64,
+    packets_lost: u64,
+    keyframes_sent: u64,
+    keyframes_received: u64,
+    pli_received: u64,
+    fir_received: u64,
+    pli_sent: u64,
+    access_units_received: u64,
+    access_units_dropped: u64,
+    frames_decoded: u64,
+    decode_errors: u64,
+}
+
+impl VideoTotals {
+    fn of(stats: &[VideoStats]) -> Self {
+        let mut t = VideoTotals::default();
+        for s in stats {
+            t.legs += usize::from(s.answer.is_some());
+            t.legs_receiving += usize::from(s.received.packets > 0);
+            t.packets_sent += s.sent.packets;
+            t.packets_received += s.received.packets;
+            t.packets_lost += s.received.packets_lost;
+            t.keyframes_sent += s.sent.keyframes;
+            t.keyframes_received += s.received.keyframes;
+            t.pli_received += s.sent.pli_received;
+            t.fir_received += s.sent.fir_received;
+            t.pli_sent += s.received.pli_sent;
+            t.access_units_received += s.received.access_units;
+            t.access_units_dropped += s.received.access_units_dropped;
+            t.frames_decoded += s.received.frames_decoded;
+            t.decode_errors += s.received.decode_errors;
+        }
+        t
+    }
+
+    /// What happened between two snapshots (of the same legs).
+    fn since(self, before: VideoTotals) -> Self {
+        VideoTotals {
+            legs: self.legs,
+            legs_receiving: self.legs_receiving,
+            packets_sent: self.packets_sent.saturating_sub(before.packets_sent),
+            packets_received: self
+                .packets_received
+                .saturating_sub(before.packets_received),
+            packets_lost: self.packets_lost.saturating_sub(before.packets_lost),
+            keyframes_sent: self.keyframes_sent.saturating_sub(before.keyframes_sent),
+            keyframes_received: self
+                .keyframes_received
+                .saturating_sub(before.keyframes_received),
+            pli_received: self.pli_received.saturating_sub(before.pli_received),
+            fir_received: self.fir_received.saturating_sub(before.fir_received),
+            pli_sent: self.pli_sent.saturating_sub(before.pli_sent),
+            access_units_received: self
+                .access_units_received
+                .saturating_sub(before.access_units_received),
+            access_units_dropped: self
+                .access_units_dropped
+                .saturating_sub(before.access_units_dropped),
+            frames_decoded: self.frames_decoded.saturating_sub(before.frames_decoded),
+            decode_errors: self.decode_errors.saturating_sub(before.decode_errors),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "legs_with_video": self.legs,
+            "legs_receiving": self.legs_receiving,
+            "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received,
+            "packets_lost": self.packets_lost,
+            "keyframes_sent": self.keyframes_sent,
+            "keyframes_received": self.keyframes_received,
+            "pli_received": self.pli_received,
+            "fir_received": self.fir_received,
+            "pli_sent": self.pli_sent,
+            "access_units_received": self.access_units_received,
+            "access_units_dropped": self.access_units_dropped,
+            "frames_decoded": self.frames_decoded,
+            "decode_errors": self.decode_errors,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -168,7 +351,7 @@ fn fmt_dist(d: &serde_json::Value) -> String {
     )
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, clips: Vec<Arc<VideoClip>>) -> anyhow::Result<()> {
     let listeners = args.talkers + args.listen_sample;
     eprintln!(
         "placing {} calls to sip:{}@{} at {}/s ({} talkers, {} listening, {})",
@@ -198,8 +381,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if i < args.talkers {
             cfg = cfg.with_tone(talker_tone(i), args.amplitude);
         }
+        if !clips.is_empty() {
+            cfg = cfg.with_video_replay(clips[i % clips.len()].clone());
+        }
         let options = CallOptions {
             listen: i < listeners,
+            decode_video: i < args.video_decode_sample,
             ..CallOptions::default()
         };
         placing.spawn(async move { (i, RoomSystem::call_with(cfg, options).await) });
@@ -212,7 +399,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (_, Err(e)) => {
                 let mut text = e.to_string();
                 if text.contains("Too many open files") {
-                    text.push_str(" (raise `ulimit -n`: each leg uses two sockets)");
+                    text.push_str(
+                        " (raise `ulimit -n`: each leg uses two sockets, three with video)",
+                    );
                 }
                 *failures.entry(text).or_default() += 1;
             }
@@ -232,9 +421,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for leg in legs.iter().take(listeners).flatten() {
         leg.mark();
     }
+    let video_stats = |legs: &[Option<RoomSystem>]| -> Vec<VideoStats> {
+        legs.iter().flatten().map(RoomSystem::video_stats).collect()
+    };
+    let video_before = VideoTotals::of(&video_stats(&legs));
     let before = sample_cpu(&args).await;
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let after = sample_cpu(&args).await;
+    let video_end = video_stats(&legs);
+    let video_window = VideoTotals::of(&video_end).since(video_before);
+    let video_total = VideoTotals::of(&video_end);
+    // What the decoding legs see.
+    let mut seen_sizes: BTreeMap<String, usize> = BTreeMap::new();
+    for s in video_end.iter().filter(|s| s.received.frames_decoded > 0) {
+        if let Some((w, h)) = s.received.frame_size {
+            *seen_sizes.entry(format!("{w}x{h}")).or_default() += 1;
+        }
+    }
+    let mut snapshot = None;
+    if let Some(path) = &args.video_snapshot {
+        let first = legs
+            .iter()
+            .take(args.video_decode_sample)
+            .flatten()
+            .find(|l| l.seen().is_some());
+        snapshot = Some(match first {
+            Some(leg) => match leg.save_seen(path) {
+                Ok(()) => format!("saved to {}", path.display()),
+                Err(e) => format!("not saved: {e}"),
+            },
+            None => "not saved: no leg decoded a picture".to_owned(),
+        });
+    }
     let wall = match (before.wall, after.wall) {
         (Some(b), Some(a)) => (a - b).as_secs_f64(),
         _ => 0.0,
@@ -331,9 +549,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let participants_per_core = node_cores.filter(|&c| c > 1e-3).map(|c| ok as f64 / c);
+    let cpu_per_participant = node_cores.filter(|_| ok > 0).map(|c| c / ok as f64);
     // Measured after the calls ended, so the node is idle and it has a core.
     let baseline = codec::raw_decode_legs_per_core(args.codec, args.ptime).ok();
     let ratio = participants_per_core.zip(baseline).map(|(p, b)| p / b);
+    let video_baseline = clips
+        .first()
+        .and_then(|c| c.raw_decode_streams_per_core(Duration::from_secs(1)).ok());
+    let video_ratio = participants_per_core
+        .zip(video_baseline)
+        .map(|(p, b)| p / b);
     let opt = |v: Option<f64>, unit: &str| {
         v.map_or("unavailable".to_owned(), |v| format!("{v:.3}{unit}"))
     };
@@ -363,14 +588,62 @@ async fn run(args: Args) -> anyhow::Result<()> {
         opt(node_cores, "")
     );
     println!(
-        "  participants per core: {}",
-        opt(participants_per_core, "")
+        "  participants per core: {}; node CPU per participant: {}",
+        opt(participants_per_core, ""),
+        opt(cpu_per_participant.map(|c| c * 100.0), "% of a core")
     );
     println!(
         "  baseline, same run: raw libopus 48 kHz decode of every leg alone: {} legs per core; ratio {}",
         opt(baseline, ""),
         opt(ratio, "x")
     );
+    if args.video {
+        let (w, h) = args.video_size;
+        let v = &video_window;
+        println!(
+            "  video ({w}x{h} @ {} fps, {} kbit/s, {} clips): {}/{ok} legs accepted, {} receiving",
+            args.video_fps,
+            args.video_bitrate / 1000,
+            clips.len(),
+            video_total.legs,
+            video_total.legs_receiving
+        );
+        println!(
+            "    over the window: packets sent {}, received {}, lost {}; access units {} whole, {} dropped",
+            v.packets_sent,
+            v.packets_received,
+            v.packets_lost,
+            v.access_units_received,
+            v.access_units_dropped
+        );
+        println!(
+            "    keyframes: node sent {} ({:.2}/s per leg), we sent {}; PLI from node {}, FIR from node {}, PLI to node {}",
+            v.keyframes_received,
+            v.keyframes_received as f64 / wall.max(1e-9) / ok.max(1) as f64,
+            v.keyframes_sent,
+            v.pli_received,
+            v.fir_received,
+            v.pli_sent
+        );
+        println!(
+            "    decoding legs ({}): {} pictures ({:.1} fps per leg), {} decode errors, sizes {:?}",
+            args.video_decode_sample.min(ok),
+            v.frames_decoded,
+            v.frames_decoded as f64
+                / wall.max(1e-9)
+                / args.video_decode_sample.clamp(1, ok.max(1)) as f64,
+            v.decode_errors,
+            seen_sizes
+        );
+        println!(
+            "    baseline, same run: raw OpenH264 decode of one leg's clip: {} streams per core; ratio {}",
+            opt(video_baseline, ""),
+            opt(video_ratio, "x")
+        );
+        if let Some(s) = &snapshot {
+            println!("    snapshot {s}");
+        }
+    }
     println!("  loadtest's own CPU: {} cores", opt(own_cores, ""));
     println!(
         "  perception: {passed}/{checks} checks passed (each listener hears each other talker, not itself)"
@@ -398,6 +671,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "node_cores": node_cores,
         "node_cpu_source": cpu_source,
         "participants_per_core": participants_per_core,
+        "node_cores_per_participant": cpu_per_participant,
         "baseline_raw_decode_legs_per_core": baseline,
         "ratio_to_baseline": ratio,
         "loadtest_cores": own_cores,
@@ -405,6 +679,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "api_participants": api_participants,
         "ended_by_node": dropped_by_node,
         "hangups": {"ok": hangup_ok, "failed": hangup_failed},
+        "video": if args.video {
+            json!({
+                "width": args.video_size.0,
+                "height": args.video_size.1,
+                "fps": args.video_fps,
+                "bitrate_bps": args.video_bitrate,
+                "clips": clips.len(),
+                "window": video_window.json(),
+                "total": video_total.json(),
+                "decoded_sizes": seen_sizes,
+                "baseline_raw_decode_streams_per_core": video_baseline,
+                "ratio_to_video_baseline": video_ratio,
+                "snapshot": snapshot,
+            })
+        } else {
+            serde_json::Value::Null
+        },
     });
     println!("{report}");
     if ok == 0 {
@@ -474,6 +765,47 @@ mod tests {
         assert_eq!(
             (a.calls, a.talkers, a.node_pid, a.codec),
             (300, 3, Some(42), Codec::Opus)
+        );
+        assert!(!a.video);
+    }
+
+    #[test]
+    fn cli_parses_video_options() {
+        let a = Args::try_parse_from([
+            "tandem-loadtest",
+            "--video",
+            "--video-size",
+            "640x360",
+            "--video-fps",
+            "15",
+            "--video-decode-sample",
+            "2",
+        ])
+        .expect("parse");
+        assert!(a.video);
+        assert_eq!(
+            (a.video_size, a.video_fps, a.video_decode_sample),
+            ((640, 360), 15.0, 2)
+        );
+        assert_eq!(a.video_clip_frames, 60);
+        assert!(Args::try_parse_from(["tandem-loadtest", "--video-size", "640"]).is_err());
+        assert!(Args::try_parse_from(["tandem-loadtest", "--video-size", "axb"]).is_err());
+    }
+
+    #[test]
+    fn video_totals_sum_and_subtract() {
+        let mut s = VideoStats::default();
+        s.sent.packets = 10;
+        s.received.keyframes = 2;
+        s.received.packets = 5;
+        let one = VideoTotals::of(std::slice::from_ref(&s));
+        s.sent.packets = 25;
+        s.received.keyframes = 3;
+        let two = VideoTotals::of(&[s.clone(), s]);
+        let d = two.since(one);
+        assert_eq!(
+            (d.packets_sent, d.keyframes_received, d.legs_receiving),
+            (40, 4, 2)
         );
     }
 }

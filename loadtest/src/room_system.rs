@@ -1,32 +1,46 @@
 //! The synthetic room system: one SIP call carrying real encoded audio (a
-//! chosen tone, or quiet background noise), which records what it hears.
+//! chosen tone, or quiet background noise), which records what it hears —
+//! and, with [`RoomSystemConfig::with_video`], H.264 video of a chosen colour,
+//! keeping the last picture it saw.
 //!
 //! Each [`RoomSystem`] is a handle to one tokio task (the driver) that owns
-//! the leg's two UDP sockets (SIP, RTP), the [`Uac`] signalling core, the
-//! encoder and the decoder, and runs a `select!` over the sockets, the UAC's
-//! timer, the packet clock and a command channel. The handle talks to it with
-//! [`Command`]s. What the handle reads synchronously — the recording and the
-//! counters — sits behind a std `Mutex`: it is held for a memcpy at most, never
-//! across an `.await`, and `heard()`/`stats()` must not need a runtime.
+//! the leg's UDP sockets (SIP, RTP, and video RTP when video is offered), the
+//! [`Uac`] signalling core, the audio encoder and decoder and the video
+//! [`VideoSender`]/[`VideoReceiver`] cores, and runs a `select!` over the
+//! sockets, the UAC's timer, the packet and picture clocks and a command
+//! channel. The handle talks to it with [`Command`]s. What the handle reads
+//! synchronously — the recording, the last picture and the counters — sits
+//! behind a std `Mutex`: it is held for a memcpy (or an `Arc` swap) at most,
+//! never across an `.await`, and `heard()`/`seen()`/`stats()` must not need a
+//! runtime.
+//!
+//! Video encoding and decoding run on the driver task: at the default
+//! 320x180 a picture costs well under a millisecond, so the audio clock on
+//! the same task does not notice.
 //!
 //! Dropping the handle hangs up (the driver sees its command channel close).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Interval;
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::codec::{self, Codec, Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::perceive::Heard;
 use crate::rtp::{self, RtpHeader, SequenceTracker};
-use crate::sdp;
+use crate::sdp::{self, VideoOffer};
 use crate::sip::{CallState, TRANSACTION_TIMEOUT, Uac, UacConfig, UacEvent};
+use crate::video::rtcp::{self, KeyframeRequest};
+use crate::video::{
+    Picture, Rgb, VideoClip, VideoReceiver, VideoSender, VideoSource, VideoSpec, VideoStats,
+};
 
 /// How one synthetic room system calls in and what it says.
 #[derive(Debug, Clone)]
@@ -46,6 +60,8 @@ pub struct RoomSystemConfig {
     /// Of full scale, 0.0..=1.0.
     pub amplitude: f32,
     pub ptime_ms: u32,
+    /// `Some`: offer H.264 video and send these pictures. `None`: audio only.
+    pub video: Option<VideoSource>,
 }
 
 impl RoomSystemConfig {
@@ -60,6 +76,7 @@ impl RoomSystemConfig {
             tone_hz: None,
             amplitude: 0.25,
             ptime_ms: 20,
+            video: None,
         }
     }
 
@@ -71,6 +88,19 @@ impl RoomSystemConfig {
 
     pub fn with_codec(mut self, codec: Codec) -> Self {
         self.codec = codec;
+        self
+    }
+
+    /// Offers H.264 video and sends a live-encoded picture of `spec`.
+    pub fn with_video(mut self, spec: VideoSpec) -> Self {
+        self.video = Some(VideoSource::Live(spec));
+        self
+    }
+
+    /// Offers H.264 video and replays `clip` (encoded once, shared by many
+    /// legs: load runs).
+    pub fn with_video_replay(mut self, clip: Arc<VideoClip>) -> Self {
+        self.video = Some(VideoSource::Replay(clip));
         self
     }
 }
@@ -85,6 +115,9 @@ pub struct CallOptions {
     pub keep: Duration,
     /// Give up on the INVITE after this long without a final response.
     pub invite_timeout: Duration,
+    /// Decode arriving video and keep the last picture. Off: video packets,
+    /// access units and keyframes are only counted (PLIs still go out).
+    pub decode_video: bool,
 }
 
 impl Default for CallOptions {
@@ -93,6 +126,7 @@ impl Default for CallOptions {
             listen: true,
             keep: Duration::from_secs(10),
             invite_timeout: TRANSACTION_TIMEOUT,
+            decode_video: true,
         }
     }
 }
@@ -122,6 +156,9 @@ pub struct MediaStats {
 
 enum Command {
     SetTone { hz: Option<f32>, amplitude: f32 },
+    SetVideoPaused(bool),
+    SetVideoColour(Rgb),
+    RequestKeyframe(KeyframeRequest),
     Hangup(oneshot::Sender<Result<()>>),
 }
 
@@ -147,6 +184,10 @@ struct Observed {
     recording: Recording,
     stats: MediaStats,
     sequence: SequenceTracker,
+    video: VideoStats,
+    /// The newest decoded picture; an `Arc` so readers take it without
+    /// copying under the lock.
+    seen: Option<Arc<Picture>>,
 }
 
 #[derive(Debug)]
@@ -170,6 +211,7 @@ pub struct RoomSystem {
     call_id: String,
     local_sip: SocketAddr,
     local_rtp: SocketAddr,
+    local_video: Option<SocketAddr>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -201,18 +243,57 @@ impl RoomSystem {
                 cfg.codec
             )));
         }
+        if let Some(VideoSource::Live(spec)) = &cfg.video {
+            spec.validate()?;
+        }
         let sip = UdpSocket::bind((cfg.local_ip, 0)).await?;
         let rtp = UdpSocket::bind((cfg.local_ip, 0)).await?;
         let local_sip = sip.local_addr()?;
         let local_rtp = rtp.local_addr()?;
 
+        // Video: its own socket, and both cores built before the INVITE so a
+        // bad setting fails the call before the node sees it.
+        let video = match &cfg.video {
+            Some(source) => {
+                let socket = UdpSocket::bind((cfg.local_ip, 0)).await?;
+                let local = socket.local_addr()?;
+                let ssrc: u32 = rand::random();
+                let sender =
+                    VideoSender::new(source, sdp::H264_PT, ssrc, rand::random(), rand::random())?;
+                let mut receiver = VideoReceiver::new(
+                    ssrc,
+                    format!("{ssrc:08x}@tandem-loadtest"),
+                    options.decode_video,
+                )?;
+                receiver.set_payload_type(sdp::H264_PT);
+                Some(VideoLeg {
+                    socket,
+                    local,
+                    sender,
+                    receiver,
+                    remote: None,
+                    sending: false,
+                    interval: source.spec().frame_interval(),
+                })
+            }
+            None => None,
+        };
+        let local_video = video.as_ref().map(|v| v.local);
+
         let call_id = format!("{:016x}@tandem-loadtest", rand::random::<u64>());
-        let offer = sdp::offer(
+        let offer = sdp::offer_with_video(
             cfg.local_ip,
             local_rtp.port(),
             cfg.codec,
             cfg.ptime_ms,
             rand::random::<u32>().into(),
+            cfg.video
+                .as_ref()
+                .zip(local_video)
+                .map(|(source, local)| VideoOffer {
+                    port: local.port(),
+                    bitrate_bps: source.spec().bitrate_bps,
+                }),
         );
         let invite_sent = Instant::now();
         let uac = Uac::new(
@@ -240,6 +321,8 @@ impl RoomSystem {
                 },
                 stats: MediaStats::default(),
                 sequence: SequenceTracker::default(),
+                video: VideoStats::default(),
+                seen: None,
             }),
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -274,6 +357,8 @@ impl RoomSystem {
             decoded: Vec::new(),
             ptime: Duration::from_millis(cfg.ptime_ms.into()),
             media: None,
+            video,
+            video_ticker: None,
         };
         tokio::spawn(driver.run());
         match established_rx.await {
@@ -281,6 +366,7 @@ impl RoomSystem {
                 call_id,
                 local_sip,
                 local_rtp,
+                local_video,
                 shared,
                 commands,
             }),
@@ -342,6 +428,55 @@ impl RoomSystem {
     pub fn local_rtp_addr(&self) -> SocketAddr {
         self.local_rtp
     }
+
+    /// The video RTP (and RTCP) socket, when video was offered.
+    pub fn local_video_addr(&self) -> Option<SocketAddr> {
+        self.local_video
+    }
+
+    /// Stops (`true`) or resumes sending pictures — a source that freezes
+    /// mid-call. Keyframe requests that arrive meanwhile are served by the
+    /// first picture after the resume.
+    pub fn set_video_paused(&self, paused: bool) {
+        let _ = self.commands.send(Command::SetVideoPaused(paused));
+    }
+
+    /// Changes the live picture's colour from the next picture on (no
+    /// effect on a replayed clip).
+    pub fn set_video_colour(&self, colour: Rgb) {
+        let _ = self.commands.send(Command::SetVideoColour(colour));
+    }
+
+    /// Sends a PLI or a FIR for the video we receive now (not rate limited;
+    /// nothing happens before the first video packet names its SSRC).
+    pub fn request_keyframe(&self, kind: KeyframeRequest) {
+        let _ = self.commands.send(Command::RequestKeyframe(kind));
+    }
+
+    /// Video counters (all zero without video).
+    pub fn video_stats(&self) -> VideoStats {
+        self.shared.lock().video.clone()
+    }
+
+    /// The last picture decoded, if any.
+    pub fn seen(&self) -> Option<Arc<Picture>> {
+        self.shared.lock().seen.clone()
+    }
+
+    /// The average colour of a rectangle of the last picture decoded, in
+    /// fractions of the picture (`0.0..=1.0`: `(0.0, 0.0, 0.5, 1.0)` is the
+    /// left half). `None` before the first picture, or for an empty rectangle.
+    pub fn seen_colour(&self, x0: f32, y0: f32, x1: f32, y1: f32) -> Option<Rgb> {
+        self.seen()?.average_colour(x0, y0, x1, y1)
+    }
+
+    /// Writes the last picture decoded to `path` as a PPM, for a person to
+    /// look at when a test fails.
+    pub fn save_seen(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.seen()
+            .ok_or_else(|| Error::Video("no picture decoded yet".into()))?
+            .save_ppm(path)
+    }
 }
 
 /// What the leg sends: an encoded tone, or canned background noise.
@@ -389,6 +524,19 @@ struct MediaOut {
     ticker: Interval,
 }
 
+/// The video side of the leg: its socket and the two cores.
+struct VideoLeg {
+    socket: UdpSocket,
+    local: SocketAddr,
+    sender: VideoSender,
+    receiver: VideoReceiver,
+    /// From the answer; nothing is sent before it.
+    remote: Option<sdp::VideoAnswer>,
+    /// Whether the answer lets us send (and the call is up).
+    sending: bool,
+    interval: Duration,
+}
+
 struct Driver {
     uac: Uac,
     sip: UdpSocket,
@@ -406,6 +554,9 @@ struct Driver {
     decoded: Vec<f32>,
     ptime: Duration,
     media: Option<MediaOut>,
+    video: Option<VideoLeg>,
+    /// The picture clock; apart from `video` so `select!` can borrow both.
+    video_ticker: Option<Interval>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -424,15 +575,36 @@ async fn next_tick(media: &mut Option<MediaOut>) {
     }
 }
 
+async fn next_picture(ticker: &mut Option<Interval>) {
+    match ticker {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_video(
+    video: &Option<VideoLeg>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match video {
+        Some(v) => v.socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Driver {
     async fn run(mut self) {
         let mut sip_buf = vec![0u8; 65_536];
         let mut rtp_buf = vec![0u8; 2_048];
+        let mut video_buf = vec![0u8; 65_536];
         let mut packet = Vec::with_capacity(1_500);
         let mut payload = Vec::with_capacity(1_500);
         loop {
             self.flush_sip().await;
             self.drain_events();
+            self.flush_video().await;
             if self.uac.state() == CallState::Terminated {
                 // An ACK or a 200 to the node's BYE may still be queued.
                 self.flush_sip().await;
@@ -454,6 +626,12 @@ impl Driver {
                     }
                 }
                 () = next_tick(&mut self.media) => self.send_frame(&mut payload, &mut packet).await,
+                r = recv_video(&self.video, &mut video_buf) => {
+                    if let Ok((n, _)) = r {
+                        self.handle_video(&video_buf[..n]);
+                    }
+                }
+                () = next_picture(&mut self.video_ticker) => self.send_picture(),
                 cmd = self.commands.recv(), if self.commands_open => self.handle_command(cmd),
             }
         }
@@ -488,9 +666,19 @@ impl Driver {
                             )))
                         }
                     });
+                    let result = match (result, &self.video) {
+                        (Ok(audio), Some(_)) => sdp::parse_video_answer(&answer)
+                            .map(|video| (audio, video))
+                            .map_err(|e| Error::Negotiation(format!("video: {e}"))),
+                        (Ok(audio), None) => Ok((audio, None)),
+                        (Err(e), _) => Err(e),
+                    };
                     match result {
-                        Ok(answer) => {
+                        Ok((answer, video)) => {
                             self.start_media(&answer);
+                            if let Some(video) = video {
+                                self.start_video(video);
+                            }
                             if let Some(tx) = self.established.take() {
                                 let _ = tx.send(Ok(()));
                             }
@@ -518,6 +706,7 @@ impl Driver {
                 }
                 UacEvent::RemoteHangup => {
                     self.media = None;
+                    self.video_ticker = None;
                     self.shared.lock().stats.ended_by_remote = true;
                 }
                 UacEvent::HungUp { .. } => {
@@ -606,6 +795,7 @@ impl Driver {
             recording,
             stats,
             sequence,
+            ..
         } = &mut *observed;
         stats.packets_received += 1;
         stats.bytes_received += datagram.len() as u64;
@@ -629,8 +819,25 @@ impl Driver {
                 self.source.hz = hz;
                 self.source.amplitude = amplitude;
             }
+            Some(Command::SetVideoPaused(paused)) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.sender.set_paused(paused);
+                }
+            }
+            Some(Command::SetVideoColour(colour)) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.sender.set_colour(colour);
+                }
+            }
+            Some(Command::RequestKeyframe(kind)) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.receiver.request_keyframe(now, kind);
+                    self.publish_video(None);
+                }
+            }
             Some(Command::Hangup(tx)) => {
                 self.media = None;
+                self.video_ticker = None;
                 self.hangups.push(tx);
                 self.uac.hangup(now);
             }
@@ -638,8 +845,101 @@ impl Driver {
                 // The handle was dropped: hang up, and stop polling the channel.
                 self.commands_open = false;
                 self.media = None;
+                self.video_ticker = None;
                 self.uac.hangup(now);
             }
+        }
+    }
+
+    fn start_video(&mut self, answer: sdp::VideoAnswer) {
+        let Some(v) = self.video.as_mut() else {
+            return;
+        };
+        v.sender.set_payload_type(answer.payload_type);
+        v.receiver.set_payload_type(answer.payload_type);
+        v.sending = answer.we_send();
+        if v.sending {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now(), v.interval);
+            // A picture that is late is not made up for: a camera drops it.
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            self.video_ticker = Some(ticker);
+        }
+        v.remote = Some(answer.clone());
+        self.shared.lock().video.answer = Some(answer);
+    }
+
+    fn send_picture(&mut self) {
+        if let Some(v) = self.video.as_mut() {
+            v.sender.handle_tick(Instant::now());
+        }
+        self.publish_video(None);
+    }
+
+    fn handle_video(&mut self, datagram: &[u8]) {
+        let now = Instant::now();
+        let Some(v) = self.video.as_mut() else {
+            return;
+        };
+        if rtp::is_rtcp(datagram) {
+            match rtcp::parse_feedback(datagram) {
+                Ok(feedback) => {
+                    for fb in &feedback {
+                        v.sender.handle_feedback(fb);
+                    }
+                }
+                Err(_) => self.shared.lock().video.malformed_datagrams += 1,
+            }
+            self.publish_video(None);
+            return;
+        }
+        let Ok(packet) = rtp::parse(datagram) else {
+            self.shared.lock().video.malformed_datagrams += 1;
+            return;
+        };
+        v.receiver
+            .handle_rtp(now, &packet.header, packet.payload, datagram.len());
+        // Built outside the lock: the lock only swaps an Arc.
+        let picture = v.receiver.poll_picture().map(Arc::new);
+        self.publish_video(picture.map(|p| (p, now)));
+    }
+
+    /// Copies the cores' counters (and a new picture) where the handle reads.
+    fn publish_video(&self, picture: Option<(Arc<Picture>, Instant)>) {
+        let Some(v) = self.video.as_ref() else {
+            return;
+        };
+        let mut observed = self.shared.lock();
+        let stats = &mut observed.video;
+        stats.sent = v.sender.stats();
+        stats.received = v.receiver.stats();
+        if stats.received.packets > 0 && stats.first_packet_latency.is_none() {
+            stats.first_packet_latency = Some(Instant::now() - self.invite_sent);
+        }
+        if let Some((picture, at)) = picture {
+            stats
+                .first_picture_latency
+                .get_or_insert(at - self.invite_sent);
+            observed.seen = Some(picture);
+        }
+    }
+
+    /// Sends what the video cores have queued: RTP to the answer's RTP
+    /// address, RTCP to its RTCP address. Nothing goes out before the answer.
+    async fn flush_video(&mut self) {
+        let Some(v) = self.video.as_mut() else {
+            return;
+        };
+        let Some(remote) = v.remote.as_ref() else {
+            return;
+        };
+        while let Some(packet) = v.sender.poll_transmit() {
+            if v.sending {
+                // A lost datagram is a lost packet; the receiver will PLI.
+                let _ = v.socket.send_to(&packet, remote.rtp).await;
+            }
+        }
+        while let Some(packet) = v.receiver.poll_transmit() {
+            let _ = v.socket.send_to(&packet, remote.rtcp).await;
         }
     }
 }

@@ -1,0 +1,311 @@
+//! The sending half of a room system's video, as a sans-IO core: ticks and
+//! RTCP feedback in (each with the time), RTP datagrams out.
+//!
+//! Two sources. **Live** encodes the configured colour with a small square
+//! moving along the bottom edge (so consecutive pictures differ and P-frames
+//! carry something) on every tick. **Replay** sends the packets of a
+//! [`VideoClip`] encoded once, rewriting SSRC, sequence number and timestamp,
+//! so a load run of hundreds of legs costs packet copies, not encodes.
+//!
+//! Keyframes: the first picture is one; after that only on request. A PLI
+//! for our SSRC, or a FIR entry for our SSRC with a sequence number we have
+//! not seen from that requester, makes the next picture an IDR (requests
+//! arriving before it are served by the same IDR). While paused, a request
+//! waits for the resume. RTP timestamps follow the wall clock at 90 kHz
+//! from the first tick, so a pause shows as a jump, as with a real camera.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::clip::VideoClip;
+use super::codec::H264Encoder;
+use super::h264::{self, Packetizer, PayloadUnit};
+use super::picture::{Picture, Rgb};
+use super::rtcp::Feedback;
+use super::{VideoSource, VideoSpec};
+use crate::error::Result;
+use crate::rtp::{self, RtpHeader};
+
+/// The RTP clock rate of video (RFC 6184 §8.2.1).
+pub const VIDEO_CLOCK_RATE: u32 = 90_000;
+
+/// What the sending half has done and been asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Pictures sent (each one access unit).
+    pub frames: u64,
+    /// Of those, IDR pictures.
+    pub keyframes: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// PLIs naming our SSRC.
+    pub pli_received: u64,
+    /// FIR entries naming our SSRC (repeats of one request included).
+    pub fir_received: u64,
+    /// Generic NACKs naming our SSRC (we do not retransmit).
+    pub nack_received: u64,
+    /// Feedback naming some other SSRC: not for us, ignored.
+    pub feedback_for_others: u64,
+    /// Pictures the encoder refused (our fault, not the node's).
+    pub encode_errors: u64,
+}
+
+enum Source {
+    Live {
+        /// Boxed: OpenH264's output descriptor lives inline (kilobytes).
+        encoder: Box<H264Encoder>,
+        picture: Picture,
+        colour: Rgb,
+        count: u64,
+    },
+    Replay {
+        clip: Arc<VideoClip>,
+        /// The clip frame sent next; 0 is the clip's IDR.
+        next: usize,
+        /// Which of the clip's two IDR encodings goes out next. Alternating
+        /// keeps two IDRs in a row (a PLI just after one) from carrying the
+        /// same `idr_pic_id`, which a decoder may take for one picture.
+        second_idr: bool,
+    },
+}
+
+/// See the module docs.
+pub struct VideoSender {
+    source: Source,
+    packetizer: Packetizer,
+    header: RtpHeader,
+    /// Wall time and RTP timestamp of the first tick.
+    origin: Option<(Instant, u32)>,
+    base_timestamp: u32,
+    paused: bool,
+    keyframe_wanted: bool,
+    /// Last FIR sequence number per requesting SSRC.
+    fir_seen: Vec<(u32, u8)>,
+    queue: VecDeque<Vec<u8>>,
+    annexb: Vec<u8>,
+    units: Vec<PayloadUnit>,
+    stats: SenderStats,
+}
+
+impl std::fmt::Debug for VideoSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoSender")
+            .field("header", &self.header)
+            .field("paused", &self.paused)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Paints the live picture: the colour, and a square in the complementary
+/// colour moving along the bottom tenth (measure colours above it).
+fn draw_live(picture: &mut Picture, colour: Rgb, count: u64) {
+    let (w, h) = (picture.width(), picture.height());
+    let side = (h / 10).max(2) & !1;
+    picture.fill_rect(0, h - side, w, side, colour);
+    let travel = u64::from(w.saturating_sub(side).max(1));
+    let step = u64::from((w / 64).max(2));
+    let x = ((count * step) % travel) as u32 & !1;
+    let inverse = (255 - colour.0, 255 - colour.1, 255 - colour.2);
+    picture.fill_rect(x, h - side, side, side, inverse);
+}
+
+impl VideoSender {
+    /// `payload_type` is what we offered; [`VideoSender::set_payload_type`]
+    /// changes it to what the answer chose. SSRC and first sequence number
+    /// come from the caller (random in a call, fixed in a test).
+    pub fn new(
+        source: &VideoSource,
+        payload_type: u8,
+        ssrc: u32,
+        sequence: u16,
+        base_timestamp: u32,
+    ) -> Result<VideoSender> {
+        let source = match source {
+            VideoSource::Live(VideoSpec {
+                colour,
+                width,
+                height,
+                fps,
+                bitrate_bps,
+            }) => Source::Live {
+                encoder: Box::new(H264Encoder::new(*width, *height, *fps, *bitrate_bps)?),
+                picture: Picture::solid(*width, *height, *colour)?,
+                colour: *colour,
+                count: 0,
+            },
+            VideoSource::Replay(clip) => Source::Replay {
+                clip: clip.clone(),
+                next: 0,
+                second_idr: false,
+            },
+        };
+        Ok(VideoSender {
+            source,
+            packetizer: Packetizer::default(),
+            header: RtpHeader {
+                payload_type,
+                marker: false,
+                sequence,
+                timestamp: base_timestamp,
+                ssrc,
+            },
+            origin: None,
+            base_timestamp,
+            paused: false,
+            keyframe_wanted: true,
+            fir_seen: Vec::new(),
+            queue: VecDeque::new(),
+            annexb: Vec::new(),
+            units: Vec::new(),
+            stats: SenderStats::default(),
+        })
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.header.ssrc
+    }
+
+    pub fn set_payload_type(&mut self, payload_type: u8) {
+        self.header.payload_type = payload_type;
+    }
+
+    /// Stops (or resumes) sending pictures: a source that freezes mid-call.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Changes the live picture's colour from the next tick (no effect on a
+    /// replayed clip).
+    pub fn set_colour(&mut self, colour: Rgb) {
+        if let Source::Live {
+            picture,
+            colour: current,
+            ..
+        } = &mut self.source
+            && let Ok(fresh) = Picture::solid(picture.width(), picture.height(), colour)
+        {
+            *picture = fresh;
+            *current = colour;
+        }
+    }
+
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// Whether the next picture will be an IDR.
+    pub fn keyframe_pending(&self) -> bool {
+        self.keyframe_wanted
+    }
+
+    /// Acts on one feedback message (see the module docs).
+    pub fn handle_feedback(&mut self, feedback: &Feedback) {
+        let ours = self.header.ssrc;
+        match feedback {
+            Feedback::Pli { media, .. } if *media == ours => {
+                self.stats.pli_received += 1;
+                self.keyframe_wanted = true;
+            }
+            Feedback::Fir { sender, entries } => {
+                let mut for_us = false;
+                for &(_, sequence) in entries.iter().filter(|(s, _)| *s == ours) {
+                    for_us = true;
+                    self.stats.fir_received += 1;
+                    match self.fir_seen.iter_mut().find(|(s, _)| s == sender) {
+                        Some((_, last)) if *last == sequence => {}
+                        Some((_, last)) => {
+                            *last = sequence;
+                            self.keyframe_wanted = true;
+                        }
+                        None => {
+                            self.fir_seen.push((*sender, sequence));
+                            self.keyframe_wanted = true;
+                        }
+                    }
+                }
+                if !for_us {
+                    self.stats.feedback_for_others += 1;
+                }
+            }
+            Feedback::Nack { media, .. } if *media == ours => self.stats.nack_received += 1,
+            _ => self.stats.feedback_for_others += 1,
+        }
+    }
+
+    /// One picture's worth of packets at `now` (nothing while paused).
+    pub fn handle_tick(&mut self, now: Instant) {
+        if self.paused {
+            return;
+        }
+        let (origin, base) = *self.origin.get_or_insert((now, self.base_timestamp));
+        let ticks = now.saturating_duration_since(origin).as_nanos() * u128::from(VIDEO_CLOCK_RATE)
+            / 1_000_000_000;
+        self.header.timestamp = base.wrapping_add(ticks as u32);
+
+        self.units.clear();
+        let keyframe = match &mut self.source {
+            Source::Live {
+                encoder,
+                picture,
+                colour,
+                count,
+            } => {
+                draw_live(picture, *colour, *count);
+                *count += 1;
+                match encoder.encode(picture, self.keyframe_wanted, &mut self.annexb) {
+                    Ok(keyframe) => {
+                        let nals = h264::split_annexb(&self.annexb);
+                        self.packetizer.packetize(&nals, &mut self.units);
+                        keyframe
+                    }
+                    Err(_) => {
+                        self.stats.encode_errors += 1;
+                        return;
+                    }
+                }
+            }
+            Source::Replay {
+                clip,
+                next,
+                second_idr,
+            } => {
+                let frame = if self.keyframe_wanted || *next == 0 {
+                    *next = 1;
+                    let use_second = *second_idr;
+                    *second_idr = !use_second;
+                    clip.keyframe(use_second)
+                } else {
+                    let f = clip.frame(*next);
+                    *next = (*next + 1) % clip.len();
+                    f
+                };
+                self.units.extend_from_slice(&frame.units);
+                frame.keyframe
+            }
+        };
+        if self.units.is_empty() {
+            return;
+        }
+        if keyframe {
+            self.keyframe_wanted = false;
+            self.stats.keyframes += 1;
+        }
+        self.stats.frames += 1;
+        for unit in &self.units {
+            self.header.marker = unit.marker;
+            let mut packet = Vec::with_capacity(12 + unit.payload.len());
+            rtp::write_packet(&self.header, &unit.payload, &mut packet);
+            self.stats.packets += 1;
+            self.stats.bytes += packet.len() as u64;
+            self.queue.push_back(packet);
+            self.header.sequence = self.header.sequence.wrapping_add(1);
+        }
+    }
+
+    /// The next RTP datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.queue.pop_front()
+    }
+}

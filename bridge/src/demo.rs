@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig};
+use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig, VideoSource, VideoSpec};
 
 use crate::node::Node;
 
@@ -18,13 +18,15 @@ pub async fn start(node: &Node) -> anyhow::Result<()> {
         }
         _ => node.sip_addr,
     };
+    // Each has a camera of its own colour, so a caller with video sees who
+    // is who in the layout and the talker move into the large pane.
     let voices = [
-        ("Alice", 392.0, Codec::Opus),
-        ("Bob", 523.25, Codec::Pcmu),
-        ("Carol", 659.25, Codec::Opus),
+        ("Alice", 392.0, Codec::Opus, (200, 40, 40)),
+        ("Bob", 523.25, Codec::Pcmu, (40, 160, 60)),
+        ("Carol", 659.25, Codec::Opus, (50, 70, 200)),
     ];
     let mut rooms = Vec::new();
-    for (name, hz, codec) in voices {
+    for (name, hz, codec, colour) in voices {
         let room = RoomSystem::call(RoomSystemConfig {
             server,
             conference: DEMO_CONFERENCE.into(),
@@ -34,6 +36,7 @@ pub async fn start(node: &Node) -> anyhow::Result<()> {
             tone_hz: Some(hz),
             amplitude: 0.05,
             ptime_ms: 20,
+            video: Some(VideoSource::Live(VideoSpec::new(colour))),
         })
         .await?;
         rooms.push((room, hz));

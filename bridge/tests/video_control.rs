@@ -86,7 +86,10 @@ fn video_offer_is_answered_with_h264_in_the_video_range_or_declined_when_off() {
 
     let off = Node::start_with(&[("TANDEM_VIDEO_ENABLED", "false")]);
     let (_uac, _media, port) = video_call(&off, "7301", "camera", "");
-    assert_eq!(port, 0, "video off: the video m-line must be declined (port 0)");
+    assert_eq!(
+        port, 0,
+        "video off: the video m-line must be declined (port 0)"
+    );
     let p = wait_for("camera listed", Duration::from_secs(5), || {
         off.participant("7301", "camera")
     });
@@ -115,7 +118,12 @@ fn a_source_without_rtcp_feedback_is_asked_for_keyframes_by_sip_info() {
             .contains("content-type: application/media_control+xml"),
         "{info}"
     );
-    assert!(node.metric("tandem_video_keyframes_requested_total", &[("method", "info")]) >= 1.0);
+    assert!(
+        node.metric(
+            "tandem_video_keyframes_requested_total",
+            &[("method", "info")]
+        ) >= 1.0
+    );
 }
 
 #[test]
@@ -135,9 +143,11 @@ fn picture_fast_update_from_a_receiver_gets_its_view_a_keyframe() {
          <picture_fast_update/></to_encoder></vc_primitive></media_control>\r\n",
     );
     assert_eq!(r.code, 200, "{}", r.raw);
-    wait_for("a keyframe after INFO picture_fast_update", Duration::from_secs(3), || {
-        (node.metric("tandem_video_keyframes_sent_total", &[]) > before).then_some(())
-    });
+    wait_for(
+        "a keyframe after INFO picture_fast_update",
+        Duration::from_secs(3),
+        || (node.metric("tandem_video_keyframes_sent_total", &[]) > before).then_some(()),
+    );
     assert_eq!(
         node.metric(
             "tandem_video_keyframe_requests_received_total",
@@ -201,12 +211,7 @@ fn layouts_follow_the_api_and_dtmf_star_8() {
         (layout_of("south").as_deref() == Some("3x3")).then_some(())
     });
     assert_eq!(layout_of("north").as_deref(), Some("2x2"));
-    assert!(
-        node.metric(
-            "tandem_video_layout_changes_total",
-            &[("source", "dtmf")]
-        ) >= 1.0
-    );
+    assert!(node.metric("tandem_video_layout_changes_total", &[("source", "dtmf")]) >= 1.0);
 }
 
 #[test]
@@ -220,17 +225,19 @@ fn hostile_video_rtp_is_counted_and_the_views_keep_flowing() {
             .and_then(|p| p["video_stream"]["frames_sent"].as_u64())
             .unwrap_or(0)
     };
-    wait_for("views flowing to the watcher", Duration::from_secs(5), || {
-        (frames_sent(&node, "watcher") > 10).then_some(())
-    });
+    wait_for(
+        "views flowing to the watcher",
+        Duration::from_secs(5),
+        || (frames_sent(&node, "watcher") > 10).then_some(()),
+    );
     let before_malformed = node.metric("tandem_malformed_total", &[("protocol", "rtp")]);
     let dest = format!("127.0.0.1:{port}");
     let video = &m1.1;
     let mut junk: Vec<Vec<u8>> = vec![
         vec![],
         vec![0x80],
-        vec![0x00; 12],                                     // version 0
-        vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7],       // RTP, empty H.264 payload
+        vec![0x00; 12],                                                  // version 0
+        vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7],                    // RTP, empty H.264 payload
         vec![0x80, 96, 0, 2, 0, 0, 0, 1, 0, 0, 0, 7, 0x7C], // FU-A without its header byte
         vec![0x80, 96, 0, 3, 0, 0, 0, 1, 0, 0, 0, 7, 0x78, 0, 50, 0x65], // STAP-A overrunning
         vec![0x80, 111, 0, 4, 0, 0, 0, 1, 0, 0, 0, 7, 1, 2, 3], // unknown payload type

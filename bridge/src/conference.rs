@@ -248,6 +248,8 @@ pub struct VideoSettings {
     pub layout: LayoutChoice,
     pub max_class: ResolutionClass,
     pub freeze_timeout: Duration,
+    pub decode_threads: usize,
+    pub encode_threads: usize,
 }
 
 /// Starts the conference task; returns its command sender and snapshot feed.
@@ -514,6 +516,7 @@ impl Conference {
                 layout: settings.layout,
                 max_class: settings.max_class,
                 freeze_timeout: settings.freeze_timeout,
+                decode_threads: settings.decode_threads,
             });
             match engine {
                 Ok(engine) => {

@@ -193,6 +193,8 @@ pub struct VideoConfig {
     pub max_resolution: String,
     /// Threads that encode a conference's views in parallel (0: one per core).
     pub encode_threads: usize,
+    /// Threads that decode a conference's sources (0: one per core).
+    pub decode_threads: usize,
 }
 
 impl Default for VideoConfig {
@@ -204,6 +206,7 @@ impl Default for VideoConfig {
             freeze_timeout_ms: 2000,
             max_resolution: "720p".into(),
             encode_threads: 0,
+            decode_threads: 0,
         }
     }
 }
@@ -212,6 +215,16 @@ impl VideoConfig {
     /// The conference default layout; `None` if the name is unknown.
     pub fn layout(&self) -> Option<tandem_mixer::video::LayoutChoice> {
         self.layout.parse().ok()
+    }
+
+    /// A thread count setting: 0 means one per core (at most 8).
+    pub fn threads(&self, setting: usize) -> usize {
+        match setting {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(8),
+            n => n,
+        }
     }
 
     pub fn max_class(&self) -> Option<tandem_mixer::video::ResolutionClass> {

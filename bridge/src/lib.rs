@@ -33,3 +33,4 @@ pub mod registry;
 pub mod rtcp_report;
 pub mod signalling;
 pub mod video;
+pub mod video_decode;

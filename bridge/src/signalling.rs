@@ -837,6 +837,8 @@ impl Signalling {
                         freeze_timeout: Duration::from_millis(u64::from(
                             self.config.video.freeze_timeout_ms,
                         )),
+                        decode_threads: self.config.video.threads(self.config.video.decode_threads),
+                        encode_threads: self.config.video.threads(self.config.video.encode_threads),
                     }),
                     video_ports: self.video_ports.clone(),
                 };

@@ -36,8 +36,7 @@ use tracing::{debug, info, warn};
 
 use tandem_mixer::ParticipantId;
 use tandem_mixer::video::{
-    Layout, LayoutChoice, ReceiverSettings, ResolutionClass, VideoConfig, VideoDecoder, VideoMixer,
-    VideoStats,
+    Layout, LayoutChoice, ReceiverSettings, ResolutionClass, VideoConfig, VideoMixer, VideoStats,
 };
 use tandem_proto::rtp::h264::{H264Depacketizer, H264Packetizer, PacketizationMode};
 use tandem_proto::rtp::packet::{MediaTime, RtpHeader, RtpPacket, Ssrc, is_rtcp};
@@ -49,6 +48,7 @@ use crate::conference::ConferenceEvent;
 use crate::driver::net::{MediaSockets, PortAllocator};
 use crate::metrics::Metrics;
 use crate::rtcp_report;
+use crate::video_decode::{DecodeJob, DecodePool, Decoded};
 
 /// RTP payload size we packetize to: fits a 1500-byte MTU with IP/UDP/RTP
 /// headers and room for SRTP or a tunnel.
@@ -150,6 +150,10 @@ pub enum VideoInput {
         muted: bool,
     },
     Packet(VideoPacket),
+    /// A picture (or error) back from a decode thread.
+    Decoded(Decoded),
+    /// The conference ended.
+    Shutdown,
 }
 
 /// What the API shows of one participant's video.
@@ -193,6 +197,8 @@ pub struct VideoContext {
     pub layout: LayoutChoice,
     pub max_class: ResolutionClass,
     pub freeze_timeout: Duration,
+    /// Threads decoding this conference's sources.
+    pub decode_threads: usize,
 }
 
 /// The conference task's handle on its video thread. Dropping it ends the
@@ -212,6 +218,12 @@ impl VideoEngine {
         });
         let metrics = ctx.metrics.clone();
         let name = format!("video-{}", ctx.conference);
+        let decoders = DecodePool::start(
+            &name,
+            ctx.decode_threads,
+            tx.clone(),
+            VideoInput::Decoded,
+        )?;
         let mixer = VideoMixer::new(VideoConfig {
             fps: ctx.fps as f32,
             freeze_timeout_ticks: (ctx.freeze_timeout.as_secs_f64() * f64::from(ctx.fps)) as u64,
@@ -221,7 +233,7 @@ impl VideoEngine {
         })
         .map_err(std::io::Error::other)?;
         std::thread::Builder::new().name(name).spawn(move || {
-            Engine::new(ctx, mixer, snap_tx).run(rx);
+            Engine::new(ctx, mixer, decoders, snap_tx).run(rx);
         })?;
         Ok(VideoEngine {
             tx,
@@ -286,6 +298,14 @@ impl VideoEngine {
     }
 }
 
+impl Drop for VideoEngine {
+    fn drop(&mut self) {
+        // The decode threads hold senders of the thread's own queue, so it
+        // never sees the channel close by itself.
+        let _ = self.tx.try_send(VideoInput::Shutdown);
+    }
+}
+
 fn spawn_reader(
     socket: Arc<UdpSocket>,
     participant: ParticipantId,
@@ -333,9 +353,10 @@ struct Leg {
     remote_rtcp: Option<SocketAddr>,
     remote_ssrc: Option<u32>,
     depacketizer: H264Depacketizer,
-    /// Only while the source is visible; dropped (and re-created at the next
-    /// keyframe) while nobody sees it.
-    decoder: Option<VideoDecoder>,
+    /// It has a decoder on a decode thread. Only while the source is
+    /// visible; dropped (and re-created at the next keyframe) while nobody
+    /// sees it.
+    decoding: bool,
     /// Pictures are dropped until a keyframe: the decoder is new, or lost
     /// its references.
     waiting_keyframe: bool,
@@ -402,6 +423,7 @@ fn class_label(class: ResolutionClass) -> String {
 struct Engine {
     ctx: VideoContext,
     mixer: VideoMixer,
+    decoders: DecodePool,
     legs: HashMap<ParticipantId, Leg>,
     sources: BTreeSet<ParticipantId>,
     muted: BTreeSet<ParticipantId>,
@@ -415,7 +437,12 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(ctx: VideoContext, mixer: VideoMixer, snapshot: watch::Sender<VideoSnapshot>) -> Self {
+    fn new(
+        ctx: VideoContext,
+        mixer: VideoMixer,
+        decoders: DecodePool,
+        snapshot: watch::Sender<VideoSnapshot>,
+    ) -> Self {
         let seed = ctx
             .conference
             .bytes()
@@ -424,6 +451,7 @@ impl Engine {
             layout: ctx.layout,
             ctx,
             mixer,
+            decoders,
             legs: HashMap::new(),
             sources: BTreeSet::new(),
             muted: BTreeSet::new(),
@@ -448,6 +476,7 @@ impl Engine {
                     break;
                 }
                 match rx.recv_timeout(wait) {
+                    Ok(VideoInput::Shutdown) => break 'outer,
                     Ok(input) => self.handle_input(input),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => break 'outer,
@@ -518,6 +547,8 @@ impl Engine {
     fn handle_input(&mut self, input: VideoInput) {
         match input {
             VideoInput::Packet(pkt) => self.handle_packet(pkt),
+            VideoInput::Decoded(d) => self.handle_decoded(d),
+            VideoInput::Shutdown => {}
             VideoInput::AddSource { participant, name } => {
                 if self.sources.insert(participant) {
                     let _ = self.mixer.add_participant(participant, &name);
@@ -636,7 +667,7 @@ impl Engine {
             readers: s.readers,
             remote_ssrc: None,
             depacketizer: H264Depacketizer::new(),
-            decoder: None,
+            decoding: false,
             waiting_keyframe: true,
             stats: ReceiveStats::new(90_000),
             last_sr: None,
@@ -676,6 +707,9 @@ impl Engine {
         };
         for r in &leg.readers {
             r.abort();
+        }
+        if leg.decoding {
+            self.decoders.submit(DecodeJob::Reset { participant: id });
         }
         if let Some((dest, socket)) = leg.rtcp_dest() {
             let mut buf = Vec::new();
@@ -769,43 +803,55 @@ impl Engine {
                     .inc();
                 continue;
             }
-            if leg.decoder.is_none() {
-                match VideoDecoder::new() {
-                    Ok(d) => leg.decoder = Some(d),
-                    Err(e) => {
-                        warn!(%e, "cannot create H.264 decoder");
-                        return;
-                    }
-                }
+            if au.keyframe {
+                // Optimistic: what follows the keyframe decodes unless the
+                // decode thread says otherwise.
+                leg.waiting_keyframe = false;
             }
-            let Some(decoder) = leg.decoder.as_mut() else {
-                return;
+            let job = DecodeJob::Decode {
+                participant: pkt.participant,
+                data: au.data,
             };
-            let started = Instant::now();
-            let result = decoder.decode(&au.data);
-            metrics
-                .video
-                .decode_seconds
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(Some(frame)) => {
-                    leg.waiting_keyframe = false;
-                    leg.frames_decoded += 1;
-                    metrics.video.frames_decoded.inc();
-                    let _ = self.mixer.push_source_frame(pkt.participant, frame);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    debug!(%e, participant = pkt.participant.0, "H.264 decode error");
-                    metrics
-                        .video
-                        .frames_dropped
-                        .with_label_values(&["decode_error"])
-                        .inc();
-                    // Its references are suspect: wait for a fresh start.
-                    leg.waiting_keyframe = true;
-                    leg.decoder = None;
-                }
+            if self.decoders.submit(job) {
+                leg.decoding = true;
+            } else {
+                metrics
+                    .video
+                    .frames_dropped
+                    .with_label_values(&["decode_queue_full"])
+                    .inc();
+                leg.waiting_keyframe = true;
+                leg.decoding = false;
+                self.decoders.submit(DecodeJob::Reset {
+                    participant: pkt.participant,
+                });
+            }
+        }
+    }
+
+    fn handle_decoded(&mut self, d: Decoded) {
+        let metrics = &self.ctx.metrics.video;
+        metrics.decode_seconds.observe(d.took.as_secs_f64());
+        let visible = self.mixer.visible_sources().contains(&d.participant);
+        let Some(leg) = self.legs.get_mut(&d.participant) else {
+            return;
+        };
+        match d.result {
+            Ok(Some(frame)) if leg.decoding && visible => {
+                leg.frames_decoded += 1;
+                metrics.frames_decoded.inc();
+                let _ = self.mixer.push_source_frame(d.participant, frame);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!(%e, participant = d.participant.0, "H.264 decode error");
+                metrics
+                    .frames_dropped
+                    .with_label_values(&["decode_error"])
+                    .inc();
+                // The decode thread dropped the decoder: wait for a fresh start.
+                leg.waiting_keyframe = true;
+                leg.decoding = false;
             }
         }
     }
@@ -1002,7 +1048,10 @@ impl Engine {
         let mut stale = Vec::new();
         for (id, leg) in self.legs.iter_mut() {
             if !visible.contains(id) {
-                leg.decoder = None;
+                if std::mem::take(&mut leg.decoding) {
+                    self.decoders
+                        .submit(DecodeJob::Reset { participant: *id });
+                }
                 leg.waiting_keyframe = true;
             } else if leg.sends_to_us()
                 && leg.stats.packets_received() > 0
@@ -1055,7 +1104,7 @@ impl Engine {
 
     fn publish(&mut self) {
         let stats = self.mixer.stats();
-        let decoders = self.legs.values().filter(|l| l.decoder.is_some()).count();
+        let decoders = self.legs.values().filter(|l| l.decoding).count();
         self.report_gauges(decoders as i64, stats.encoders as i64, stats.views as i64);
         let visible = self.mixer.visible_sources();
         let legs = self

@@ -99,12 +99,35 @@ struct MuteBody {
     muted: Option<bool>,
 }
 
-fn find_conference(s: &ApiState, id: &str) -> Result<ConferenceHandle, Response> {
+/// An API error on its way to [`api_error`]: small, so `Result`s stay cheap.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        api_error(self.status, self.code, &self.message)
+    }
+}
+
+fn find_conference(s: &ApiState, id: &str) -> Result<ConferenceHandle, ApiError> {
     s.registry.handle(id).ok_or_else(|| {
-        api_error(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_conference",
-            &format!("no conference {id} on this node"),
+            format!("no conference {id} on this node"),
         )
     })
 }
@@ -114,10 +137,10 @@ fn find_participant(
     s: &ApiState,
     id: &str,
     pid: &str,
-) -> Result<(ConferenceHandle, ParticipantId), Response> {
+) -> Result<(ConferenceHandle, ParticipantId), ApiError> {
     let handle = find_conference(s, id)?;
     let Ok(participant) = pid.parse::<u64>() else {
-        return Err(api_error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_participant_id",
             "participant ids are numbers",
@@ -129,18 +152,18 @@ fn find_participant(
         .iter()
         .any(|p| p.id == participant.to_string());
     if !known {
-        return Err(api_error(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_participant",
-            &format!("no participant {pid} in conference {id}"),
+            format!("no participant {pid} in conference {id}"),
         ));
     }
     Ok((handle, ParticipantId(participant)))
 }
 
-async fn command(handle: &ConferenceHandle, cmd: ConferenceCommand) -> Result<(), Response> {
+async fn command(handle: &ConferenceHandle, cmd: ConferenceCommand) -> Result<(), ApiError> {
     handle.commands.send(cmd).await.map_err(|_| {
-        api_error(
+        ApiError::new(
             StatusCode::GONE,
             "conference_ended",
             "the conference just ended",
@@ -151,10 +174,10 @@ async fn command(handle: &ConferenceHandle, cmd: ConferenceCommand) -> Result<()
 async fn set_mute(s: &ApiState, id: &str, pid: &str, muted: bool) -> Response {
     let (handle, participant) = match find_participant(s, id, pid) {
         Ok(found) => found,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
-    if let Err(resp) = command(&handle, ConferenceCommand::Mute { participant, muted }).await {
-        return resp;
+    if let Err(e) = command(&handle, ConferenceCommand::Mute { participant, muted }).await {
+        return e.into_response();
     }
     Json(json!({"participant": pid, "muted": muted})).into_response()
 }
@@ -164,19 +187,19 @@ struct LayoutBody {
     layout: String,
 }
 
-fn parse_layout(body: Option<Json<LayoutBody>>) -> Result<LayoutChoice, Response> {
+fn parse_layout(body: Option<Json<LayoutBody>>) -> Result<LayoutChoice, ApiError> {
     let Some(Json(body)) = body else {
-        return Err(api_error(
+        return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_body",
             r#"expected {"layout": "<name>"}"#,
         ));
     };
     body.layout.parse().map_err(|_| {
-        api_error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "unknown_layout",
-            &format!(
+            format!(
                 "unknown layout {:?}; one of auto, 1x1, 2x2, 3x3, 4x4, 5x5, 1+5, 1+7, 2+8, 1+21",
                 body.layout
             ),
@@ -193,18 +216,18 @@ async fn conference_layout(
 ) -> Response {
     let layout = match parse_layout(body) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let handle = match find_conference(&s, &id) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let cmd = ConferenceCommand::SetLayout {
         participant: None,
         layout,
     };
-    if let Err(resp) = command(&handle, cmd).await {
-        return resp;
+    if let Err(e) = command(&handle, cmd).await {
+        return e.into_response();
     }
     s.metrics
         .video
@@ -222,18 +245,18 @@ async fn participant_layout(
 ) -> Response {
     let layout = match parse_layout(body) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let (handle, participant) = match find_participant(&s, &id, &pid) {
         Ok(found) => found,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let cmd = ConferenceCommand::SetLayout {
         participant: Some(participant),
         layout,
     };
-    if let Err(resp) = command(&handle, cmd).await {
-        return resp;
+    if let Err(e) = command(&handle, cmd).await {
+        return e.into_response();
     }
     s.metrics
         .video

@@ -59,8 +59,10 @@ impl Node {
             config.clone(),
             metrics.clone(),
             registry.clone(),
-            ports,
-            video_ports,
+            net::MediaPorts {
+                audio: ports,
+                video: video_ports,
+            },
             udp.clone(),
             ev_tx,
             seed,

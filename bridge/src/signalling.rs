@@ -33,7 +33,7 @@ use crate::conference::{
     self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, VideoSettings,
 };
 use crate::config::Config;
-use crate::driver::net::{MediaSockets, PortAllocator};
+use crate::driver::net::{MediaPorts, MediaSockets, PortAllocator};
 use crate::metrics::Metrics;
 use crate::registry::{ConferenceHandle, Registry};
 
@@ -108,8 +108,7 @@ impl Signalling {
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
-        ports: Arc<PortAllocator>,
-        video_ports: Arc<PortAllocator>,
+        ports: MediaPorts,
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         seed: u64,
@@ -123,8 +122,8 @@ impl Signalling {
             config,
             metrics,
             registry,
-            ports,
-            video_ports,
+            ports: ports.audio,
+            video_ports: ports.video,
             transactions,
             calls: HashMap::new(),
             conferences: HashMap::new(),

@@ -218,12 +218,8 @@ impl VideoEngine {
         });
         let metrics = ctx.metrics.clone();
         let name = format!("video-{}", ctx.conference);
-        let decoders = DecodePool::start(
-            &name,
-            ctx.decode_threads,
-            tx.clone(),
-            VideoInput::Decoded,
-        )?;
+        let decoders =
+            DecodePool::start(&name, ctx.decode_threads, tx.clone(), VideoInput::Decoded)?;
         let mixer = VideoMixer::new(VideoConfig {
             fps: ctx.fps as f32,
             freeze_timeout_ticks: (ctx.freeze_timeout.as_secs_f64() * f64::from(ctx.fps)) as u64,
@@ -1049,8 +1045,7 @@ impl Engine {
         for (id, leg) in self.legs.iter_mut() {
             if !visible.contains(id) {
                 if std::mem::take(&mut leg.decoding) {
-                    self.decoders
-                        .submit(DecodeJob::Reset { participant: *id });
+                    self.decoders.submit(DecodeJob::Reset { participant: *id });
                 }
                 leg.waiting_keyframe = true;
             } else if leg.sends_to_us()

@@ -9,6 +9,7 @@
 //! video thread's core on their own.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -93,19 +94,15 @@ fn run<T>(jobs: Receiver<DecodeJob>, results: SyncSender<T>, wrap: fn(Decoded) -
                 decoders.remove(&participant);
             }
             DecodeJob::Decode { participant, data } => {
-                if !decoders.contains_key(&participant) {
-                    match VideoDecoder::new() {
-                        Ok(d) => {
-                            decoders.insert(participant, d);
-                        }
+                let decoder = match decoders.entry(participant) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => match VideoDecoder::new() {
+                        Ok(d) => v.insert(d),
                         Err(e) => {
                             warn!(%e, "cannot create an H.264 decoder");
                             continue;
                         }
-                    }
-                }
-                let Some(decoder) = decoders.get_mut(&participant) else {
-                    continue;
+                    },
                 };
                 let started = Instant::now();
                 let result = decoder.decode(&data).map_err(|e| e.to_string());

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -59,6 +59,12 @@ pub struct PortAllocator {
     range: PortRange,
     in_use: Mutex<BTreeSet<u16>>,
     next: Mutex<u16>,
+}
+
+/// The node's two RTP port ranges.
+pub struct MediaPorts {
+    pub audio: Arc<PortAllocator>,
+    pub video: Arc<PortAllocator>,
 }
 
 /// The sockets of one media stream. Dropping it does not free the port: call

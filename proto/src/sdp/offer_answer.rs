@@ -464,12 +464,14 @@ impl SdpSession {
         for m in &offer.media {
             any_active |= m.port != 0;
             let usable = m.port != 0 && plain_rtp(&m.proto);
-            if usable && negotiated.is_none() && m.kind == MediaKind::Audio {
-                if let Some((md, neg)) = answer_audio(offer, m, local) {
-                    answer.media.push(md);
-                    negotiated = Some(neg);
-                    continue;
-                }
+            if usable
+                && negotiated.is_none()
+                && m.kind == MediaKind::Audio
+                && let Some((md, neg)) = answer_audio(offer, m, local)
+            {
+                answer.media.push(md);
+                negotiated = Some(neg);
+                continue;
             }
             if let (true, None, MediaKind::Video, Some(port)) =
                 (usable, &video, &m.kind, local.video_port)

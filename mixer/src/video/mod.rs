@@ -15,6 +15,8 @@
 //! - [`layout`]: the layouts, their panes, who goes where.
 //! - [`compose`]: scaling sources into panes, labels, name tiles.
 //! - [`view`]: the sans-IO [`VideoMixer`].
+//! - [`simulcast`]: one source as 720p/360p/180p layers for an SFU
+//!   ([`SimulcastEncoder`]).
 //!
 //! Like the audio side, nothing here reads a clock: time is the tick count.
 
@@ -23,11 +25,13 @@ pub mod compose;
 pub mod font;
 pub mod frame;
 pub mod layout;
+pub mod simulcast;
 pub mod view;
 
 pub use codec::{EncodedFrame, EncoderSettings, VideoDecoder, VideoEncoder};
 pub use frame::{I420Frame, Rect, Rgb};
 pub use layout::{Layout, LayoutChoice, assign};
+pub use simulcast::{LayerOutput, LayerStats, SimulcastConfig, SimulcastEncoder, SimulcastLayer};
 pub use view::{
     ReceiverSettings, ResolutionClass, VideoConfig, VideoMixer, VideoStats, ViewKey, ViewOutput,
 };

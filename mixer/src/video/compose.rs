@@ -1,11 +1,14 @@
 //! Puts decoded source pictures into the panes of a canvas.
 //!
 //! Each pane gets the source scaled to fill it (cropped to the pane's aspect
-//! ratio, centred, never letterboxed) with SIMD scaling from
-//! `fast_image_resize`, plane by plane in I420. A source scaled to one pane
-//! size is kept for the rest of the tick, since every view that shows the
-//! same participant in a pane of the same size needs the very same pixels
-//! (with 20 receivers most views differ only in one or two panes).
+//! ratio, centred, never letterboxed) by [`super::scale::Scaler`], plane by
+//! plane in I420. Per tick, [`Compositor::prepare`] scales every picture
+//! once per pane size, spread over the tick's threads, since every view
+//! that shows the same participant in a pane of the same size needs the
+//! very same pixels (with 20 receivers most views differ only in one or two
+//! panes); the views then only read those copies, each on its own
+//! [`Canvas`]. A canvas remembers what each pane shows and redraws only the
+//! panes whose picture or occupant changed.
 //!
 //! A participant without a picture to show (no video, muted, frozen) gets a
 //! name tile: a dark background with their name in the middle. Every video
@@ -18,6 +21,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 
 use super::font;
 use super::frame::{I420Frame, Rect, Rgb, Yuv, rgb_to_yuv};
+use super::scale::Scaler;
 use crate::audio::ParticipantId;
 use crate::error::Error;
 
@@ -45,17 +49,149 @@ pub enum PaneContent<'a> {
     NameTile { name: &'a str },
 }
 
-/// Composes canvases; owns the scaler and the per-tick scaled-picture cache.
+impl PaneContent<'_> {
+    /// What the pane shows, owned, so that a canvas can remember what it
+    /// holds and skip panes that would come out the same.
+    pub fn sig(&self) -> PaneSig {
+        match *self {
+            PaneContent::Empty => PaneSig::Empty,
+            PaneContent::Video { source, seq, .. } => PaneSig::Video { source, seq },
+            PaneContent::NameTile { name } => PaneSig::NameTile(name.to_string()),
+        }
+    }
+}
+
+/// What a pane of a canvas was last drawn with (see [`PaneContent::sig`]).
+/// A video pane is identified by its picture: sequence numbers are never
+/// reused, so the same `(source, seq)` means the same pixels and label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaneSig {
+    Empty,
+    Video {
+        source: ParticipantId,
+        seq: u64,
+    },
+    NameTile(String),
+    /// Drawn as a stand-in (its picture was not prepared): redraw next time.
+    Stale,
+}
+
+/// A source picture scaled to one pane size: (source, picture seq, w, h).
+pub type ScaleKey = (ParticipantId, u64, u32, u32);
+
+/// Scaled copies of this tick's pictures, shared read-only by every view.
+pub type ScaledPictures = HashMap<ScaleKey, I420Frame>;
+
+/// A canvas and what each of its panes holds, so that the next composition
+/// redraws only the panes whose content changed.
+#[derive(Debug, Clone)]
+pub struct Canvas {
+    pub frame: I420Frame,
+    drawn: Vec<(Rect, PaneSig)>,
+}
+
+impl Canvas {
+    /// A black canvas.
+    pub fn new(width: u32, height: u32) -> Result<Self, Error> {
+        Ok(Canvas {
+            frame: I420Frame::black(width, height)?,
+            drawn: Vec::new(),
+        })
+    }
+
+    /// Draws `contents[i]` into `panes[i]`, skipping panes that already
+    /// show exactly that (same rectangle, same picture or tile). A change
+    /// of layout redraws everything. Video panes take their pixels from
+    /// `scaled` (see [`Compositor::prepare`]). Returns the panes drawn.
+    pub fn draw(
+        &mut self,
+        panes: &[Rect],
+        contents: &[PaneContent<'_>],
+        scaled: &ScaledPictures,
+    ) -> usize {
+        let (cw, ch) = (self.frame.width(), self.frame.height());
+        let same_layout = self.drawn.len() == panes.len()
+            && self.drawn.iter().zip(panes).all(|((r, _), p)| r == p);
+        if !same_layout {
+            self.frame.fill_rect(Rect::new(0, 0, cw, ch), Rgb::BLACK);
+            self.drawn = panes.iter().map(|&p| (p, PaneSig::Stale)).collect();
+        }
+        let mut redrawn = 0;
+        for (i, &rect) in panes.iter().enumerate() {
+            let content = contents.get(i).copied().unwrap_or(PaneContent::Empty);
+            let sig = content.sig();
+            if self.drawn[i].1 == sig {
+                continue;
+            }
+            redrawn += 1;
+            let complete = draw_pane(&mut self.frame, rect, content, |key| scaled.get(&key));
+            self.drawn[i].1 = if complete { sig } else { PaneSig::Stale };
+        }
+        redrawn
+    }
+}
+
+/// Draws one pane; false if a video pane's picture was not in `scaled`
+/// (the pane is then left black with its label).
+fn draw_pane<'s>(
+    canvas: &mut I420Frame,
+    pane: Rect,
+    content: PaneContent<'_>,
+    scaled: impl Fn(ScaleKey) -> Option<&'s I420Frame>,
+) -> bool {
+    let pane = pane.clipped(canvas.width(), canvas.height());
+    if pane.w < 2 || pane.h < 2 {
+        return true;
+    }
+    match content {
+        PaneContent::Empty => canvas.fill_rect(pane, Rgb::BLACK),
+        PaneContent::NameTile { name } => draw_name_tile(canvas, pane, name),
+        PaneContent::Video {
+            source, seq, name, ..
+        } => {
+            let found = scaled((source, seq, pane.w & !1, pane.h & !1));
+            match found {
+                Some(picture) => canvas.blit(picture, pane.x, pane.y),
+                None => canvas.fill_rect(pane, Rgb::BLACK),
+            }
+            draw_label(canvas, pane, name);
+            return found.is_some();
+        }
+    }
+    true
+}
+
+/// The scale size of a video pane, or `None` for panes too small to draw.
+fn scale_key(pane: Rect, canvas: (u32, u32), content: &PaneContent<'_>) -> Option<ScaleKey> {
+    let pane = pane.clipped(canvas.0, canvas.1);
+    match *content {
+        PaneContent::Video { source, seq, .. } if pane.w >= 2 && pane.h >= 2 => {
+            Some((source, seq, pane.w & !1, pane.h & !1))
+        }
+        _ => None,
+    }
+}
+
+/// One view to prepare: its canvas size, panes and what goes in them.
+pub struct ViewPanes<'v, 'a> {
+    pub canvas: (u32, u32),
+    pub panes: &'v [Rect],
+    pub contents: &'v [PaneContent<'a>],
+}
+
+/// Composes canvases; owns the scalers and the scaled-picture cache.
 #[derive(Default)]
 pub struct Compositor {
-    resizer: Resizer,
-    scaled: HashMap<(ParticipantId, u64, u32, u32), I420Frame>,
+    /// One per worker thread.
+    scalers: Vec<Scaler>,
+    scaled: ScaledPictures,
 }
 
 impl std::fmt::Debug for Compositor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compositor")
             .field("cached", &self.scaled.len())
+            .field("scalers", &self.scalers.len())
             .finish_non_exhaustive()
     }
 }
@@ -64,57 +200,136 @@ fn scaler_err(e: impl std::fmt::Display) -> Error {
     Error::Scaler(e.to_string())
 }
 
+/// One picture to scale, for a worker.
+struct ScaleJob<'a> {
+    key: ScaleKey,
+    frame: &'a I420Frame,
+    /// A picture of the target size to scale into (recycled from an
+    /// earlier tick when there is one).
+    into: Option<I420Frame>,
+    out: Option<Result<I420Frame, Error>>,
+}
+
 impl Compositor {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Forgets scaled pictures: call once per tick, before composing.
+    /// Forgets scaled pictures.
     pub fn clear_cache(&mut self) {
         self.scaled.clear();
     }
 
+    /// The scaled pictures [`Self::prepare`] made, for [`Canvas::draw`].
+    pub fn scaled(&self) -> &ScaledPictures {
+        &self.scaled
+    }
+
+    /// Makes sure every video pane of `views` has its picture scaled to the
+    /// pane's size, once per (picture, size), on up to `threads` threads.
+    /// Scaled copies nobody needs any more are dropped; ones still needed
+    /// (the source sent nothing new) are kept from earlier ticks.
+    pub fn prepare(&mut self, views: &[ViewPanes<'_, '_>], threads: usize) -> Result<(), Error> {
+        let mut needed: HashMap<ScaleKey, &I420Frame> = HashMap::new();
+        for view in views {
+            for (pane, content) in view.panes.iter().zip(view.contents) {
+                if let (Some(key), PaneContent::Video { frame, .. }) =
+                    (scale_key(*pane, view.canvas, content), content)
+                {
+                    needed.insert(key, frame);
+                }
+            }
+        }
+        // Pictures nobody needs any more lend their buffers to new ones.
+        let stale: Vec<ScaleKey> = self
+            .scaled
+            .keys()
+            .filter(|key| !needed.contains_key(key))
+            .copied()
+            .collect();
+        let mut spare: Vec<I420Frame> = stale
+            .iter()
+            .filter_map(|key| self.scaled.remove(key))
+            .collect();
+        let mut jobs: Vec<ScaleJob<'_>> = needed
+            .into_iter()
+            .filter(|(key, _)| !self.scaled.contains_key(key))
+            .map(|(key, frame)| ScaleJob {
+                key,
+                frame,
+                into: None,
+                out: None,
+            })
+            .collect();
+        // HashMap order is random; the work split should not be.
+        jobs.sort_by_key(|j| j.key);
+        for job in &mut jobs {
+            let size = (job.key.2, job.key.3);
+            if let Some(i) = spare.iter().position(|f| (f.width(), f.height()) == size) {
+                job.into = Some(spare.swap_remove(i));
+            }
+        }
+        let threads = threads.max(1);
+        if self.scalers.len() < threads {
+            self.scalers.resize_with(threads, Scaler::new);
+        }
+        super::parallel::run(
+            &mut self.scalers[..threads],
+            &mut jobs,
+            |job| u64::from(job.key.2) * u64::from(job.key.3),
+            |scaler, job| {
+                job.out = Some(match job.into.take() {
+                    Some(mut into) => scaler.scale_into(job.frame, &mut into).map(|()| into),
+                    None => scaler.scale(job.frame, job.key.2, job.key.3),
+                });
+            },
+        );
+        for job in jobs {
+            match job.out {
+                Some(Ok(frame)) => {
+                    self.scaled.insert(job.key, frame);
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::Scaler("scale job did not run".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// Draws `contents[i]` into `panes[i]` of `canvas` (panes without
-    /// content are black). Panes should be even-aligned, as
-    /// [`super::layout::Layout::panes`] makes them.
+    /// content are black), scaling what is not cached yet. Panes should be
+    /// even-aligned, as [`super::layout::Layout::panes`] makes them. The
+    /// cache grows until [`Self::clear_cache`].
     pub fn compose(
         &mut self,
         canvas: &mut I420Frame,
         panes: &[Rect],
         contents: &[PaneContent<'_>],
     ) -> Result<(), Error> {
-        for (i, &pane) in panes.iter().enumerate() {
-            let pane = pane.clipped(canvas.width(), canvas.height());
-            if pane.w < 2 || pane.h < 2 {
-                continue;
-            }
-            match contents.get(i).copied().unwrap_or(PaneContent::Empty) {
-                PaneContent::Empty => canvas.fill_rect(pane, Rgb::BLACK),
-                PaneContent::NameTile { name } => draw_name_tile(canvas, pane, name),
-                PaneContent::Video {
-                    source,
-                    seq,
-                    frame,
-                    name,
-                } => {
-                    let (w, h) = (pane.w & !1, pane.h & !1);
-                    let key = (source, seq, w, h);
-                    if !self.scaled.contains_key(&key) {
-                        let scaled = scale_to(&mut self.resizer, frame, w, h)?;
-                        self.scaled.insert(key, scaled);
-                    }
-                    if let Some(scaled) = self.scaled.get(&key) {
-                        canvas.blit(scaled, pane.x, pane.y);
-                    }
-                    draw_label(canvas, pane, name);
+        let size = (canvas.width(), canvas.height());
+        for (pane, content) in panes.iter().zip(contents) {
+            if let (Some(key), PaneContent::Video { frame, .. }) =
+                (scale_key(*pane, size, content), content)
+                && !self.scaled.contains_key(&key)
+            {
+                if self.scalers.is_empty() {
+                    self.scalers.push(Scaler::new());
                 }
+                let scaled = self.scalers[0].scale(frame, key.2, key.3)?;
+                self.scaled.insert(key, scaled);
             }
+        }
+        for (i, &pane) in panes.iter().enumerate() {
+            let content = contents.get(i).copied().unwrap_or(PaneContent::Empty);
+            draw_pane(canvas, pane, content, |key| self.scaled.get(&key));
         }
         Ok(())
     }
 }
 
-/// Scales `frame` to `w x h` (both even), cropping to the target aspect.
+/// Scales `frame` to `w x h` (both even), cropping to the target aspect,
+/// with `fast_image_resize`. The mixer scales with [`Scaler`] (same filter,
+/// faster); this stays as its reference.
 pub fn scale_to(
     resizer: &mut Resizer,
     frame: &I420Frame,

@@ -7,7 +7,7 @@
 //!
 //! Per tick (the output frame rate, 30 fps) the caller hands in the latest
 //! source picture; every *active* layer due this tick gets it scaled once
-//! (cropped to 16:9 like a pane, see [`super::compose::scale_to`]) and
+//! (cropped to 16:9 like a pane, see [`super::scale`]) and
 //! encoded. 180p runs at half rate, on every other tick. An inactive layer
 //! costs nothing: it is neither scaled nor encoded, and its encoder is
 //! dropped, so that the SFU telling us nobody wants 720p frees that CPU at
@@ -19,11 +19,9 @@
 
 use std::borrow::Cow;
 
-use fast_image_resize::Resizer;
-
 use super::codec::{EncodedFrame, EncoderSettings, VideoEncoder};
-use super::compose::scale_to;
 use super::frame::I420Frame;
+use super::scale::Scaler;
 use crate::error::Error;
 
 /// One simulcast layer.
@@ -180,7 +178,7 @@ impl LayerState {
 pub struct SimulcastEncoder {
     config: SimulcastConfig,
     layers: [LayerState; 3],
-    resizer: Resizer,
+    scaler: Scaler,
     tick: u64,
 }
 
@@ -201,7 +199,7 @@ impl SimulcastEncoder {
         Ok(SimulcastEncoder {
             config,
             layers: [LayerState::new(), LayerState::new(), LayerState::new()],
-            resizer: Resizer::new(),
+            scaler: Scaler::new(),
             tick: 0,
         })
     }
@@ -276,7 +274,7 @@ impl SimulcastEncoder {
             let scaled: Cow<'_, I420Frame> = if (picture.width(), picture.height()) == (w, h) {
                 Cow::Borrowed(picture)
             } else {
-                Cow::Owned(scale_to(&mut self.resizer, base, w, h)?)
+                Cow::Owned(self.scaler.scale(base, w, h)?)
             };
 
             let encoder = match &mut state.encoder {

@@ -19,11 +19,11 @@
 //! Sans-IO: the bridge calls [`VideoMixer::tick`] at the output frame rate.
 //! Time is the tick count: freezes and keyframe intervals are in ticks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::codec::{EncodedFrame, EncoderSettings, VideoEncoder};
-use super::compose::{Compositor, PaneContent};
-use super::frame::I420Frame;
+use super::compose::{Canvas, Compositor, PaneContent, ViewPanes};
+use super::frame::{I420Frame, Rect};
 use super::layout::{Layout, LayoutChoice, assign};
 use crate::audio::ParticipantId;
 use crate::error::Error;
@@ -118,6 +118,22 @@ pub struct VideoConfig {
     /// Passed to every encoder (packetization-mode 0); see
     /// [`EncoderSettings::max_slice_bytes`].
     pub max_slice_bytes: Option<u32>,
+    /// Threads a tick may use to scale pictures and encode its views (the
+    /// calling thread included). Views are independent, so a conference
+    /// with several views finishes its tick sooner; the work itself is the
+    /// same. 1 (or 0) keeps everything on the calling thread: use it when
+    /// the caller already runs one conference per core.
+    pub threads: usize,
+}
+
+/// Threads for [`VideoConfig::threads`] by default: the machine's cores,
+/// at most 4 (a tick has rarely more than a handful of 720p views, and a
+/// conference should not take the whole machine).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
 }
 
 impl Default for VideoConfig {
@@ -130,6 +146,7 @@ impl Default for VideoConfig {
             freeze_timeout_ticks: 60,
             keyframe_min_interval_ticks: 15,
             max_slice_bytes: None,
+            threads: default_threads(),
         }
     }
 }
@@ -162,6 +179,10 @@ pub struct VideoStats {
     /// Receiver keyframe requests that had to wait for the rate limit.
     pub keyframe_requests_deferred: u64,
     pub encode_errors: u64,
+    /// Panes drawn, and panes left alone because the view's canvas already
+    /// showed exactly that (the source sent no new picture).
+    pub panes_drawn: u64,
+    pub panes_unchanged: u64,
 }
 
 #[derive(Debug)]
@@ -177,6 +198,9 @@ struct Source {
 struct EncoderSlot {
     class: ResolutionClass,
     encoder: VideoEncoder,
+    /// The encoder's own canvas: it keeps last tick's picture, so that only
+    /// changed panes are drawn again, and parallel views never share one.
+    canvas: Canvas,
     /// Receivers that decoded this encoder's last picture.
     receivers: BTreeSet<ParticipantId>,
     last_keyframe_tick: Option<u64>,
@@ -193,7 +217,9 @@ pub struct VideoMixer {
     keyframe_requests: BTreeSet<ParticipantId>,
     slots: Vec<EncoderSlot>,
     compositor: Compositor,
-    canvases: HashMap<ResolutionClass, I420Frame>,
+    /// Numbers every source picture, across all sources and incarnations:
+    /// the same number always means the same pixels.
+    picture_seq: u64,
     /// Sources in some pane of the last tick's views.
     visible: BTreeSet<ParticipantId>,
     /// Sources that entered a pane and need a keyframe from their sender.
@@ -215,7 +241,7 @@ impl VideoMixer {
             keyframe_requests: BTreeSet::new(),
             slots: Vec::new(),
             compositor: Compositor::new(),
-            canvases: HashMap::new(),
+            picture_seq: 0,
             visible: BTreeSet::new(),
             source_keyframe_requests: Vec::new(),
             tick: 0,
@@ -274,8 +300,9 @@ impl VideoMixer {
             .sources
             .get_mut(&id)
             .ok_or(Error::UnknownParticipant(id))?;
+        self.picture_seq += 1;
         s.frame = Some(frame);
-        s.seq += 1;
+        s.seq = self.picture_seq;
         s.last_frame_tick = self.tick;
         Ok(())
     }
@@ -406,6 +433,7 @@ impl VideoMixer {
                     self.slots.push(EncoderSlot {
                         class,
                         encoder: VideoEncoder::new(settings)?,
+                        canvas: Canvas::new(w, h)?,
                         receivers: BTreeSet::new(),
                         last_keyframe_tick: None,
                         keyframe_pending: false,
@@ -448,7 +476,6 @@ impl VideoMixer {
     pub fn tick(&mut self) -> Result<Vec<ViewOutput>, Error> {
         self.tick += 1;
         self.stats.ticks += 1;
-        self.compositor.clear_cache();
 
         let views: Vec<(ViewKey, Vec<ParticipantId>)> = self.views().into_iter().collect();
         let visible: BTreeSet<ParticipantId> = views
@@ -464,37 +491,48 @@ impl VideoMixer {
         let assignment = self.match_encoders(&views)?;
         self.stats.views = views.len();
         let requests = std::mem::take(&mut self.keyframe_requests);
+        let tick = self.tick;
+        let threads = self.config.threads.max(1);
 
-        let mut outputs = Vec::with_capacity(views.len());
-        for ((key, receivers), (si, newcomer)) in views.into_iter().zip(assignment) {
-            let (w, h) = key.class.size();
-            let mut canvas = match self.canvases.remove(&key.class) {
-                Some(c) => c,
-                None => I420Frame::black(w, h)?,
-            };
-            let panes = key.layout.panes(w, h);
-            let contents: Vec<PaneContent<'_>> = key
-                .occupants
-                .iter()
-                .map(|occupant| {
-                    pane_content(
-                        &self.sources,
-                        self.tick,
-                        self.config.freeze_timeout_ticks,
-                        *occupant,
-                    )
-                })
-                .collect();
-            let composed = self.compositor.compose(&mut canvas, &panes, &contents);
-            drop(contents);
-            if let Err(e) = composed {
-                self.canvases.insert(key.class, canvas);
-                return Err(e);
-            }
+        // What every pane shows, then each picture scaled once per pane size
+        // (in parallel); the views below only read those copies.
+        let sources = &self.sources;
+        let freeze = self.config.freeze_timeout_ticks;
+        let layouts: Vec<(Vec<Rect>, Vec<PaneContent<'_>>)> = views
+            .iter()
+            .map(|(key, _)| {
+                let (w, h) = key.class.size();
+                let contents = key
+                    .occupants
+                    .iter()
+                    .map(|occupant| pane_content(sources, tick, freeze, *occupant))
+                    .collect();
+                (key.layout.panes(w, h), contents)
+            })
+            .collect();
+        let prepared: Vec<ViewPanes<'_, '_>> = views
+            .iter()
+            .zip(&layouts)
+            .map(|((key, _), (panes, contents))| ViewPanes {
+                canvas: key.class.size(),
+                panes,
+                contents,
+            })
+            .collect();
+        self.compositor.prepare(&prepared, threads)?;
+        drop(prepared);
 
-            let tick = self.tick;
-            let interval = self.config.keyframe_min_interval_ticks;
-            let slot = &mut self.slots[si];
+        // One job per view, each with its own encoder and canvas.
+        let interval = self.config.keyframe_min_interval_ticks;
+        let mut slots: Vec<Option<&mut EncoderSlot>> = self.slots.iter_mut().map(Some).collect();
+        let mut jobs = Vec::with_capacity(views.len());
+        for (((_, receivers), &(si, newcomer)), (panes, contents)) in
+            views.iter().zip(&assignment).zip(&layouts)
+        {
+            let slot = slots
+                .get_mut(si)
+                .and_then(Option::take)
+                .ok_or_else(|| Error::VideoCodec("one encoder for two views".into()))?;
             if receivers.iter().any(|r| requests.contains(r)) {
                 slot.keyframe_pending = true;
             }
@@ -505,23 +543,53 @@ impl VideoMixer {
                 self.stats.keyframe_requests_deferred += 1;
             }
             let force = newcomer || (slot.keyframe_pending && allowed);
-            let result = slot.encoder.encode(&canvas, force);
-            self.canvases.insert(key.class, canvas);
+            jobs.push(ViewJob {
+                slot,
+                panes,
+                contents,
+                force,
+                drawn: 0,
+                result: None,
+            });
+        }
+        let scaled = self.compositor.scaled();
+        let mut workers = vec![(); threads];
+        super::parallel::run(
+            &mut workers,
+            &mut jobs,
+            |job| {
+                let (w, h) = job.slot.class.size();
+                u64::from(w) * u64::from(h)
+            },
+            |(), job| {
+                job.drawn = job.slot.canvas.draw(job.panes, job.contents, scaled);
+                job.result = Some(job.slot.encoder.encode(&job.slot.canvas.frame, job.force));
+            },
+        );
+
+        // Bookkeeping in view order: the output does not depend on threads.
+        let mut outputs = Vec::with_capacity(views.len());
+        for (((key, receivers), job), (_, newcomer)) in views.into_iter().zip(jobs).zip(assignment)
+        {
+            let slot = job.slot;
+            let panes = job.panes.len() as u64;
+            self.stats.panes_drawn += job.drawn as u64;
+            self.stats.panes_unchanged += panes.saturating_sub(job.drawn as u64);
             slot.receivers = receivers.iter().copied().collect();
-            match result {
-                Err(_) => {
+            match job.result {
+                None | Some(Err(_)) => {
                     self.stats.encode_errors += 1;
                     // Nobody got a picture: whoever arrives needs a keyframe.
                     slot.receivers.clear();
                 }
-                Ok(encoded) if encoded.annexb.is_empty() => {
+                Some(Ok(encoded)) if encoded.annexb.is_empty() => {
                     self.stats.frames_skipped += 1;
                     if newcomer {
                         // The keyframe the newcomers need was skipped.
-                        slot.receivers.retain(|_| false);
+                        slot.receivers.clear();
                     }
                 }
-                Ok(encoded) => {
+                Some(Ok(encoded)) => {
                     self.stats.frames_encoded += 1;
                     if encoded.keyframe {
                         self.stats.keyframes += 1;
@@ -542,6 +610,17 @@ impl VideoMixer {
         }
         Ok(outputs)
     }
+}
+
+/// One view's composition and encode, run on some worker thread.
+struct ViewJob<'s, 'l, 'a> {
+    slot: &'s mut EncoderSlot,
+    panes: &'l [Rect],
+    contents: &'l [PaneContent<'a>],
+    force: bool,
+    /// Panes drawn (the rest were unchanged).
+    drawn: usize,
+    result: Option<Result<EncodedFrame, Error>>,
 }
 
 /// What `occupant`'s pane shows at `tick`: a free function so that it can
@@ -879,6 +958,110 @@ mod tests {
         assert_eq!(m.stats().switch_keyframes - before, 2);
         // Nothing moves next tick: no keyframes.
         assert!(m.tick().unwrap().iter().all(|o| !o.encoded.keyframe));
+    }
+
+    /// A 20-party 1+7 conference at 180p, run for `ticks` with the speaker
+    /// changing halfway: every output, in order.
+    fn run_conference(threads: usize, ticks: u64) -> Vec<(ViewKey, bool, Vec<u8>)> {
+        let mut m = VideoMixer::new(VideoConfig {
+            threads,
+            ..VideoConfig::default()
+        })
+        .unwrap();
+        let n = 20;
+        for i in 1..=n {
+            m.add_participant(ParticipantId(i), &format!("P{i}"))
+                .unwrap();
+            m.set_receiver(
+                ParticipantId(i),
+                settings(Layout::OnePlus7, ResolutionClass::Low180),
+            );
+        }
+        let mut order: Vec<ParticipantId> = (1..=n).map(ParticipantId).collect();
+        m.set_speaker_order(&order);
+        let mut out = Vec::new();
+        for t in 0..ticks {
+            if t == ticks / 2 {
+                order.swap(0, 3);
+                m.set_speaker_order(&order);
+            }
+            for i in 1..=n {
+                let mut f = I420Frame::solid(320, 180, colour_of(ParticipantId(i))).unwrap();
+                f.fill_rect(Rect::new((t * 8 % 300) as u32, 40, 20, 20), Rgb::WHITE);
+                m.push_source_frame(ParticipantId(i), f).unwrap();
+            }
+            for o in m.tick().unwrap() {
+                out.push((o.key, o.encoded.keyframe, o.encoded.annexb));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn video_threads_do_not_change_the_output() {
+        let one = run_conference(1, 6);
+        assert!(!one.is_empty());
+        for threads in [2, 3, 8] {
+            assert!(
+                run_conference(threads, 6) == one,
+                "{threads} threads differ from 1"
+            );
+        }
+    }
+
+    #[test]
+    fn video_unchanged_panes_are_not_redrawn() {
+        let mut m = mixer_with(4);
+        m.set_speaker_order(&[RED, GREEN, BLUE, YELLOW]);
+        m.set_receiver(ONLOOKER, settings(Layout::Grid2x2, ResolutionClass::Sd360));
+        let mut dec = VideoDecoder::new().unwrap();
+        let mut last = None;
+        let mut tick = |m: &mut VideoMixer| {
+            for out in m.tick().unwrap() {
+                last = dec.decode(&out.encoded.annexb).unwrap().or(last.take());
+            }
+            last.clone().unwrap()
+        };
+        tick(&mut m);
+        assert_eq!(m.stats().panes_drawn, 4);
+        // Only green sends a new picture (blue this time): one pane drawn,
+        // and still a picture out every tick.
+        let before = m.stats();
+        m.push_source_frame(GREEN, I420Frame::solid(320, 180, Rgb::BLUE).unwrap())
+            .unwrap();
+        let pic = tick(&mut m);
+        let after = m.stats();
+        assert_eq!(after.panes_drawn - before.panes_drawn, 1);
+        assert_eq!(after.panes_unchanged - before.panes_unchanged, 3);
+        assert_eq!(after.frames_encoded - before.frames_encoded, 1);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 1).distance(Rgb::BLUE) <= TOLERANCE);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 0).distance(Rgb::RED) <= TOLERANCE);
+        // Nothing new at all: nothing drawn, the same picture encoded again.
+        let before = m.stats();
+        tick(&mut m);
+        let after = m.stats();
+        assert_eq!(after.panes_drawn, before.panes_drawn);
+        assert_eq!(after.frames_encoded - before.frames_encoded, 1);
+        // The speaker order changes: the panes whose occupant changed are
+        // drawn, and show the right people.
+        m.set_speaker_order(&[YELLOW, RED, BLUE, GREEN]);
+        let before = m.stats();
+        let pic = tick(&mut m);
+        let after = m.stats();
+        // Everyone but BLUE (still third) moves.
+        assert_eq!(after.panes_drawn - before.panes_drawn, 3);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 0).distance(Rgb::YELLOW) <= TOLERANCE);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 1).distance(Rgb::RED) <= TOLERANCE);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 2).distance(Rgb::BLUE) <= TOLERANCE);
+        // (GREEN's latest picture is blue.)
+        assert!(pane_colour(&pic, Layout::Grid2x2, 3).distance(Rgb::BLUE) <= TOLERANCE);
+        // A participant re-added under the same id is drawn afresh.
+        m.remove_participant(RED).unwrap();
+        m.add_participant(RED, "Again").unwrap();
+        m.push_source_frame(RED, I420Frame::solid(320, 180, Rgb::WHITE).unwrap())
+            .unwrap();
+        let pic = tick(&mut m);
+        assert!(pane_colour(&pic, Layout::Grid2x2, 1).distance(Rgb::WHITE) <= TOLERANCE);
     }
 
     #[test]

@@ -517,6 +517,7 @@ impl Conference {
                 max_class: settings.max_class,
                 freeze_timeout: settings.freeze_timeout,
                 decode_threads: settings.decode_threads,
+                encode_threads: settings.encode_threads,
             });
             match engine {
                 Ok(engine) => {

@@ -199,6 +199,8 @@ pub struct VideoContext {
     pub freeze_timeout: Duration,
     /// Threads decoding this conference's sources.
     pub decode_threads: usize,
+    /// Threads encoding this conference's views.
+    pub encode_threads: usize,
 }
 
 /// The conference task's handle on its video thread. Dropping it ends the
@@ -225,6 +227,7 @@ impl VideoEngine {
             freeze_timeout_ticks: (ctx.freeze_timeout.as_secs_f64() * f64::from(ctx.fps)) as u64,
             keyframe_min_interval_ticks: u64::from(ctx.fps / 2).max(1),
             max_slice_bytes: Some(MAX_SLICE_BYTES),
+            threads: ctx.encode_threads.max(1),
             ..VideoConfig::default()
         })
         .map_err(std::io::Error::other)?;

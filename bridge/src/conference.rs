@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use tandem_mixer::ParticipantId;
 use tandem_mixer::audio::codec::{self, AudioDecoder, CodecKind};
@@ -30,7 +30,7 @@ use tandem_proto::rtp::rtcp;
 use tandem_proto::rtp::stats::ReceiveStats;
 use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio, VideoStream};
 
-use crate::driver::net::{MediaSockets, PortAllocator};
+use crate::driver::net::{Delivery, MediaSockets, PortAllocator, spawn_datagram_reader};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::rtcp_report;
 use crate::video::{
@@ -359,30 +359,18 @@ fn spawn_receiver(
     tx: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            match socket.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    let pkt = Inbound {
-                        participant,
-                        rtcp,
-                        data: buf[..n].to_vec(),
-                        from,
-                        at: Instant::now(),
-                    };
-                    if tx.try_send(pkt).is_err() {
-                        metrics.malformed("rtp", "queue_overflow");
-                    }
-                }
-                // ICMP port unreachable from a peer that went away surfaces here
-                // on Linux; keep listening.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => {
-                    debug!(%e, "rtp receive ended");
-                    break;
-                }
-            }
+    spawn_datagram_reader(socket, metrics, move |data, from, at| {
+        let pkt = Inbound {
+            participant,
+            rtcp,
+            data,
+            from,
+            at,
+        };
+        match tx.try_send(pkt) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Closed,
         }
     })
 }

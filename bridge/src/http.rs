@@ -207,34 +207,45 @@ fn parse_layout(body: Option<Json<LayoutBody>>) -> Result<LayoutChoice, ApiError
     })
 }
 
-/// `POST /api/conferences/{id}/layout {"layout":"2x2"}`: the conference
-/// default, for everyone without a choice of their own.
-async fn conference_layout(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
+/// Sets a layout: the conference default (`pid` absent), for everyone
+/// without a choice of their own, or one participant's.
+async fn set_layout(
+    s: &ApiState,
+    id: &str,
+    pid: Option<&str>,
     body: Option<Json<LayoutBody>>,
-) -> Response {
-    let layout = match parse_layout(body) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    let handle = match find_conference(&s, &id) {
-        Ok(h) => h,
-        Err(e) => return e.into_response(),
+) -> Result<LayoutChoice, ApiError> {
+    let layout = parse_layout(body)?;
+    let (handle, participant) = match pid {
+        Some(pid) => {
+            let (h, p) = find_participant(s, id, pid)?;
+            (h, Some(p))
+        }
+        None => (find_conference(s, id)?, None),
     };
     let cmd = ConferenceCommand::SetLayout {
-        participant: None,
+        participant,
         layout,
     };
-    if let Err(e) = command(&handle, cmd).await {
-        return e.into_response();
-    }
+    command(&handle, cmd).await?;
     s.metrics
         .video
         .layout_changes
         .with_label_values(&["api"])
         .inc();
-    Json(json!({"conference": id, "layout": layout.to_string()})).into_response()
+    Ok(layout)
+}
+
+/// `POST /api/conferences/{id}/layout {"layout":"2x2"}`.
+async fn conference_layout(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Option<Json<LayoutBody>>,
+) -> Response {
+    match set_layout(&s, &id, None, body).await {
+        Ok(layout) => Json(json!({"conference": id, "layout": layout.to_string()})).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /api/conferences/{id}/participants/{pid}/layout {"layout":"1+5"}`.
@@ -243,29 +254,13 @@ async fn participant_layout(
     Path((id, pid)): Path<(String, String)>,
     body: Option<Json<LayoutBody>>,
 ) -> Response {
-    let layout = match parse_layout(body) {
-        Ok(l) => l,
-        Err(e) => return e.into_response(),
-    };
-    let (handle, participant) = match find_participant(&s, &id, &pid) {
-        Ok(found) => found,
-        Err(e) => return e.into_response(),
-    };
-    let cmd = ConferenceCommand::SetLayout {
-        participant: Some(participant),
-        layout,
-    };
-    if let Err(e) = command(&handle, cmd).await {
-        return e.into_response();
+    match set_layout(&s, &id, Some(&pid), body).await {
+        Ok(layout) => {
+            Json(json!({"participant": pid, "layout": layout.to_string()})).into_response()
+        }
+        Err(e) => e.into_response(),
     }
-    s.metrics
-        .video
-        .layout_changes
-        .with_label_values(&["api"])
-        .inc();
-    Json(json!({"participant": pid, "layout": layout.to_string()})).into_response()
 }
-
 async fn mute(
     State(s): State<ApiState>,
     Path((id, pid)): Path<(String, String)>,

@@ -45,7 +45,7 @@ use tandem_proto::rtp::stats::ReceiveStats;
 use tandem_proto::sdp::{Direction, VideoStream};
 
 use crate::conference::ConferenceEvent;
-use crate::driver::net::{MediaSockets, PortAllocator};
+use crate::driver::net::{Delivery, MediaSockets, PortAllocator, spawn_datagram_reader};
 use crate::metrics::Metrics;
 use crate::rtcp_report;
 use crate::video_decode::{DecodeJob, DecodePool, Decoded};
@@ -312,30 +312,18 @@ fn spawn_reader(
     tx: SyncSender<VideoInput>,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 2048];
-        loop {
-            match socket.recv_from(&mut buf).await {
-                Ok((n, from)) => {
-                    let pkt = VideoPacket {
-                        participant,
-                        rtcp,
-                        data: buf[..n].to_vec(),
-                        from,
-                        at: Instant::now(),
-                    };
-                    match tx.try_send(VideoInput::Packet(pkt)) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => metrics.malformed("rtp", "queue_overflow"),
-                        Err(TrySendError::Disconnected(_)) => break,
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => {
-                    debug!(%e, "video receive ended");
-                    break;
-                }
-            }
+    spawn_datagram_reader(socket, metrics, move |data, from, at| {
+        let pkt = VideoPacket {
+            participant,
+            rtcp,
+            data,
+            from,
+            at,
+        };
+        match tx.try_send(VideoInput::Packet(pkt)) {
+            Ok(()) => Delivery::Delivered,
+            Err(TrySendError::Full(_)) => Delivery::Full,
+            Err(TrySendError::Disconnected(_)) => Delivery::Closed,
         }
     })
 }

@@ -61,6 +61,46 @@ pub struct PortAllocator {
     next: Mutex<u16>,
 }
 
+/// What became of a datagram handed on by [`spawn_datagram_reader`].
+pub enum Delivery {
+    Delivered,
+    /// The consumer's queue is full: dropped and counted.
+    Full,
+    /// The consumer is gone: the reader ends.
+    Closed,
+}
+
+/// Reads `socket` until it fails or `deliver` says the consumer is gone,
+/// handing each datagram on with its source and arrival time. A full queue
+/// drops the datagram and counts it (`tandem_malformed_total{rtp,queue_overflow}`).
+pub fn spawn_datagram_reader(
+    socket: Arc<tokio::net::UdpSocket>,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut deliver: impl FnMut(Vec<u8>, SocketAddr, std::time::Instant) -> Delivery + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    match deliver(buf[..n].to_vec(), from, std::time::Instant::now()) {
+                        Delivery::Delivered => {}
+                        Delivery::Full => metrics.malformed("rtp", "queue_overflow"),
+                        Delivery::Closed => break,
+                    }
+                }
+                // ICMP port unreachable from a peer that went away surfaces
+                // here on Linux; keep listening.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => {
+                    tracing::debug!(%e, "RTP receive ended");
+                    break;
+                }
+            }
+        }
+    })
+}
+
 /// The node's two RTP port ranges.
 pub struct MediaPorts {
     pub audio: Arc<PortAllocator>,

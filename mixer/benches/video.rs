@@ -1,32 +1,40 @@
 //! Video cost, against raw OpenH264 measured in the same run.
 //!
 //! - raw (the baseline): OpenH264 720p encode and decode, frames per second
-//!   on one core, of the same camera-like pictures the conference uses.
+//!   on one core, of the same camera-like pictures the conference uses;
+//!   measured at the start and again right before and after each
+//!   conference run, whose ratios use the mean of those two.
 //! - conference: a 20-party 720p30 continuous-presence conference run
 //!   in-process, the way the bridge drives the mixer. 20 sources, each a
 //!   pre-encoded 720p H.264 stream (a textured box moving over a noisy
 //!   gradient, a distinct colour per source, faint sensor noise; encoded
-//!   once before timing), 20 receivers at 720p, layout 1+7 and 4x4, the
-//!   speaker changing every 3 s. Per tick only the visible sources are
-//!   decoded (`visible_sources()`), their pictures pushed, the mixer
-//!   ticked. Reported: real-time factor, CPU seconds per media second (=
-//!   cores the conference needs; process CPU from /proc/self/stat), CPU per
-//!   participant, encoders against participants, and the ratio of the
-//!   measured cost to what the same encodes and decodes would cost at the
-//!   raw rates. Run with the default thread count and with 1.
-//! - view / sharing: one 720p view's compose + encode rate of the first
-//!   version of this bench (moving stripes, 360p sources), kept for
-//!   continuity, and encoders for 20 receivers at one class.
+//!   once before timing, 2 s loops starting on an IDR), 20 receivers at
+//!   720p, layout 1+7 and 4x4, the speaker changing every 3 s. Per tick
+//!   only the visible sources are decoded (`visible_sources()`, with
+//!   `decode_many` on the mixer's threads), their pictures pushed, the
+//!   mixer ticked; a source that enters a pane restarts on its IDR, as a
+//!   sender asked for a keyframe would. Reported: real-time factor (wall
+//!   clock), CPU seconds per media second (= cores the conference needs;
+//!   process CPU from /proc/self/stat), CPU per participant and HD ports
+//!   per core, encoders against participants and whether they stay within
+//!   1 + visible, and the ratio of the measured cost to what the same
+//!   encodes and decodes would cost at the raw rates. Run with the default
+//!   thread count and with 1 (the work itself, without contention between
+//!   the threads).
+//! - first-version figures: one 720p view's compose + encode rate as the
+//!   first version of this bench measured it (moving stripes, 360p
+//!   sources, one thread), kept for comparison with earlier runs, and
+//!   encoders for 20 receivers at one class.
 //!
 //! `cargo bench -p tandem-mixer --bench video [-- --quick] [-- --sweep]`:
 //! `--quick` halves the timed runs; `--sweep` adds the OpenH264 settings
-//! sweep (encode speed, size and PSNR per encoder setting);
-//! `--conference-only`, `--layout 1+7` and `--threads N` narrow the run
-//! down for profiling.
+//! sweep (encode speed, size and PSNR per encoder setting) and the scaler
+//! comparison; `--conference-only`, `--layout 1+7` and `--threads N`
+//! narrow the run down for profiling.
 //!
 //! Rates on one core are per CPU second of the measuring thread, and the
 //! conference's cost is process CPU time, so that other work on a shared
-//! machine does not skew them; the real-time factor is wall-clock and does.
+//! machine skews them less; the real-time factor is wall-clock and does.
 //!
 //! Plain `main` (harness = false) so that the whole run stays around a
 //! minute and a half on two cores. Wall-clock reads are what a benchmark is

@@ -1,32 +1,40 @@
 //! Video cost, against raw OpenH264 measured in the same run.
 //!
 //! - raw (the baseline): OpenH264 720p encode and decode, frames per second
-//!   on one core, of the same camera-like pictures the conference uses.
+//!   on one core, of the same camera-like pictures the conference uses;
+//!   measured at the start and again right before and after each
+//!   conference run, whose ratios use the mean of those two.
 //! - conference: a 20-party 720p30 continuous-presence conference run
 //!   in-process, the way the bridge drives the mixer. 20 sources, each a
 //!   pre-encoded 720p H.264 stream (a textured box moving over a noisy
 //!   gradient, a distinct colour per source, faint sensor noise; encoded
-//!   once before timing), 20 receivers at 720p, layout 1+7 and 4x4, the
-//!   speaker changing every 3 s. Per tick only the visible sources are
-//!   decoded (`visible_sources()`), their pictures pushed, the mixer
-//!   ticked. Reported: real-time factor, CPU seconds per media second (=
-//!   cores the conference needs; process CPU from /proc/self/stat), CPU per
-//!   participant, encoders against participants, and the ratio of the
-//!   measured cost to what the same encodes and decodes would cost at the
-//!   raw rates. Run with the default thread count and with 1.
-//! - view / sharing: one 720p view's compose + encode rate of the first
-//!   version of this bench (moving stripes, 360p sources), kept for
-//!   continuity, and encoders for 20 receivers at one class.
+//!   once before timing, 2 s loops starting on an IDR), 20 receivers at
+//!   720p, layout 1+7 and 4x4, the speaker changing every 3 s. Per tick
+//!   only the visible sources are decoded (`visible_sources()`, with
+//!   `decode_many` on the mixer's threads), their pictures pushed, the
+//!   mixer ticked; a source that enters a pane restarts on its IDR, as a
+//!   sender asked for a keyframe would. Reported: real-time factor (wall
+//!   clock), CPU seconds per media second (= cores the conference needs;
+//!   process CPU from /proc/self/stat), CPU per participant and HD ports
+//!   per core, encoders against participants and whether they stay within
+//!   1 + visible, and the ratio of the measured cost to what the same
+//!   encodes and decodes would cost at the raw rates. Run with the default
+//!   thread count and with 1 (the work itself, without contention between
+//!   the threads).
+//! - first-version figures: one 720p view's compose + encode rate as the
+//!   first version of this bench measured it (moving stripes, 360p
+//!   sources, one thread), kept for comparison with earlier runs, and
+//!   encoders for 20 receivers at one class.
 //!
 //! `cargo bench -p tandem-mixer --bench video [-- --quick] [-- --sweep]`:
 //! `--quick` halves the timed runs; `--sweep` adds the OpenH264 settings
-//! sweep (encode speed, size and PSNR per encoder setting);
-//! `--conference-only`, `--layout 1+7` and `--threads N` narrow the run
-//! down for profiling.
+//! sweep (encode speed, size and PSNR per encoder setting) and the scaler
+//! comparison; `--conference-only`, `--layout 1+7` and `--threads N`
+//! narrow the run down for profiling.
 //!
 //! Rates on one core are per CPU second of the measuring thread, and the
 //! conference's cost is process CPU time, so that other work on a shared
-//! machine does not skew them; the real-time factor is wall-clock and does.
+//! machine skews them less; the real-time factor is wall-clock and does.
 //!
 //! Plain `main` (harness = false) so that the whole run stays around a
 //! minute and a half on two cores. Wall-clock reads are what a benchmark is
@@ -48,8 +56,8 @@ use tandem_mixer::video::compose::{Compositor, PaneContent, scale_to};
 use tandem_mixer::video::frame::{Rgb, rgb_to_yuv};
 use tandem_mixer::video::scale::Scaler;
 use tandem_mixer::video::{
-    EncoderSettings, I420Frame, Layout, LayoutChoice, ReceiverSettings, Rect, ResolutionClass,
-    VideoConfig, VideoDecoder, VideoEncoder, VideoMixer,
+    DecodeJob, EncoderSettings, I420Frame, Layout, LayoutChoice, ReceiverSettings, Rect,
+    ResolutionClass, VideoConfig, VideoDecoder, VideoEncoder, VideoMixer, decode_many,
 };
 
 const PARTIES: u64 = 20;
@@ -277,8 +285,9 @@ struct ConferenceRun {
     bytes: u64,
     panes_drawn: u64,
     panes_unchanged: u64,
-    /// CPU seconds spent decoding (on the calling thread).
+    /// CPU seconds (all threads) and wall seconds spent decoding.
     decode_cpu: f64,
+    decode_wall: f64,
 }
 
 fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64) -> ConferenceRun {
@@ -318,6 +327,7 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
         panes_drawn: 0,
         panes_unchanged: 0,
         decode_cpu: 0.0,
+        decode_wall: 0.0,
     };
     let mut start = (Instant::now(), process_cpu_seconds());
     let mut stats_at_start = m.stats();
@@ -341,25 +351,38 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
             decoders[i] = Some(VideoDecoder::new().unwrap());
         }
         let visible: BTreeSet<ParticipantId> = m.visible_sources().clone();
-        let decode_start = thread_cpu_seconds();
-        for (i, &id) in ids.iter().enumerate() {
+        let decode_start = (Instant::now(), process_cpu_seconds());
+        // The visible sources' access units of this tick, decoded on the
+        // mixer's threads (as the bridge can with `decode_many`).
+        let mut jobs = Vec::new();
+        for ((i, &id), dec) in ids.iter().enumerate().zip(decoders.iter_mut()) {
             let au = &sources[i].stream[position[i] % LOOP];
             position[i] += 1;
             if !visible.contains(&id) || au.is_empty() {
                 continue;
             }
-            let Some(dec) = decoders[i].as_mut() else {
-                continue;
-            };
-            if t >= warmup {
-                run.decodes += 1;
+            if let Some(dec) = dec.as_mut() {
+                jobs.push((id, DecodeJob::new(dec, au)));
             }
-            if let Some(frame) = dec.decode(au).unwrap() {
+        }
+        let mut batch: Vec<DecodeJob<'_>> = Vec::with_capacity(jobs.len());
+        let mut who = Vec::with_capacity(jobs.len());
+        for (id, job) in jobs {
+            who.push(id);
+            batch.push(job);
+        }
+        decode_many(&mut batch, threads);
+        if t >= warmup {
+            run.decodes += batch.len() as u64;
+        }
+        for (id, job) in who.into_iter().zip(batch) {
+            if let Some(frame) = job.result.unwrap().unwrap() {
                 m.push_source_frame(id, frame).unwrap();
             }
         }
         if t >= warmup {
-            run.decode_cpu += thread_cpu_seconds() - decode_start;
+            run.decode_wall += decode_start.0.elapsed().as_secs_f64();
+            run.decode_cpu += process_cpu_seconds() - decode_start.1;
         }
         let out = m.tick().unwrap();
         if t >= warmup {
@@ -390,15 +413,17 @@ fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Ra
         r.decodes as f64 / media / raw.decode_fps + r.encodes as f64 / media / raw.encode_fps;
     let bound = 1 + layout.pane_count().min(PARTIES as usize - 1);
     println!(
-        "  {layout:>4} threads {threads}: {media:.1} s media in {:.2} s wall = real-time factor {:.2}x \
-         ({})",
+        "  {layout:>4} threads {threads}: {media:.1} s media in {:.2} s wall = real-time factor \
+         {:.2}x ({}; wall decoding {:.2} s, mixer ticks {:.2} s)",
         r.wall,
         media / r.wall,
         if media / r.wall >= 1.0 {
             "keeps up"
         } else {
             "falls behind"
-        }
+        },
+        r.decode_wall,
+        r.wall - r.decode_wall,
     );
     println!(
         "      CPU {:.2} s = {cores:.2} cores per conference ({}, target <= 2 cores); \
@@ -409,10 +434,12 @@ fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Ra
         PARTIES as f64 / cores,
     );
     println!(
-        "      per tick {:.1} decodes + {:.1} encodes; at the raw rates that is {model:.2} cores: \
-         measured/raw-model {:.2}x",
+        "      per tick {:.1} decodes + {:.1} encodes; at the raw rates around this run (encode \
+         {:.0} fps, decode {:.0} fps) that is {model:.2} cores: measured/raw-model {:.2}x",
         per_tick(r.decodes),
         per_tick(r.encodes),
+        raw.encode_fps,
+        raw.decode_fps,
         cores / model
     );
     println!(
@@ -840,7 +867,15 @@ fn main() {
             thread_counts.push(1);
         }
         for t in thread_counts {
+            // Other work on a shared machine moves every rate: the
+            // baseline for this run is measured right before and after it.
+            let before = raw_baseline(&sources[0], args.min_time() / 3);
             let r = run_conference(&sources, layout, t, args.conference_ticks());
+            let after = raw_baseline(&sources[0], args.min_time() / 3);
+            let raw = Raw {
+                encode_fps: (before.encode_fps + after.encode_fps) / 2.0,
+                decode_fps: (before.decode_fps + after.decode_fps) / 2.0,
+            };
             report_conference(layout, t, &r, &raw);
         }
     }

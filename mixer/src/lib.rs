@@ -10,6 +10,10 @@
 //! - [`audio::speaker`]: VAD and active-speaker detection with hysteresis.
 //! - [`audio::mix`]: the conference mixer: mix-minus for the (≤ 3) mixed
 //!   speakers, one shared encode per output format for everyone else.
+//! - [`video`]: H.264 (OpenH264) decode and encode, continuous-presence
+//!   layouts composed and encoded once per distinct view
+//!   ([`video::VideoMixer`], its views spread over a few scoped threads per
+//!   tick), and simulcast layers for an SFU ([`video::SimulcastEncoder`]).
 //!
 //! ## Data flow
 //! Per 20 ms tick the bridge decodes each leg's packet (or conceals a lost

@@ -36,7 +36,9 @@ pub mod scale;
 pub mod simulcast;
 pub mod view;
 
-pub use codec::{EncodedFrame, EncoderSettings, VideoDecoder, VideoEncoder};
+pub use codec::{
+    DecodeJob, EncodedFrame, EncoderSettings, VideoDecoder, VideoEncoder, decode_many,
+};
 pub use frame::{I420Frame, Rect, Rgb};
 pub use layout::{Layout, LayoutChoice, assign};
 pub use scale::Scaler;

@@ -235,6 +235,18 @@ fn make_sources(n: u64, threads: usize) -> Vec<Source> {
 
 // --- measuring ----------------------------------------------------------------
 
+/// Minor page faults of this process so far (field 10 of /proc/self/stat):
+/// fresh big allocations show up here.
+fn process_minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace()
+        .nth(10 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// User + system CPU seconds of this process (all threads, dead ones too).
 fn process_cpu_seconds() -> f64 {
     // Fields restart after the last ')'; utime and stime are fields 14 and
@@ -288,6 +300,7 @@ struct ConferenceRun {
     /// CPU seconds (all threads) and wall seconds spent decoding.
     decode_cpu: f64,
     decode_wall: f64,
+    minor_faults: u64,
 }
 
 fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64) -> ConferenceRun {
@@ -328,12 +341,15 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
         panes_unchanged: 0,
         decode_cpu: 0.0,
         decode_wall: 0.0,
+        minor_faults: 0,
     };
     let mut start = (Instant::now(), process_cpu_seconds());
+    let mut faults_at_start = process_minor_faults();
     let mut stats_at_start = m.stats();
     for t in 0..warmup + ticks {
         if t == warmup {
             start = (Instant::now(), process_cpu_seconds());
+            faults_at_start = process_minor_faults();
             stats_at_start = m.stats();
         }
         if t > 0 && t % speaker_every == 0 {
@@ -398,6 +414,7 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
     }
     run.wall = start.0.elapsed().as_secs_f64();
     run.cpu = process_cpu_seconds() - start.1;
+    run.minor_faults = process_minor_faults() - faults_at_start;
     let stats = m.stats();
     run.keyframes = stats.keyframes - stats_at_start.keyframes;
     run.panes_drawn = stats.panes_drawn - stats_at_start.panes_drawn;
@@ -454,7 +471,8 @@ fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Ra
     );
     println!(
         "      encoders {} for {PARTIES} participants, {} visible: {} (bound 1 + visible = {bound}); \
-         {:.0} kbit/s per view, {} keyframes, panes drawn {} / unchanged {}",
+         {:.0} kbit/s per view, {} keyframes, panes drawn {} / unchanged {}, {:.0} page faults \
+         per tick",
         r.max_encoders,
         r.max_visible,
         if r.max_encoders <= bound {
@@ -466,6 +484,7 @@ fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Ra
         r.keyframes,
         r.panes_drawn,
         r.panes_unchanged,
+        r.minor_faults as f64 / r.ticks as f64,
     );
 }
 

@@ -13,11 +13,16 @@
 //! byte blocks transposed in eight `u64`s), after the vertical pass has
 //! already cut the row count. Weights are 8-bit fixed point summing to
 //! 256, so a tap sum of `u8` pixels never overflows a `u16`. Coefficient
-//! tables are kept per size. The `video` bench's `--sweep` compares it with
-//! `fast_image_resize`: about 2x faster into a 1+7 layout's large pane,
-//! the same into small panes.
+//! tables are kept per size. Measured against `fast_image_resize` by the
+//! `video` bench's `--sweep` (CPU time, 720p source): 1.5x faster into a
+//! 1+7 layout's large pane (960x540) and a 3x3 pane (426x240), but about
+//! 0.9x into a quarter-size pane (320x180), where `fast_image_resize`'s
+//! AVX2 horizontal-first pass wins; from a 3.5:1 width ratio on, `Scaler`
+//! hands the picture to it.
 
 use std::collections::HashMap;
+
+use fast_image_resize::Resizer;
 
 use super::frame::I420Frame;
 use crate::error::Error;
@@ -134,7 +139,16 @@ pub struct Scaler {
     /// columns.
     scratch: [Vec<u8>; 3],
     acc: Vec<u16>,
+    /// For strong downscales, see [`STRONG_DOWNSCALE`].
+    resizer: Resizer,
 }
+
+/// From this width ratio on, `fast_image_resize` (AVX2, horizontal pass
+/// first) beats the two vertical passes here, whose first pass reads every
+/// source row with twice as many taps as the ratio: quarter-size panes
+/// (1280 -> 320) took it about 0.9x as long. Below it (large and medium
+/// panes, 1280 -> 960 or 426) the passes here take about 0.65x as long.
+const STRONG_DOWNSCALE: f64 = 3.5;
 
 impl Scaler {
     pub fn new() -> Self {
@@ -170,6 +184,11 @@ impl Scaler {
             (sw, sw / target)
         };
         let (cx, cy) = ((sw - cw) / 2.0, (sh - ch) / 2.0);
+        if cw / f64::from(dw) >= STRONG_DOWNSCALE {
+            let scaled = super::compose::scale_to(&mut self.resizer, src, dw, dh)?;
+            *dst = scaled;
+            return Ok(());
+        }
         let (scw, sch) = src.chroma_size();
         let (dcw, dch) = dst.chroma_size();
         let (dy, du, dv) = dst.planes_mut();

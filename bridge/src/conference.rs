@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use tandem_mixer::ParticipantId;
 use tandem_mixer::audio::codec::{self, AudioDecoder, CodecKind};
 use tandem_mixer::audio::mix::{AudioMixer, MixerConfig, OutputFormat};
-use tandem_mixer::video::{LayoutChoice, ResolutionClass};
+use tandem_mixer::video::LayoutChoice;
 use tandem_proto::rtp::dtmf::DtmfDetector;
 use tandem_proto::rtp::jitter::{JitterBuffer, Playout};
 use tandem_proto::rtp::packet::{MediaTime, RtpHeader, RtpPacket, Ssrc};
@@ -33,6 +33,7 @@ use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio, VideoStream};
 use crate::driver::net::{Delivery, MediaSockets, PortAllocator, spawn_datagram_reader};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::rtcp_report;
+pub use crate::video::VideoSettings;
 use crate::video::{
     LegVideoSnapshot, VideoContext, VideoEngine, VideoInput, VideoLegSetup, VideoSnapshot,
 };
@@ -239,17 +240,6 @@ pub struct ConferenceContext {
     /// `None`: video is off (`[video] enabled = false`).
     pub video: Option<VideoSettings>,
     pub video_ports: Arc<PortAllocator>,
-}
-
-/// From `[video]`.
-#[derive(Clone)]
-pub struct VideoSettings {
-    pub fps: u32,
-    pub layout: LayoutChoice,
-    pub max_class: ResolutionClass,
-    pub freeze_timeout: Duration,
-    pub decode_threads: usize,
-    pub encode_threads: usize,
 }
 
 /// Starts the conference task; returns its command sender and snapshot feed.
@@ -500,12 +490,7 @@ impl Conference {
                 metrics: self.ctx.metrics.clone(),
                 ports: self.ctx.video_ports.clone(),
                 events: self.ctx.events.clone(),
-                fps: settings.fps,
-                layout: settings.layout,
-                max_class: settings.max_class,
-                freeze_timeout: settings.freeze_timeout,
-                decode_threads: settings.decode_threads,
-                encode_threads: settings.encode_threads,
+                settings,
             });
             match engine {
                 Ok(engine) => {

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
+use prometheus::IntCounter;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -186,21 +187,25 @@ pub struct VideoSnapshot {
     pub legs: HashMap<u64, LegVideoSnapshot>,
 }
 
-/// How the conference's video runs; from `[video]` config.
+/// How a conference's video runs; from `[video]` config.
+#[derive(Clone)]
+pub struct VideoSettings {
+    pub fps: u32,
+    pub layout: LayoutChoice,
+    pub max_class: ResolutionClass,
+    pub freeze_timeout: Duration,
+    pub decode_threads: usize,
+    pub encode_threads: usize,
+}
+
+/// What the video thread needs from its conference.
 #[derive(Clone)]
 pub struct VideoContext {
     pub conference: String,
     pub metrics: Arc<Metrics>,
     pub ports: Arc<PortAllocator>,
     pub events: mpsc::Sender<ConferenceEvent>,
-    pub fps: u32,
-    pub layout: LayoutChoice,
-    pub max_class: ResolutionClass,
-    pub freeze_timeout: Duration,
-    /// Threads decoding this conference's sources.
-    pub decode_threads: usize,
-    /// Threads encoding this conference's views.
-    pub encode_threads: usize,
+    pub settings: VideoSettings,
 }
 
 /// The conference task's handle on its video thread. Dropping it ends the
@@ -215,19 +220,24 @@ impl VideoEngine {
     pub fn start(ctx: VideoContext) -> std::io::Result<VideoEngine> {
         let (tx, rx) = sync_channel(INPUT_QUEUE);
         let (snap_tx, snapshot) = watch::channel(VideoSnapshot {
-            layout: ctx.layout.to_string(),
+            layout: ctx.settings.layout.to_string(),
             ..Default::default()
         });
         let metrics = ctx.metrics.clone();
         let name = format!("video-{}", ctx.conference);
-        let decoders =
-            DecodePool::start(&name, ctx.decode_threads, tx.clone(), VideoInput::Decoded)?;
+        let decoders = DecodePool::start(
+            &name,
+            ctx.settings.decode_threads,
+            tx.clone(),
+            VideoInput::Decoded,
+        )?;
         let mixer = VideoMixer::new(VideoConfig {
-            fps: ctx.fps as f32,
-            freeze_timeout_ticks: (ctx.freeze_timeout.as_secs_f64() * f64::from(ctx.fps)) as u64,
-            keyframe_min_interval_ticks: u64::from(ctx.fps / 2).max(1),
+            fps: ctx.settings.fps as f32,
+            freeze_timeout_ticks: (ctx.settings.freeze_timeout.as_secs_f64()
+                * f64::from(ctx.settings.fps)) as u64,
+            keyframe_min_interval_ticks: u64::from(ctx.settings.fps / 2).max(1),
             max_slice_bytes: Some(MAX_SLICE_BYTES),
-            threads: ctx.encode_threads.max(1),
+            threads: ctx.settings.encode_threads.max(1),
             ..VideoConfig::default()
         })
         .map_err(std::io::Error::other)?;
@@ -421,6 +431,16 @@ struct Engine {
     /// This conference's share of the node-wide gauges, to take back out.
     reported: (i64, i64, i64),
     send_buf: Vec<u8>,
+    /// Per-packet and per-picture counters, resolved once: a label lookup
+    /// hashes and locks, which the media path should not do per packet.
+    counters: Counters,
+}
+
+struct Counters {
+    packets_in: IntCounter,
+    packets_out: IntCounter,
+    not_visible: IntCounter,
+    waiting_keyframe: IntCounter,
 }
 
 impl Engine {
@@ -434,8 +454,22 @@ impl Engine {
             .conference
             .bytes()
             .fold(0x9E37_79B9u32, |a, b| a.rotate_left(5) ^ u32::from(b));
+        let counters = Counters {
+            packets_in: ctx.metrics.rtp_packets.with_label_values(&["video_in"]),
+            packets_out: ctx.metrics.rtp_packets.with_label_values(&["video_out"]),
+            not_visible: ctx
+                .metrics
+                .video
+                .frames_dropped
+                .with_label_values(&["not_visible"]),
+            waiting_keyframe: ctx
+                .metrics
+                .video
+                .frames_dropped
+                .with_label_values(&["waiting_keyframe"]),
+        };
         Engine {
-            layout: ctx.layout,
+            layout: ctx.settings.layout,
             ctx,
             mixer,
             decoders,
@@ -447,12 +481,13 @@ impl Engine {
             last_stats: VideoStats::default(),
             reported: (0, 0, 0),
             send_buf: Vec::with_capacity(1500),
+            counters,
         }
     }
 
     fn run(&mut self, rx: Receiver<VideoInput>) {
-        info!(conference = %self.ctx.conference, fps = self.ctx.fps, "video started");
-        let interval = Duration::from_secs_f64(1.0 / f64::from(self.ctx.fps));
+        info!(conference = %self.ctx.conference, fps = self.ctx.settings.fps, "video started");
+        let interval = Duration::from_secs_f64(1.0 / f64::from(self.ctx.settings.fps));
         let mut next_tick = Instant::now() + interval;
         let mut ticks: u64 = 0;
         'outer: loop {
@@ -546,7 +581,7 @@ impl Engine {
                 participant,
                 stream,
             } => {
-                let max = self.ctx.max_class;
+                let max = self.ctx.settings.max_class;
                 let Some(leg) = self.legs.get_mut(&participant) else {
                     return;
                 };
@@ -645,7 +680,7 @@ impl Engine {
             call_id: s.call_id,
             remote: s.stream.remote,
             remote_rtcp: s.stream.remote_rtcp,
-            class: class_for(&s.stream, self.ctx.max_class),
+            class: class_for(&s.stream, self.ctx.settings.max_class),
             mode: mode_of(&s.stream),
             stream: s.stream,
             port: s.port,
@@ -758,7 +793,7 @@ impl Engine {
             metrics.malformed("rtp", "unexpected_payload_type");
             return;
         }
-        metrics.rtp_packets.with_label_values(&["video_in"]).inc();
+        self.counters.packets_in.inc();
         if !leg.sends_to_us() {
             return;
         }
@@ -774,20 +809,12 @@ impl Engine {
             if !visible {
                 // Nobody sees it: never decode what nobody needs. It gets a
                 // keyframe request when it enters a pane.
-                metrics
-                    .video
-                    .frames_dropped
-                    .with_label_values(&["not_visible"])
-                    .inc();
+                self.counters.not_visible.inc();
                 leg.waiting_keyframe = true;
                 continue;
             }
             if leg.waiting_keyframe && !au.keyframe {
-                metrics
-                    .video
-                    .frames_dropped
-                    .with_label_values(&["waiting_keyframe"])
-                    .inc();
+                self.counters.waiting_keyframe.inc();
                 continue;
             }
             if au.keyframe {
@@ -954,7 +981,7 @@ impl Engine {
         self.last_stats = stats;
 
         // Send: packetize each view once per packetization mode in use.
-        let fps = u64::from(self.ctx.fps);
+        let fps = u64::from(self.ctx.settings.fps);
         for out in &outputs {
             let mut packets: [Option<Vec<Vec<u8>>>; 2] = [None, None];
             let ts_offset = (out.tick * 90_000 / fps) as u32;
@@ -1006,10 +1033,7 @@ impl Engine {
                         ok = false;
                     }
                 }
-                metrics
-                    .rtp_packets
-                    .with_label_values(&["video_out"])
-                    .inc_by(payloads.len() as u64);
+                self.counters.packets_out.inc_by(payloads.len() as u64);
                 if ok {
                     leg.frames_sent += 1;
                     metrics.video.frames_sent.inc();

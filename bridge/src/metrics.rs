@@ -57,6 +57,9 @@ pub struct VideoMetrics {
     pub keyframe_requests_received: IntCounterVec,
     pub keyframes_sent: IntCounter,
     pub layout_changes: IntCounterVec,
+    /// Resolution limits (TMMBR) asked of senders, by the class their
+    /// largest pane needs: 720p, 360p, 180p.
+    pub source_limits_sent: IntCounterVec,
 }
 
 impl VideoMetrics {
@@ -133,6 +136,13 @@ impl VideoMetrics {
                 "tandem_video_keyframe_requests_received_total",
                 "Keyframe requests from receivers, by method (pli, fir, info)",
                 &["method"],
+            ),
+            source_limits_sent: counter_vec(
+                r,
+                "tandem_video_source_limits_sent_total",
+                "Bitrate limits (TMMBR) sent to video senders so that they send what their \
+                 largest pane needs, by that pane's class (720p, 360p, 180p)",
+                &["class"],
             ),
             keyframes_sent: counter(
                 r,

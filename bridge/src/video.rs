@@ -60,6 +60,9 @@ const MAX_SLICE_BYTES: u32 = 1100;
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 /// Least time between two keyframe requests to one source.
 const SOURCE_KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// A TMMBR not confirmed by a TMMBN is sent again after this, a few times.
+const SOURCE_LIMIT_RETRY: Duration = Duration::from_secs(1);
+const SOURCE_LIMIT_TRIES: u8 = 3;
 const SNAPSHOT_EVERY_TICKS: u64 = 15;
 const INPUT_QUEUE: usize = 16_384;
 
@@ -174,6 +177,13 @@ pub struct LegVideoSnapshot {
     pub packets_lost: i64,
     pub keyframe_requests_sent: u64,
     pub keyframe_requests_received: u64,
+    /// The size of its last decoded picture, `1280x720` etc.
+    pub received_resolution: Option<String>,
+    /// The class its largest pane needs, which we asked it to stay within
+    /// (TMMBR); absent when it is in no pane or cannot be asked.
+    pub requested_resolution: Option<String>,
+    /// Bitrate limit the sender confirmed (TMMBN), bit/s.
+    pub confirmed_limit_bps: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -379,6 +389,23 @@ struct Leg {
     keyframe_requests_sent: u64,
     keyframe_requests_received: u64,
     lost_reported: i64,
+    /// Size of the last decoded picture.
+    received_size: Option<(u32, u32)>,
+    /// What its largest pane needs (from the mixer), and the TMMBR that
+    /// asks for it: when last sent, and whether a TMMBN confirmed it.
+    source_class: Option<ResolutionClass>,
+    limit: Option<SourceLimit>,
+    confirmed_limit_bps: Option<u64>,
+}
+
+/// A TMMBR in flight to a sender: repeated until its TMMBN arrives.
+#[derive(Debug, Clone, Copy)]
+struct SourceLimit {
+    class: ResolutionClass,
+    bitrate_bps: u64,
+    sent_at: Instant,
+    tries: u8,
+    confirmed: bool,
 }
 
 impl Leg {
@@ -410,6 +437,14 @@ fn class_for(stream: &VideoStream, max: ResolutionClass) -> Option<ResolutionCla
     };
     // ResolutionClass orders largest first.
     Some(class.max(max))
+}
+
+fn class_metric_label(class: ResolutionClass) -> &'static str {
+    match class {
+        ResolutionClass::Hd720 => "720p",
+        ResolutionClass::Sd360 => "360p",
+        ResolutionClass::Low180 => "180p",
+    }
 }
 
 fn class_label(class: ResolutionClass) -> String {
@@ -697,6 +732,10 @@ impl Engine {
             seq: (ssrc >> 16) as u16,
             ts_base: ssrc.rotate_left(11),
             own_layout: None,
+            received_size: None,
+            source_class: None,
+            limit: None,
+            confirmed_limit_bps: None,
             last_keyframe_request: None,
             fir_seq: 0,
             last_rtcp: now,
@@ -768,6 +807,20 @@ impl Engine {
                             None
                         }
                     });
+                    // A sender's TMMBN: the limits it now applies. Ours is
+                    // the entry naming our SSRC.
+                    if let Some(n) = packets
+                        .iter()
+                        .flat_map(|p| p.tmmbn())
+                        .find(|e| e.ssrc == Ssrc(leg.ssrc))
+                    {
+                        leg.confirmed_limit_bps = Some(n.bitrate_bps);
+                        if let Some(limit) = leg.limit.as_mut()
+                            && n.bitrate_bps <= limit.bitrate_bps
+                        {
+                            limit.confirmed = true;
+                        }
+                    }
                     if let Some(method) = method {
                         metrics
                             .video
@@ -853,6 +906,7 @@ impl Engine {
         match d.result {
             Ok(Some(frame)) if leg.decoding && visible => {
                 leg.frames_decoded += 1;
+                leg.received_size = Some((frame.width(), frame.height()));
                 metrics.frames_decoded.inc();
                 let _ = self.mixer.push_source_frame(d.participant, frame);
             }
@@ -872,6 +926,74 @@ impl Engine {
 
     /// Asks `id`'s sender for a keyframe, at most every
     /// [`SOURCE_KEYFRAME_INTERVAL`]: FIR or PLI as it offered, else SIP INFO.
+    /// Sends `id` a TMMBR for its pane's class when that changed, and
+    /// repeats it until the sender confirms with a TMMBN (a few times: a
+    /// sender that never answers keeps the last one).
+    fn limit_source(&mut self, id: ParticipantId, now: Instant) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let (Some(class), Some(media)) = (leg.source_class, leg.remote_ssrc) else {
+            return;
+        };
+        if !leg.stream.tmmbr || !leg.sends_to_us() {
+            return;
+        }
+        let due = match leg.limit {
+            Some(l) if l.class == class => {
+                !l.confirmed
+                    && l.tries < SOURCE_LIMIT_TRIES
+                    && now.saturating_duration_since(l.sent_at) >= SOURCE_LIMIT_RETRY
+            }
+            _ => true,
+        };
+        if !due {
+            return;
+        }
+        // Not more than the sender may send us anyway (our b=AS).
+        let bitrate_bps = u64::from(class.default_bitrate_bps())
+            .min(tandem_proto::sdp::offer_answer::VIDEO_RECEIVE_KBPS * 1000);
+        let tries = match leg.limit {
+            Some(l) if l.class == class => l.tries + 1,
+            _ => 1,
+        };
+        leg.limit = Some(SourceLimit {
+            class,
+            bitrate_bps,
+            sent_at: now,
+            tries,
+            confirmed: false,
+        });
+        let mut buf = Vec::with_capacity(96);
+        let sent = rtcp_report::Sent {
+            ssrc: leg.ssrc,
+            rtp_ts: leg.ts_base,
+            packets: leg.packets_out,
+            octets: leg.octets_out,
+        };
+        let _ = rtcp_report::write_report(
+            &mut buf,
+            &sent,
+            &mut leg.stats,
+            leg.last_sr,
+            now,
+            SystemTime::now(),
+        );
+        // 40 bytes: IPv4 + UDP + RTP headers, counted in the limit.
+        rtcp::write_tmmbr(&mut buf, Ssrc(leg.ssrc), Ssrc(media), bitrate_bps, 40);
+        if let Some((dest, socket)) = leg.rtcp_dest() {
+            let _ = socket.try_send_to(&buf, dest);
+        }
+        if tries == 1 {
+            self.ctx
+                .metrics
+                .video
+                .source_limits_sent
+                .with_label_values(&[class_metric_label(class)])
+                .inc();
+        }
+    }
+
     fn request_source_keyframe(&mut self, id: ParticipantId, now: Instant) {
         let metrics = &self.ctx.metrics;
         let Some(leg) = self.legs.get_mut(&id) else {
@@ -1074,6 +1196,20 @@ impl Engine {
             self.request_source_keyframe(id, now);
         }
 
+        // Senders are asked for what their largest pane needs (TMMBR), so
+        // that a camera shown at 320x180 is not decoded at 720p.
+        for (id, class) in self.mixer.take_source_class_requests() {
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.source_class = Some(class);
+            }
+        }
+        let ids: Vec<ParticipantId> = self.legs.keys().copied().collect();
+        for id in ids {
+            if visible.contains(&id) {
+                self.limit_source(id, now);
+            }
+        }
+
         // RTCP reports, loss counters.
         let wall = SystemTime::now();
         for leg in self.legs.values_mut() {
@@ -1135,6 +1271,12 @@ impl Engine {
                         packets_lost: i64::from(leg.stats.cumulative_lost()),
                         keyframe_requests_sent: leg.keyframe_requests_sent,
                         keyframe_requests_received: leg.keyframe_requests_received,
+                        received_resolution: leg.received_size.map(|(w, h)| format!("{w}x{h}")),
+                        requested_resolution: leg
+                            .limit
+                            .filter(|_| visible.contains(id))
+                            .map(|l| class_label(l.class)),
+                        confirmed_limit_bps: leg.confirmed_limit_bps,
                     },
                 )
             })

@@ -274,3 +274,130 @@ fn a_frozen_camera_never_stalls_the_others_and_shows_its_name_tile() {
         node.conference(conf)
     });
 }
+
+/// Cameras are asked (TMMBR) for no more than their largest pane needs: on
+/// a 640x360 canvas in 1+5, the large pane needs 360p and the small panes
+/// 180p. The speaker fills everyone's large pane, and the previous speaker
+/// the speaker's own. A 640x360 room system steps down to 320x180 while it
+/// is only small, and back up when it speaks; the node decodes what it
+/// asked for, and the speaker is in the large pane throughout.
+#[test]
+fn cameras_send_what_their_pane_needs_and_step_up_when_they_speak() {
+    let node = video_node(&[("TANDEM_VIDEO_LAYOUT", "1+5")]);
+    let rt = runtime();
+    let conf = "7420";
+    let hd_camera = |name: &str, colour: Rgb, hz: f32| {
+        let cfg = RoomSystemConfig::new(node.sip_addr(), conf, name)
+            .with_tone(hz, 0.05)
+            .with_video(
+                VideoSpec::new(colour)
+                    .with_size(640, 360)
+                    .with_bitrate(600_000),
+            );
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        })
+        .unwrap_or_else(|_| panic!("{name}: no answer within 15 s"))
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}\n{}", node.log_tail()))
+    };
+    let rooms = [
+        ("red", hd_camera("red", RED, 440.0), 440.0),
+        ("green", hd_camera("green", GREEN, 660.0), 660.0),
+        ("blue", hd_camera("blue", BLUE, 880.0), 880.0),
+    ];
+    let viewer = camera(&rt, &node, conf, "magenta", MAGENTA, 1320.0);
+
+    let decoded_at = |name: &str| {
+        node.participant(conf, name).and_then(|p| {
+            p["video_stream"]["received_resolution"]
+                .as_str()
+                .map(str::to_owned)
+        })
+    };
+    // Before anyone spoke, which of the others is "previous" is not known.
+    for (loud, previous) in [("green", None), ("blue", Some("green"))] {
+        for (name, room, hz) in &rooms {
+            room.set_tone(Some(*hz), if *name == loud { 0.5 } else { 0.05 });
+        }
+        let mut last = String::new();
+        let settled = wait_for_state(Duration::from_secs(8), || {
+            let sizes: Vec<String> = rooms
+                .iter()
+                .map(|(name, room, _)| {
+                    let s = room.video_stats().sent;
+                    format!(
+                        "{name}: sends {}x{} (limit {:?}), node decodes {:?}",
+                        s.width,
+                        s.height,
+                        s.limit_bps,
+                        decoded_at(name)
+                    )
+                })
+                .collect();
+            last = sizes.join("; ");
+            let at = |name: &str, want: (u32, u32)| {
+                let Some((_, room, _)) = rooms.iter().find(|(n, _, _)| *n == name) else {
+                    return false;
+                };
+                let s = room.video_stats().sent;
+                (s.width, s.height) == want
+                    && decoded_at(name).as_deref() == Some(&format!("{}x{}", want.0, want.1))
+            };
+            let small: Vec<&str> = rooms
+                .iter()
+                .map(|(n, _, _)| *n)
+                .filter(|n| *n != loud && Some(*n) != previous)
+                .collect();
+            at(loud, (640, 360))
+                && previous.is_none_or(|p| at(p, (640, 360)))
+                && match previous {
+                    Some(_) => small.iter().all(|n| at(n, (320, 180))),
+                    None => small.iter().any(|n| at(n, (320, 180))),
+                }
+        });
+        assert!(
+            settled,
+            "with {loud} speaking after {previous:?}, those two should send 640x360 and the \
+             others 320x180: {last}\n{}",
+            node.log_tail()
+        );
+        eprintln!("[video] {loud} speaking: {last}");
+        assert!(
+            wait_for_panes(&viewer, &[LARGE_PANE_1P5], Duration::from_secs(3), |n| n[0]
+                == loud),
+            "{loud} should fill the large pane: {:?}",
+            pane_names(&viewer, &[LARGE_PANE_1P5])
+        );
+    }
+    let limits =
+        |class: &str| node.metric("tandem_video_source_limits_sent_total", &[("class", class)]);
+    assert!(
+        limits("180p") >= 2.0,
+        "180p limits sent: {}",
+        limits("180p")
+    );
+    assert!(
+        limits("360p") >= 2.0,
+        "360p limits sent: {}",
+        limits("360p")
+    );
+    for (name, room, _) in &rooms {
+        let s = room.video_stats();
+        assert!(s.sent.tmmbr_received >= 1, "{name}: {:?}", s.sent);
+        assert_eq!(s.received.decode_errors, 0, "{name}: {:?}", s.received);
+    }
+}
+
+/// Polls `ok` every 100 ms until it holds or `timeout` passes.
+fn wait_for_state(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if ok() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

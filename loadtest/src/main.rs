@@ -183,7 +183,7 @@ fn encode_clips(args: &Args) -> anyhow::Result<Vec<Arc<VideoClip>>> {
                 fps: args.video_fps,
                 bitrate_bps: args.video_bitrate,
             };
-            VideoClip::encode(&spec, args.video_clip_frames).map(Arc::new)
+            VideoClip::encode_ladder(&spec, args.video_clip_frames).map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()
         .context("encoding the video clips")?;

@@ -941,6 +941,9 @@ impl Driver {
         while let Some(packet) = v.receiver.poll_transmit() {
             let _ = v.socket.send_to(&packet, remote.rtcp).await;
         }
+        while let Some(packet) = v.sender.poll_rtcp() {
+            let _ = v.socket.send_to(&packet, remote.rtcp).await;
+        }
     }
 }
 

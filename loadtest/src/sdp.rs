@@ -100,6 +100,7 @@ pub fn offer_with_video(
              a=fmtp:{pt} {H264_FMTP}\r\n\
              a=rtcp-fb:{pt} nack pli\r\n\
              a=rtcp-fb:{pt} ccm fir\r\n\
+             a=rtcp-fb:{pt} ccm tmmbr\r\n\
              a=rtcp:{port}\r\n\
              a=rtcp-mux\r\n\
              a=sendrecv\r\n"
@@ -487,6 +488,7 @@ mod tests {
             "a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n",
             "a=rtcp-fb:96 nack pli\r\n",
             "a=rtcp-fb:96 ccm fir\r\n",
+            "a=rtcp-fb:96 ccm tmmbr\r\n",
             "a=rtcp-mux\r\n",
             "a=sendrecv\r\n",
         ] {

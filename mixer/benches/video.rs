@@ -29,8 +29,13 @@
 //! `cargo bench -p tandem-mixer --bench video [-- --quick] [-- --sweep]`:
 //! `--quick` halves the timed runs; `--sweep` adds the OpenH264 settings
 //! sweep (encode speed, size and PSNR per encoder setting) and the scaler
-//! comparison; `--conference-only`, `--layout 1+7` and `--threads N`
-//! narrow the run down for profiling.
+//! comparison; `--conference-only`, `--layout 1+7`, `--threads N` and
+//! `--adaptive-only` narrow the run down for profiling.
+//!
+//! Senders follow the mixer's resolution requests (the bridge sends them
+//! TMMBR): a source shown only in 320x180 panes sends 180p, the one in the
+//! large pane 720p, switching on an IDR. One run per layout keeps every
+//! sender at 720p, for comparison, as senders that ignore TMMBR would.
 //!
 //! Rates on one core are per CPU second of the measuring thread, and the
 //! conference's cost is process CPU time, so that other work on a shared
@@ -76,6 +81,8 @@ struct Args {
     layout: Option<Layout>,
     /// Mixer threads instead of the default (and 1).
     threads: Option<usize>,
+    /// Skip the comparison run with every sender at 720p.
+    adaptive_only: bool,
 }
 
 impl Args {
@@ -93,6 +100,7 @@ impl Args {
             conference_only: has("--conference-only"),
             layout: value("--layout").map(|l| l.parse().unwrap()),
             threads: value("--threads").map(|t| t.parse().unwrap()),
+            adaptive_only: has("--adaptive-only"),
         }
     }
 
@@ -198,23 +206,61 @@ impl Camera {
     }
 }
 
-/// One source: its pictures (for the raw baseline) and its stream.
+/// One source: its pictures (for the raw baseline), its 720p stream, and
+/// the same camera at 360p and 180p, which it switches to (on an IDR) when
+/// the mixer asks for less, as a sender answering TMMBR does.
 struct Source {
     pictures: Vec<I420Frame>,
     stream: Vec<Vec<u8>>,
+    smaller: [Vec<Vec<u8>>; 2],
+}
+
+impl Source {
+    fn stream(&self, class: ResolutionClass) -> &[Vec<u8>] {
+        match class {
+            ResolutionClass::Hd720 => &self.stream,
+            ResolutionClass::Sd360 => &self.smaller[0],
+            ResolutionClass::Low180 => &self.smaller[1],
+        }
+    }
+}
+
+/// Pixels of a class as a fraction of 720p's (decode cost scales with it).
+fn hd_fraction(class: ResolutionClass) -> f64 {
+    let (w, h) = class.size();
+    f64::from(w * h) / (1280.0 * 720.0)
 }
 
 fn make_sources(n: u64, threads: usize) -> Vec<Source> {
-    let (w, h) = ResolutionClass::Hd720.size();
-    let make = |p: u64| {
-        let cam = Camera::new(w, h, p);
-        let pictures: Vec<I420Frame> = (0..LOOP).map(|t| cam.picture(t)).collect();
-        let mut enc = VideoEncoder::new(EncoderSettings::new(w, h, 30.0, 1_500_000)).unwrap();
-        let stream = pictures
+    let encode = |class: ResolutionClass, pictures: &[I420Frame]| -> Vec<Vec<u8>> {
+        let (w, h) = class.size();
+        let mut enc = VideoEncoder::new(EncoderSettings::new(
+            w,
+            h,
+            30.0,
+            class.default_bitrate_bps(),
+        ))
+        .unwrap();
+        pictures
             .iter()
             .map(|pic| enc.encode(pic, false).unwrap().annexb)
-            .collect();
-        Source { pictures, stream }
+            .collect()
+    };
+    let make = |p: u64| {
+        let camera = |class: ResolutionClass| {
+            let (w, h) = class.size();
+            let cam = Camera::new(w, h, p);
+            (0..LOOP).map(|t| cam.picture(t)).collect::<Vec<_>>()
+        };
+        let pictures = camera(ResolutionClass::Hd720);
+        let stream = encode(ResolutionClass::Hd720, &pictures);
+        let smaller = [ResolutionClass::Sd360, ResolutionClass::Low180]
+            .map(|class| encode(class, &camera(class)));
+        Source {
+            pictures,
+            stream,
+            smaller,
+        }
     };
     let ids: Vec<u64> = (1..=n).collect();
     let chunks: Vec<Vec<u64>> = ids
@@ -290,6 +336,10 @@ struct ConferenceRun {
     wall: f64,
     cpu: f64,
     decodes: u64,
+    /// Decoded pixels in 720p pictures (a 180p picture counts 1/16).
+    decoded_hd: f64,
+    /// Decodes per class, 720p first.
+    decodes_by_class: [u64; 3],
     encodes: u64,
     max_encoders: usize,
     max_visible: usize,
@@ -303,7 +353,15 @@ struct ConferenceRun {
     minor_faults: u64,
 }
 
-fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64) -> ConferenceRun {
+/// `adaptive`: senders follow the mixer's `take_source_class_requests`
+/// (the bridge sends them TMMBR); otherwise every sender stays at 720p.
+fn run_conference(
+    sources: &[Source],
+    layout: Layout,
+    threads: usize,
+    ticks: u64,
+    adaptive: bool,
+) -> ConferenceRun {
     let mut m = VideoMixer::new(VideoConfig {
         threads,
         ..VideoConfig::default()
@@ -324,6 +382,7 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
     m.set_speaker_order(&order);
     let mut decoders: Vec<Option<VideoDecoder>> = ids.iter().map(|_| None).collect();
     let mut position = vec![0usize; ids.len()];
+    let mut class = vec![ResolutionClass::Hd720; ids.len()];
     let speaker_every = 90;
     let warmup = 10;
 
@@ -332,6 +391,8 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
         wall: 0.0,
         cpu: 0.0,
         decodes: 0,
+        decoded_hd: 0.0,
+        decodes_by_class: [0; 3],
         encodes: 0,
         max_encoders: 0,
         max_visible: 0,
@@ -366,18 +427,31 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
             position[i] = 0;
             decoders[i] = Some(VideoDecoder::new().unwrap());
         }
+        // Senders asked for another resolution switch to it on an IDR.
+        for (id, wanted) in m.take_source_class_requests() {
+            let i = (id.0 - 1) as usize;
+            if adaptive && class[i] != wanted {
+                class[i] = wanted;
+                position[i] = 0;
+            }
+        }
         let visible: BTreeSet<ParticipantId> = m.visible_sources().clone();
         let decode_start = (Instant::now(), process_cpu_seconds());
         // The visible sources' access units of this tick, decoded on the
         // mixer's threads (as the bridge can with `decode_many`).
         let mut jobs = Vec::new();
         for ((i, &id), dec) in ids.iter().enumerate().zip(decoders.iter_mut()) {
-            let au = &sources[i].stream[position[i] % LOOP];
+            let au = &sources[i].stream(class[i])[position[i] % LOOP];
             position[i] += 1;
             if !visible.contains(&id) || au.is_empty() {
                 continue;
             }
             if let Some(dec) = dec.as_mut() {
+                if t >= warmup {
+                    run.decoded_hd += hd_fraction(class[i]);
+                    let k = ResolutionClass::ALL.iter().position(|c| *c == class[i]);
+                    run.decodes_by_class[k.unwrap_or(0)] += 1;
+                }
                 jobs.push((id, DecodeJob::new(dec, au)));
             }
         }
@@ -422,16 +496,20 @@ fn run_conference(sources: &[Source], layout: Layout, threads: usize, ticks: u64
     run
 }
 
-fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Raw) {
+fn report_conference(layout: Layout, threads: usize, adaptive: bool, r: &ConferenceRun, raw: &Raw) {
     let media = r.ticks as f64 / FPS;
     let cores = r.cpu / media;
     let per_tick = |n: u64| n as f64 / r.ticks as f64;
-    let model =
-        r.decodes as f64 / media / raw.decode_fps + r.encodes as f64 / media / raw.encode_fps;
+    let model = r.decoded_hd / media / raw.decode_fps + r.encodes as f64 / media / raw.encode_fps;
     let bound = 1 + layout.pane_count().min(PARTIES as usize - 1);
     println!(
-        "  {layout:>4} threads {threads}: {media:.1} s media in {:.2} s wall = real-time factor \
-         {:.2}x ({}; wall decoding {:.2} s, mixer ticks {:.2} s)",
+        "  {layout:>4} threads {threads}, {}: {media:.1} s media in {:.2} s wall = real-time \
+         factor {:.2}x ({}; wall decoding {:.2} s, mixer ticks {:.2} s)",
+        if adaptive {
+            "senders sized to their panes (TMMBR)"
+        } else {
+            "senders all at 720p"
+        },
         r.wall,
         media / r.wall,
         if media / r.wall >= 1.0 {
@@ -450,21 +528,24 @@ fn report_conference(layout: Layout, threads: usize, r: &ConferenceRun, raw: &Ra
         cores / PARTIES as f64,
         PARTIES as f64 / cores,
     );
+    let [hd, sd, low] = r.decodes_by_class.map(per_tick);
     println!(
-        "      per tick {:.1} decodes + {:.1} encodes; at the raw rates around this run (encode \
+        "      per tick {:.1} decodes ({hd:.1} at 720p, {sd:.1} at 360p, {low:.1} at 180p = \
+         {:.1} in 720p pixels) + {:.1} encodes; at the raw 720p rates around this run (encode \
          {:.0} fps, decode {:.0} fps) that is {model:.2} cores: measured/raw-model {:.2}x",
         per_tick(r.decodes),
+        r.decoded_hd / r.ticks as f64,
         per_tick(r.encodes),
         raw.encode_fps,
         raw.decode_fps,
         cores / model
     );
     println!(
-        "      of which decoding {:.2} cores ({:.0} decodes per CPU second, {:.2}x raw), \
+        "      of which decoding {:.2} cores ({:.0} 720p-pixel decodes per CPU second, {:.2}x raw), \
          mixer tick {:.2} cores ({:.0} views per CPU second, {:.2}x raw encode)",
         r.decode_cpu / media,
-        r.decodes as f64 / r.decode_cpu,
-        r.decodes as f64 / r.decode_cpu / raw.decode_fps,
+        r.decoded_hd / r.decode_cpu,
+        r.decoded_hd / r.decode_cpu / raw.decode_fps,
         (r.cpu - r.decode_cpu) / media,
         r.encodes as f64 / (r.cpu - r.decode_cpu),
         r.encodes as f64 / (r.cpu - r.decode_cpu) / raw.encode_fps,
@@ -885,17 +966,23 @@ fn main() {
         if threads > 1 && args.threads.is_none() {
             thread_counts.push(1);
         }
-        for t in thread_counts {
+        // Senders sized to their panes at every thread count, then, for
+        // comparison, every sender at 720p on one thread.
+        let mut runs: Vec<(usize, bool)> = thread_counts.iter().map(|&t| (t, true)).collect();
+        if !args.adaptive_only {
+            runs.push((1, false));
+        }
+        for (t, adaptive) in runs {
             // Other work on a shared machine moves every rate: the
             // baseline for this run is measured right before and after it.
             let before = raw_baseline(&sources[0], args.min_time() / 3);
-            let r = run_conference(&sources, layout, t, args.conference_ticks());
+            let r = run_conference(&sources, layout, t, args.conference_ticks(), adaptive);
             let after = raw_baseline(&sources[0], args.min_time() / 3);
             let raw = Raw {
                 encode_fps: (before.encode_fps + after.encode_fps) / 2.0,
                 decode_fps: (before.decode_fps + after.decode_fps) / 2.0,
             };
-            report_conference(layout, t, &r, &raw);
+            report_conference(layout, t, adaptive, &r, &raw);
         }
     }
 

@@ -33,6 +33,10 @@ pub struct VideoClip {
     spec: VideoSpec,
     frames: Vec<ClipFrame>,
     second_keyframe: ClipFrame,
+    /// The same clip at the smaller sizes a bitrate limit steps down to
+    /// ([`super::sender::size_for_limit`]), largest first; empty unless
+    /// made by [`VideoClip::encode_ladder`].
+    renditions: Vec<VideoClip>,
 }
 
 impl std::fmt::Debug for VideoClip {
@@ -118,7 +122,56 @@ impl VideoClip {
             spec: *spec,
             frames: encoded,
             second_keyframe,
+            renditions: Vec::new(),
         })
+    }
+
+    /// [`VideoClip::encode`], plus a rendition at each smaller size a
+    /// bitrate limit steps the camera down to (360p and 180p for a 720p
+    /// clip), so that a replaying leg answers TMMBR as a room system would.
+    pub fn encode_ladder(spec: &VideoSpec, frames: usize) -> Result<VideoClip> {
+        let mut clip = VideoClip::encode(spec, frames)?;
+        let native = (spec.width, spec.height);
+        let mut sizes: Vec<(u32, u32)> = [400_000, 200_000]
+            .into_iter()
+            .map(|bps| super::sender::size_for_limit(native, Some(bps)))
+            .filter(|&s| s != native)
+            .collect();
+        sizes.dedup();
+        for (w, h) in sizes {
+            let bitrate = if h >= 360 { 600_000 } else { 200_000 };
+            let small = VideoSpec {
+                width: w,
+                height: h,
+                bitrate_bps: bitrate.min(spec.bitrate_bps),
+                ..*spec
+            };
+            clip.renditions.push(VideoClip::encode(&small, frames)?);
+        }
+        Ok(clip)
+    }
+
+    /// Rendition `i` (0: this clip; past the last: the smallest).
+    pub fn rendition(&self, i: usize) -> &VideoClip {
+        match i.checked_sub(1) {
+            None => self,
+            Some(j) => self
+                .renditions
+                .get(j)
+                .or(self.renditions.last())
+                .unwrap_or(self),
+        }
+    }
+
+    /// The rendition to play under a bitrate limit: the largest whose size
+    /// is within [`super::sender::size_for_limit`] of it.
+    pub fn rendition_for(&self, limit_bps: Option<u64>) -> usize {
+        let (_, max_h) =
+            super::sender::size_for_limit((self.spec.width, self.spec.height), limit_bps);
+        std::iter::once(self)
+            .chain(&self.renditions)
+            .position(|c| c.spec.height <= max_h)
+            .unwrap_or(self.renditions.len())
     }
 
     /// Size, rate, bitrate and colour it was encoded with.

@@ -159,6 +159,7 @@ mod tests {
     use std::time::Instant;
 
     use super::picture::colour_distance;
+    use super::rtcp::Feedback;
     use super::*;
     use crate::rtp;
 
@@ -346,6 +347,53 @@ mod tests {
         let s = link.sender.stats();
         assert_eq!((s.frames, s.keyframes), (2, 2));
         assert_eq!(link.receiver.stats().frames_decoded, 2);
+    }
+
+    #[test]
+    fn tmmbr_steps_the_picture_down_and_back_up_on_an_idr() {
+        let tmmbr = |bps: u64| Feedback::Tmmbr {
+            sender: 0xBBBB,
+            entries: vec![(0xAAAA, bps)],
+        };
+        let spec = VideoSpec::new((30, 160, 220))
+            .with_size(640, 360)
+            .with_bitrate(600_000);
+        let mut link = Link::new(VideoSource::Live(spec), true);
+        link.step();
+        assert_eq!(link.receiver.stats().frame_size, Some((640, 360)));
+        link.sender.handle_feedback(&tmmbr(200_000));
+        let reply = link.sender.poll_rtcp().expect("a TMMBN");
+        assert!(crate::rtp::is_rtcp(&reply));
+        link.step();
+        let (s, r) = (link.sender.stats(), link.receiver.stats());
+        assert_eq!((s.width, s.height, s.limit_bps), (320, 180, Some(200_000)));
+        assert_eq!(r.frame_size, Some((320, 180)), "{r:?}");
+        assert_eq!((s.keyframes, r.decode_errors), (2, 0));
+        // Room again: the native size, on a fresh IDR.
+        link.sender.handle_feedback(&tmmbr(2_000_000));
+        link.step();
+        assert_eq!(link.receiver.stats().frame_size, Some((640, 360)));
+        assert_eq!(link.sender.stats().keyframes, 3);
+
+        // A replayed 720p ladder: 360p under 600 kbit/s, 180p under 200.
+        let clip = Arc::new(
+            VideoClip::encode_ladder(&VideoSpec::new((200, 40, 40)).with_size(1280, 720), 4)
+                .expect("clip"),
+        );
+        let mut link = Link::new(VideoSource::Replay(clip), true);
+        link.step();
+        assert_eq!(link.receiver.stats().frame_size, Some((1280, 720)));
+        for (bps, size) in [
+            (600_000, (640, 360)),
+            (200_000, (320, 180)),
+            (1_500_000, (1280, 720)),
+        ] {
+            link.sender.handle_feedback(&tmmbr(bps));
+            link.step();
+            link.step();
+            assert_eq!(link.receiver.stats().frame_size, Some(size), "{bps}");
+        }
+        assert_eq!(link.receiver.stats().decode_errors, 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! RTCP keyframe requests: PLI (RFC 4585 §6.3.1) and FIR (RFC 5104 §4.3.1),
-//! written as compound packets and read out of whatever compound arrives.
+//! written as compound packets and read out of whatever compound arrives;
+//! bitrate limits: TMMBR read, TMMBN written (RFC 5104 §4.2).
 //!
 //! We do not offer `a=rtcp-rsize`, so what we send is a proper RFC 3550
 //! compound packet: an empty receiver report and an SDES CNAME in front of
@@ -18,6 +19,8 @@ const PT_PSFB: u8 = 206;
 const FMT_NACK: u8 = 1;
 const FMT_PLI: u8 = 1;
 const FMT_FIR: u8 = 4;
+const FMT_TMMBR: u8 = 3;
+const FMT_TMMBN: u8 = 4;
 
 /// A feedback message that concerns a video sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,12 @@ pub enum Feedback {
     },
     /// Generic NACK: `media` lost packets (we do not retransmit; counted).
     Nack { sender: u32, media: u32 },
+    /// TMMBR: each `(ssrc, bit/s)` entry asks that SSRC to send at most
+    /// that much (RFC 5104 §4.2.1).
+    Tmmbr {
+        sender: u32,
+        entries: Vec<(u32, u64)>,
+    },
 }
 
 /// Which keyframe request to send.
@@ -91,6 +100,29 @@ pub fn parse_feedback(buf: &[u8]) -> Result<Vec<Feedback>> {
                     .collect();
                 found.push(Feedback::Fir { sender, entries });
             }
+            (PT_RTPFB, FMT_TMMBR) => {
+                let Some(sender) = word(4) else {
+                    return Err(bad("short TMMBR"));
+                };
+                let fci = part.get(12..).unwrap_or_default();
+                if fci.is_empty() || fci.len() % 8 != 0 {
+                    return Err(bad("TMMBR without whole FCI entries"));
+                }
+                let entries = fci
+                    .chunks_exact(8)
+                    .map(|e| {
+                        let ssrc = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+                        let w = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                        let (exp, mantissa) = (w >> 26, u64::from((w >> 9) & 0x1_ffff));
+                        let bps = mantissa
+                            .checked_shl(exp)
+                            .filter(|v| v >> exp == mantissa)
+                            .unwrap_or(u64::MAX);
+                        (ssrc, bps)
+                    })
+                    .collect();
+                found.push(Feedback::Tmmbr { sender, entries });
+            }
             (PT_RTPFB, FMT_NACK) => {
                 let (Some(sender), Some(media)) = (word(4), word(8)) else {
                     return Err(bad("short NACK"));
@@ -142,6 +174,23 @@ pub fn write_fir(sender: u32, media: u32, sequence: u8, cname: &str, out: &mut V
     out.extend_from_slice(&0u32.to_be_bytes());
     out.extend_from_slice(&media.to_be_bytes());
     out.extend_from_slice(&[sequence, 0, 0, 0]);
+}
+
+/// A compound RR + SDES + TMMBN: `sender` applies `bitrate_bps`, owned by
+/// the requester `owner` (RFC 5104 §4.2.2).
+pub fn write_tmmbn(sender: u32, owner: u32, bitrate_bps: u64, cname: &str, out: &mut Vec<u8>) {
+    write_head(sender, cname, out);
+    let (mut exp, mut mantissa) = (0u32, bitrate_bps);
+    while mantissa > 0x1_ffff {
+        mantissa >>= 1;
+        exp += 1;
+    }
+    out.extend_from_slice(&[0x80 | FMT_TMMBN, PT_RTPFB, 0, 4]);
+    out.extend_from_slice(&sender.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&owner.to_be_bytes());
+    // Measured overhead 40: IPv4 + UDP + RTP headers.
+    out.extend_from_slice(&((exp << 26) | ((mantissa as u32) << 9) | 40).to_be_bytes());
 }
 
 #[cfg(test)]
@@ -205,6 +254,27 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn tmmbr_is_read_and_tmmbn_written() {
+        // TMMBR from SSRC 7 asking SSRC 9 for 200 kbit/s: mantissa 200000
+        // needs exponent 1 (100000 << 1).
+        let word: u32 = (1 << 26) | (100_000 << 9) | 40;
+        let mut tmmbr = vec![0x83, 205, 0, 4, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 9];
+        tmmbr.extend_from_slice(&word.to_be_bytes());
+        assert_eq!(
+            parse_feedback(&tmmbr).expect("parse"),
+            [Feedback::Tmmbr {
+                sender: 7,
+                entries: vec![(9, 200_000)]
+            }]
+        );
+        let mut tmmbn = Vec::new();
+        write_tmmbn(9, 7, 200_000, "room", &mut tmmbn);
+        assert!(crate::rtp::is_rtcp(&tmmbn));
+        // A TMMBN is no request: it parses to nothing we act on.
+        assert_eq!(parse_feedback(&tmmbn).expect("parse"), []);
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! arriving before it are served by the same IDR). While paused, a request
 //! waits for the resume. RTP timestamps follow the wall clock at 90 kHz
 //! from the first tick, so a pause shows as a jump, as with a real camera.
+//!
+//! Bitrate limits: a TMMBR for our SSRC makes the camera step its picture
+//! size down (or back up) the way room systems do, by
+//! [`size_for_limit`], switching on an IDR, and is answered with a TMMBN.
+//! A replayed clip switches to its rendition of that size, if it has one.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -49,6 +54,32 @@ pub struct SenderStats {
     pub feedback_for_others: u64,
     /// Pictures the encoder refused (our fault, not the node's).
     pub encode_errors: u64,
+    /// TMMBR entries naming our SSRC.
+    pub tmmbr_received: u64,
+    /// The bitrate limit in force (the last TMMBR's), bit/s.
+    pub limit_bps: Option<u64>,
+    /// The size of the pictures we send now.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The picture size a camera of `native` size sends under a bitrate limit,
+/// stepping down as room systems do: 720p wants about 1 Mbit/s, 360p about
+/// 400 kbit/s, below that 180p. Never above the native size; the aspect
+/// ratio is kept.
+pub fn size_for_limit(native: (u32, u32), limit_bps: Option<u64>) -> (u32, u32) {
+    let max_height = match limit_bps {
+        None => return native,
+        Some(b) if b >= 1_000_000 => 720,
+        Some(b) if b >= 400_000 => 360,
+        Some(_) => 180,
+    };
+    let (w, h) = native;
+    if h <= max_height {
+        return native;
+    }
+    let width = (u64::from(w) * u64::from(max_height) / u64::from(h)) as u32 & !1;
+    (width.max(2), max_height)
 }
 
 enum Source {
@@ -58,9 +89,12 @@ enum Source {
         picture: Picture,
         colour: Rgb,
         count: u64,
+        spec: VideoSpec,
     },
     Replay {
         clip: Arc<VideoClip>,
+        /// Which rendition of the clip plays (0: the clip itself).
+        rendition: usize,
         /// The clip frame sent next; 0 is the clip's IDR.
         next: usize,
         /// Which of the clip's two IDR encodings goes out next. Alternating
@@ -83,6 +117,8 @@ pub struct VideoSender {
     /// Last FIR sequence number per requesting SSRC.
     fir_seen: Vec<(u32, u8)>,
     queue: VecDeque<Vec<u8>>,
+    /// RTCP we send as a sender (TMMBN).
+    rtcp: VecDeque<Vec<u8>>,
     annexb: Vec<u8>,
     units: Vec<PayloadUnit>,
     stats: SenderStats,
@@ -123,24 +159,29 @@ impl VideoSender {
         base_timestamp: u32,
     ) -> Result<VideoSender> {
         let source = match source {
-            VideoSource::Live(VideoSpec {
-                colour,
-                width,
-                height,
-                fps,
-                bitrate_bps,
-            }) => Source::Live {
+            VideoSource::Live(
+                spec @ VideoSpec {
+                    colour,
+                    width,
+                    height,
+                    fps,
+                    bitrate_bps,
+                },
+            ) => Source::Live {
                 encoder: Box::new(H264Encoder::new(*width, *height, *fps, *bitrate_bps)?),
                 picture: Picture::solid(*width, *height, *colour)?,
                 colour: *colour,
                 count: 0,
+                spec: *spec,
             },
             VideoSource::Replay(clip) => Source::Replay {
                 clip: clip.clone(),
+                rendition: 0,
                 next: 0,
                 second_idr: false,
             },
         };
+        let native = source_spec(&source);
         Ok(VideoSender {
             source,
             packetizer: Packetizer::default(),
@@ -157,9 +198,14 @@ impl VideoSender {
             keyframe_wanted: true,
             fir_seen: Vec::new(),
             queue: VecDeque::new(),
+            rtcp: VecDeque::new(),
             annexb: Vec::new(),
             units: Vec::new(),
-            stats: SenderStats::default(),
+            stats: SenderStats {
+                width: native.width,
+                height: native.height,
+                ..SenderStats::default()
+            },
         })
     }
 
@@ -182,12 +228,14 @@ impl VideoSender {
         if let Source::Live {
             picture,
             colour: current,
+            spec,
             ..
         } = &mut self.source
             && let Ok(fresh) = Picture::solid(picture.width(), picture.height(), colour)
         {
             *picture = fresh;
             *current = colour;
+            spec.colour = colour;
         }
     }
 
@@ -230,8 +278,64 @@ impl VideoSender {
                 }
             }
             Feedback::Nack { media, .. } if *media == ours => self.stats.nack_received += 1,
+            Feedback::Tmmbr { sender, entries } => match entries.iter().find(|(s, _)| *s == ours) {
+                Some(&(_, bps)) => self.apply_limit(*sender, bps),
+                None => self.stats.feedback_for_others += 1,
+            },
             _ => self.stats.feedback_for_others += 1,
         }
+    }
+
+    /// A TMMBR from `requester`: send at most `bps`, at the size that fits,
+    /// and say so with a TMMBN.
+    fn apply_limit(&mut self, requester: u32, bps: u64) {
+        self.stats.tmmbr_received += 1;
+        self.stats.limit_bps = Some(bps);
+        let mut reply = Vec::with_capacity(64);
+        super::rtcp::write_tmmbn(self.header.ssrc, requester, bps, "", &mut reply);
+        self.rtcp.push_back(reply);
+        let (w, h) = match &mut self.source {
+            Source::Live {
+                encoder,
+                picture,
+                spec,
+                ..
+            } => {
+                let (w, h) = size_for_limit((spec.width, spec.height), Some(bps));
+                if (w, h) != (picture.width(), picture.height()) {
+                    let rate = u64::from(spec.bitrate_bps).min(bps) as u32;
+                    match (
+                        H264Encoder::new(w, h, spec.fps, rate.max(10_000)),
+                        Picture::solid(w, h, spec.colour),
+                    ) {
+                        (Ok(e), Ok(p)) => {
+                            **encoder = e;
+                            *picture = p;
+                            self.keyframe_wanted = true;
+                        }
+                        _ => self.stats.encode_errors += 1,
+                    }
+                }
+                (picture.width(), picture.height())
+            }
+            Source::Replay {
+                clip,
+                rendition,
+                next,
+                ..
+            } => {
+                let want = clip.rendition_for(Some(bps));
+                if want != *rendition {
+                    *rendition = want;
+                    *next = 0;
+                    self.keyframe_wanted = true;
+                }
+                let spec = clip.rendition(*rendition).spec();
+                (spec.width, spec.height)
+            }
+        };
+        self.stats.width = w;
+        self.stats.height = h;
     }
 
     /// One picture's worth of packets at `now` (nothing while paused).
@@ -251,6 +355,7 @@ impl VideoSender {
                 picture,
                 colour,
                 count,
+                ..
             } => {
                 draw_live(picture, *colour, *count);
                 *count += 1;
@@ -268,9 +373,11 @@ impl VideoSender {
             }
             Source::Replay {
                 clip,
+                rendition,
                 next,
                 second_idr,
             } => {
+                let clip = clip.rendition(*rendition);
                 let frame = if self.keyframe_wanted || *next == 0 {
                     *next = 1;
                     let use_second = *second_idr;
@@ -307,5 +414,17 @@ impl VideoSender {
     /// The next RTP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.queue.pop_front()
+    }
+
+    /// The next RTCP datagram the sender has to say (TMMBN).
+    pub fn poll_rtcp(&mut self) -> Option<Vec<u8>> {
+        self.rtcp.pop_front()
+    }
+}
+
+fn source_spec(source: &Source) -> VideoSpec {
+    match source {
+        Source::Live { spec, .. } => *spec,
+        Source::Replay { clip, .. } => *clip.spec(),
     }
 }

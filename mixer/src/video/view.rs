@@ -55,6 +55,19 @@ impl ResolutionClass {
         }
     }
 
+    /// The smallest class that covers a `w`x`h` pane without upscaling
+    /// (the largest class when none does).
+    pub fn covering(w: u32, h: u32) -> ResolutionClass {
+        Self::ALL
+            .into_iter()
+            .rev()
+            .find(|c| {
+                let (cw, ch) = c.size();
+                cw >= w && ch >= h
+            })
+            .unwrap_or(ResolutionClass::Hd720)
+    }
+
     /// A sensible default bitrate at 30 fps.
     pub fn default_bitrate_bps(self) -> u32 {
         match self {
@@ -224,6 +237,10 @@ pub struct VideoMixer {
     visible: BTreeSet<ParticipantId>,
     /// Sources that entered a pane and need a keyframe from their sender.
     source_keyframe_requests: Vec<ParticipantId>,
+    /// What each visible source's largest pane needs, as last reported by
+    /// [`VideoMixer::take_source_class_requests`].
+    source_classes: BTreeMap<ParticipantId, ResolutionClass>,
+    source_class_requests: Vec<(ParticipantId, ResolutionClass)>,
     tick: u64,
     stats: VideoStats,
 }
@@ -244,6 +261,8 @@ impl VideoMixer {
             picture_seq: 0,
             visible: BTreeSet::new(),
             source_keyframe_requests: Vec::new(),
+            source_classes: BTreeMap::new(),
+            source_class_requests: Vec::new(),
             tick: 0,
             stats: VideoStats::default(),
         })
@@ -280,6 +299,8 @@ impl VideoMixer {
         self.keyframe_requests.remove(&id);
         self.visible.remove(&id);
         self.source_keyframe_requests.retain(|s| *s != id);
+        self.source_classes.remove(&id);
+        self.source_class_requests.retain(|(s, _)| *s != id);
         Ok(())
     }
 
@@ -349,6 +370,20 @@ impl VideoMixer {
     /// idle.
     pub fn take_source_keyframe_requests(&mut self) -> Vec<ParticipantId> {
         std::mem::take(&mut self.source_keyframe_requests)
+    }
+
+    /// Sources whose largest pane changed size class since the last call,
+    /// with the class that pane needs: the bridge asks each sender for no
+    /// more (a 720p camera shown in a 320x180 pane costs a full 720p decode
+    /// for nothing), and for more when it moves to a large pane. Listed
+    /// when a source becomes visible, and again whenever its class changes.
+    pub fn take_source_class_requests(&mut self) -> Vec<(ParticipantId, ResolutionClass)> {
+        std::mem::take(&mut self.source_class_requests)
+    }
+
+    /// The class the largest pane of a visible source needs.
+    pub fn source_class(&self, id: ParticipantId) -> Option<ResolutionClass> {
+        self.source_classes.get(&id).copied()
     }
 
     pub fn stats(&self) -> VideoStats {
@@ -472,6 +507,30 @@ impl VideoMixer {
             .collect())
     }
 
+    /// Each visible source's largest pane over all views, as a class;
+    /// changes are queued for [`VideoMixer::take_source_class_requests`].
+    fn update_source_classes(&mut self, views: &[(ViewKey, Vec<ParticipantId>)]) {
+        let mut wanted: BTreeMap<ParticipantId, ResolutionClass> = BTreeMap::new();
+        for (key, _) in views {
+            let (w, h) = key.class.size();
+            for (rect, occupant) in key.layout.panes(w, h).iter().zip(&key.occupants) {
+                let Some(id) = occupant else { continue };
+                let class = ResolutionClass::covering(rect.w, rect.h);
+                let entry = wanted.entry(*id).or_insert(class);
+                if class.size().0 > entry.size().0 {
+                    *entry = class;
+                }
+            }
+        }
+        for (&id, &class) in &wanted {
+            if self.source_classes.get(&id) != Some(&class) {
+                self.source_class_requests.retain(|(s, _)| *s != id);
+                self.source_class_requests.push((id, class));
+            }
+        }
+        self.source_classes = wanted;
+    }
+
     /// Composes and encodes one picture per distinct view.
     pub fn tick(&mut self) -> Result<Vec<ViewOutput>, Error> {
         self.tick += 1;
@@ -488,6 +547,7 @@ impl VideoMixer {
             }
         }
         self.visible = visible;
+        self.update_source_classes(&views);
         let assignment = self.match_encoders(&views)?;
         self.stats.views = views.len();
         let requests = std::mem::take(&mut self.keyframe_requests);
@@ -784,6 +844,52 @@ mod tests {
         }
         m.tick().unwrap();
         assert_eq!(m.stats().encoders, 2 + 4);
+    }
+
+    #[test]
+    fn video_sources_are_asked_for_their_largest_pane() {
+        let n = 10;
+        let mut m = mixer_with(n);
+        let order: Vec<ParticipantId> = (1..=n).map(ParticipantId).collect();
+        m.set_speaker_order(&order);
+        for i in 1..=n {
+            m.set_receiver(
+                ParticipantId(i),
+                settings(Layout::OnePlus7, ResolutionClass::Hd720),
+            );
+        }
+        m.tick().unwrap();
+        let asked: BTreeMap<ParticipantId, ResolutionClass> =
+            m.take_source_class_requests().into_iter().collect();
+        // The speaker fills everyone's 960x540 pane, and the previous
+        // speaker the speaker's own; the rest only ever get 320x180.
+        assert_eq!(asked[&ParticipantId(1)], ResolutionClass::Hd720);
+        assert_eq!(asked[&ParticipantId(2)], ResolutionClass::Hd720);
+        for i in 3..=9 {
+            assert_eq!(
+                asked[&ParticipantId(i)],
+                ResolutionClass::Low180,
+                "source {i}"
+            );
+        }
+        assert!(!asked.contains_key(&ParticipantId(10)), "nobody shows 10");
+        // Nothing changed: nothing to ask again.
+        m.tick().unwrap();
+        assert!(m.take_source_class_requests().is_empty());
+        // Participant 5 speaks: it moves up, 2 moves down to a small pane.
+        let mut order = order.clone();
+        order.retain(|&p| p != ParticipantId(5));
+        order.insert(0, ParticipantId(5));
+        m.set_speaker_order(&order);
+        m.tick().unwrap();
+        let asked: BTreeMap<ParticipantId, ResolutionClass> =
+            m.take_source_class_requests().into_iter().collect();
+        assert_eq!(asked.get(&ParticipantId(5)), Some(&ResolutionClass::Hd720));
+        assert_eq!(asked.get(&ParticipantId(2)), Some(&ResolutionClass::Low180));
+        assert_eq!(
+            m.source_class(ParticipantId(1)),
+            Some(ResolutionClass::Hd720)
+        );
     }
 
     #[test]

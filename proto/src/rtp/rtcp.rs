@@ -20,6 +20,20 @@ pub const SDES_CNAME: u8 = 1;
 pub const PSFB_PLI: u8 = 1;
 /// PSFB format: Full Intra Request (RFC 5104 §4.3.1).
 pub const PSFB_FIR: u8 = 4;
+/// RTPFB format: Temporary Maximum Media Stream Bit Rate Request (RFC 5104 §4.2.1).
+pub const RTPFB_TMMBR: u8 = 3;
+/// RTPFB format: Temporary Maximum Media Stream Bit Rate Notification (RFC 5104 §4.2.2).
+pub const RTPFB_TMMBN: u8 = 4;
+
+/// One TMMBR/TMMBN FCI entry (RFC 5104 §4.2.1.1): a bitrate limit for the
+/// media sender `ssrc`, in bits per second, and the per-packet overhead the
+/// limit was computed with, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tmmb {
+    pub ssrc: Ssrc,
+    pub bitrate_bps: u64,
+    pub overhead: u16,
+}
 
 /// One reception report block (RFC 3550 §6.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -151,6 +165,31 @@ impl RtcpPacket {
 
     pub fn is_fir(&self) -> bool {
         matches!(self, RtcpPacket::PayloadFeedback { fmt: PSFB_FIR, .. })
+    }
+
+    /// The entries of a TMMBR (a receiver asking the named senders to stay
+    /// under a bitrate); empty for any other packet, or a malformed FCI.
+    pub fn tmmbr(&self) -> Vec<Tmmb> {
+        match self {
+            RtcpPacket::TransportFeedback {
+                fmt: RTPFB_TMMBR,
+                fci,
+                ..
+            } => parse_tmmb_fci(fci),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The entries of a TMMBN (a sender's notice of the limits it applies).
+    pub fn tmmbn(&self) -> Vec<Tmmb> {
+        match self {
+            RtcpPacket::TransportFeedback {
+                fmt: RTPFB_TMMBN,
+                fci,
+                ..
+            } => parse_tmmb_fci(fci),
+            _ => Vec::new(),
+        }
     }
 
     /// Parse a compound RTCP datagram into its packets.
@@ -416,10 +455,99 @@ pub fn write_fir(out: &mut Vec<u8>, sender: Ssrc, media: Ssrc, seq: u8) {
     finish(out, start);
 }
 
+/// TMMBR/TMMBN FCI entries: 8 bytes each; a trailing partial entry is
+/// ignored.
+fn parse_tmmb_fci(fci: &[u8]) -> Vec<Tmmb> {
+    fci.chunks_exact(8)
+        .map(|e| {
+            let ssrc = Ssrc(u32::from_be_bytes([e[0], e[1], e[2], e[3]]));
+            let word = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+            let exp = word >> 26;
+            let mantissa = u64::from((word >> 9) & 0x1_ffff);
+            // A mantissa of 17 bits shifted by up to 63 would overflow: saturate.
+            let bitrate_bps = mantissa.checked_shl(exp).filter(|v| v >> exp == mantissa);
+            Tmmb {
+                ssrc,
+                bitrate_bps: bitrate_bps.unwrap_or(u64::MAX),
+                overhead: (word & 0x1ff) as u16,
+            }
+        })
+        .collect()
+}
+
+/// Encodes a bitrate as RFC 5104's 6-bit exponent and 17-bit mantissa,
+/// rounding down (a limit must never be raised by its encoding).
+fn tmmb_word(bitrate_bps: u64, overhead: u16) -> u32 {
+    let mut exp = 0u32;
+    let mut mantissa = bitrate_bps;
+    while mantissa > 0x1_ffff {
+        mantissa >>= 1;
+        exp += 1;
+    }
+    (exp << 26) | ((mantissa as u32) << 9) | u32::from(overhead.min(0x1ff))
+}
+
+/// Append a TMMBR (RFC 5104 §4.2.1) asking `media` to send at most
+/// `bitrate_bps`, with `overhead` bytes of per-packet overhead (IP, UDP and
+/// RTP headers) counted in that limit.
+pub fn write_tmmbr(out: &mut Vec<u8>, sender: Ssrc, media: Ssrc, bitrate_bps: u64, overhead: u16) {
+    write_tmmb(out, RTPFB_TMMBR, sender, &[(media, bitrate_bps, overhead)]);
+}
+
+/// Append a TMMBN (RFC 5104 §4.2.2): the limits the sender now applies
+/// (empty: none).
+pub fn write_tmmbn(out: &mut Vec<u8>, sender: Ssrc, entries: &[(Ssrc, u64, u16)]) {
+    write_tmmb(out, RTPFB_TMMBN, sender, entries);
+}
+
+fn write_tmmb(out: &mut Vec<u8>, fmt: u8, sender: Ssrc, entries: &[(Ssrc, u64, u16)]) {
+    let start = begin(out, fmt, RTCP_RTPFB);
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    // Media source SSRC is unused in TMMBR/TMMBN (§4.2.1.2); the FCI names it.
+    out.extend_from_slice(&0u32.to_be_bytes());
+    for &(media, bitrate, overhead) in entries {
+        out.extend_from_slice(&media.0.to_be_bytes());
+        out.extend_from_slice(&tmmb_word(bitrate, overhead).to_be_bytes());
+    }
+    finish(out, start);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rtp::packet::is_rtcp;
+
+    #[test]
+    fn rtcp_tmmbr_round_trip() -> Result<(), RtpError> {
+        let mut buf = Vec::new();
+        write_tmmbr(&mut buf, Ssrc(7), Ssrc(0xABCD), 200_000, 40);
+        write_tmmbn(&mut buf, Ssrc(0xABCD), &[(Ssrc(7), 1_500_000, 40)]);
+        let packets = parse_compound(&buf)?;
+        assert_eq!(packets.len(), 2);
+        assert_eq!(
+            packets[0].tmmbr(),
+            vec![Tmmb {
+                ssrc: Ssrc(0xABCD),
+                bitrate_bps: 200_000,
+                overhead: 40
+            }]
+        );
+        assert!(packets[0].tmmbn().is_empty());
+        let n = packets[1].tmmbn();
+        assert_eq!(n.len(), 1);
+        // 1.5 Mbit/s needs an exponent: the encoding rounds down, by < 1/2^16.
+        assert!(n[0].bitrate_bps <= 1_500_000 && n[0].bitrate_bps > 1_499_900);
+        assert!(packets[1].tmmbr().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn rtcp_tmmbr_hostile_exponent_saturates() {
+        let fci = [0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 9];
+        let e = parse_tmmb_fci(&fci);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].bitrate_bps, u64::MAX);
+    }
 
     #[test]
     fn rtcp_fir_round_trip() -> Result<(), RtpError> {

@@ -169,6 +169,9 @@ pub struct VideoStream {
     pub pli: bool,
     /// The peer listed `a=rtcp-fb:<pt> ccm fir` (RFC 5104).
     pub fir: bool,
+    /// The peer listed `a=rtcp-fb:<pt> ccm tmmbr` (RFC 5104): it lowers its
+    /// bitrate, and so its resolution, when asked to.
+    pub tmmbr: bool,
 }
 
 /// The video bandwidth we ask peers to send us at most, kbit/s (b=AS): a
@@ -208,6 +211,7 @@ fn video_stream(
     VideoStream {
         pli: has_rtcp_fb(m, h264.pt, "nack pli"),
         fir: has_rtcp_fb(m, h264.pt, "ccm fir"),
+        tmmbr: has_rtcp_fb(m, h264.pt, "ccm tmmbr"),
         h264,
         rtcp_mux,
         remote,
@@ -236,6 +240,9 @@ fn answer_video(
     }
     if stream.fir {
         attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm fir")));
+    }
+    if stream.tmmbr {
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm tmmbr")));
     }
     if rtcp_mux {
         attrs.push(Attribute::flag("rtcp-mux"));
@@ -271,6 +278,7 @@ fn offer_video(port: u16) -> MediaDescription {
         ));
         attrs.push(Attribute::value("rtcp-fb", format!("{pt} nack pli")));
         attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm fir")));
+        attrs.push(Attribute::value("rtcp-fb", format!("{pt} ccm tmmbr")));
     }
     attrs.push(Attribute::flag("rtcp-mux"));
     attrs.push(Attribute::flag(Direction::SendRecv.as_str()));

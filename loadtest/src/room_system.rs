@@ -256,6 +256,9 @@ impl RoomSystem {
         let video = match &cfg.video {
             Some(source) => {
                 let socket = UdpSocket::bind((cfg.local_ip, 0)).await?;
+                // A 720p keyframe is a burst of ~100 packets; the default
+                // receive buffer (208 KiB) overflows when a few arrive at once.
+                let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1 << 20);
                 let local = socket.local_addr()?;
                 let ssrc: u32 = rand::random();
                 let sender =

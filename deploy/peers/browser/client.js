@@ -31,6 +31,7 @@ common:
   --chromium PATH        browser binary (default /usr/bin/chromium)
   --chrome-arg ARG       extra Chromium flag (repeatable)
   --wait-janus S         wait up to S seconds for Janus' HTTP API (default 20)
+  --cpu-warmup S         steady-state CPU in the summary counts from S s after media is up (default 3)
   --verbose              page console and janus.js debug to stderr
   --quiet                no per-interval stats lines, only events and the summary
 
@@ -48,8 +49,11 @@ publish:
   --size WxH             camera size asked for / generated (default 640x360)
   --fps N                frame rate asked for / generated (default 15)
   --media-dir DIR        cache for generated media (default $TMPDIR/tandem-browser-media)
+  --subscribe            also subscribe, like a real client, to the other publishers
+                         (--match/--count/--substream and the --expect-* checks apply;
+                         the browser's own feeds are never subscribed to)
 
-subscribe:
+subscribe (and publish --subscribe):
   --match REGEX          subscribe to publishers whose display name matches (default: any)
   --count N              how many matching publishers to wait for and subscribe to (default 1)
   --wait-publishers S    give up after S seconds (default 30)
@@ -57,13 +61,20 @@ subscribe:
   --temporal 0|1|2       simulcast temporal layer to request
   --expect-color NAME    exit 3 unless every feed's dominant colour was NAME (last 3 samples)
   --expect-tone HZ       exit 3 unless every feed's audio peak was within 5% of HZ (last 3 samples)
+  --probe-hz LIST        also report [level dB, prominence dB] at these frequencies, e.g. 440,880
+                         (tonesDb); the --expect-*tone frequencies are always probed
+  --tone-threshold-db D  a probed tone counts as heard when its level >= D dB (default -70;
+                         a -18 dBFS sine shows about -32, silence/other tones below -100) ...
+  --tone-prominence-db P ... and it stands >= P dB above its neighbourhood (default 20)
   --expect-frames        exit 3 unless every feed's framesDecoded rose and frameWidth > 0
+  --expect-not-tone HZ   exit 3 if any feed's audio had HZ heard (threshold and prominence) in
+                         any sample, even under a louder tone (a publisher's own tone back)
 `;
 
 function parseArgs(argv) {
   const o = {mode: argv[0], turn: [], chromeArgs: []};
   const flags = new Set(['create', 'relay', 'loopback', 'verbose', 'quiet', 'simulcast', 'screen',
-    'no-audio', 'no-video', 'expect-frames', 'help']);
+    'no-audio', 'no-video', 'expect-frames', 'subscribe', 'help']);
   for (let i = 1; i < argv.length; i++) {
     let a = argv[i];
     if (!a.startsWith('--')) throw new Error('unexpected argument ' + a);
@@ -116,9 +127,9 @@ function wavFile() {
   if (!OPT.wav && !OPT.tone) return null;
   const hz = num(OPT.tone, 440);
   const file = OPT.wav ? path.resolve(OPT.wav) : path.join(mediaDir(), `tone-${hz}.wav`);
-  // 10 s of a continuous sine (ffmpeg's amplitude 1/8, -18 dBFS), 48 kHz
-  // mono s16: Chromium loops the file.
-  return generate(file, ['-f', 'lavfi', '-i', `sine=frequency=${hz}:sample_rate=48000:duration=10`,
+  // 30 s of a continuous sine (ffmpeg's amplitude 1/8, -18 dBFS), 48 kHz
+  // mono s16. Chromium loops the file, with a click at each loop point.
+  return generate(file, ['-f', 'lavfi', '-i', `sine=frequency=${hz}:sample_rate=48000:duration=30`,
     '-ac', '1', '-c:a', 'pcm_s16le']);
 }
 
@@ -201,22 +212,29 @@ function procTree(root) {
   while (stack.length) {
     for (const k of kids[stack.pop()] || []) { ticks += k.utime + k.stime; n++; stack.push(k.pid); pids.push(k.pid); }
   }
+  // PSS (shared pages split between the processes sharing them), not RSS,
+  // which counts Chromium's shared pages once per process
+  let pss = 0;
   for (const p of pids) {
     try { const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync('/proc/' + p + '/status', 'utf8')); if (m) rss += +m[1]; } catch (_) {}
+    try { const m = /^Pss:\s+(\d+)/m.exec(fs.readFileSync('/proc/' + p + '/smaps_rollup', 'utf8')); if (m) pss += +m[1]; } catch (_) {}
   }
-  return {cpuSeconds: ticks / CLK, processes: n, rssMiB: Math.round(rss / 1024)};
+  return {cpuSeconds: ticks / CLK, processes: n, rssMiB: Math.round(rss / 1024), pssMiB: Math.round(pss / 1024)};
 }
 
 // ---- summary / expectations ---------------------------------------------------------
-function summarise(samples, opt) {
-  const s = {event: 'summary', mode: opt.mode, samples: samples.length};
-  if (opt.mode !== 'subscribe') {
-    const last = samples[samples.length - 1] || {};
+const heard = (t, opt) => !!t && t[0] != null && t[0] >= num(opt['tone-threshold-db'], -70) &&
+  t[1] != null && t[1] >= num(opt['tone-prominence-db'], 20);
+
+function summarise(samples, opt, marks) {
+  const s = {event: 'summary', mode: opt.mode, samples: samples.length, marks};
+  const last = samples[samples.length - 1] || {};
+  if (opt.mode === 'publish') {
     s.publisherId = last.publisherId;
     s.outbound = last.pub && last.pub.outbound;
-    if (last.screen) s.screenOutbound = last.screen.outbound;
+    if (last.screen) { s.screenId = last.screenId; s.screenOutbound = last.screen.outbound; }
     s.pair = last.pub && last.pub.pair;
-    return s;
+    if (!opt.subscribe) return s;
   }
   const byFeed = {};
   for (const x of samples) for (const f of x.feeds || []) {
@@ -243,11 +261,17 @@ function summarise(samples, opt) {
       audio: a.length ? {
         codec: la.codec, totalAudioEnergy: la.totalAudioEnergy, totalSamplesReceived: la.totalSamplesReceived,
         packetsLost: la.packetsLost, peakHz: median(tail(a).map(x => x.peakHz)), peakDb: median(tail(a).map(x => x.peakDb)),
+        // per probed frequency: [level, prominence] of the sample where it was loudest
+        tonesDbMax: a.reduce((m, x) => { for (const [f, d] of Object.entries(x.tonesDb || {}))
+          if (d[0] != null && (m[f] == null || d[0] > m[f][0])) m[f] = d; return m; }, {}),
+        // per probed frequency: in how many samples it was heard (threshold and prominence)
+        tonesHeard: a.reduce((m, x) => { for (const [f, d] of Object.entries(x.tonesDb || {}))
+          m[f] = (m[f] || 0) + (heard(d, opt) ? 1 : 0); return m; }, {}),
       } : null,
     };
   });
   const fails = [];
-  if (!s.feeds.length) fails.push('no feed received');
+  if (!s.feeds.length && (opt['expect-frames'] || opt['expect-color'] || opt['expect-tone'])) fails.push('no feed received');
   for (const f of s.feeds) {
     const name = f.display + '(' + f.feed + ')';
     if (opt['expect-frames'] && (!f.video || !(f.video.framesDecoded > f.video.firstFramesDecoded) || !(f.video.frameWidth > 0)))
@@ -260,7 +284,19 @@ function summarise(samples, opt) {
         fails.push(name + ': audio peak ' + (f.audio && f.audio.peakHz) + ' Hz, expected ' + want);
     }
   }
-  if (opt['expect-frames'] || opt['expect-color'] || opt['expect-tone']) { s.ok = fails.length === 0; s.failures = fails; }
+  if (opt['expect-not-tone']) {
+    const bad = Number(opt['expect-not-tone']);
+    for (const x of samples) for (const f of x.feeds || []) for (const a of f.audio) {
+      const t = a.tonesDb && a.tonesDb[bad];
+      if (heard(t, opt)) {
+        fails.push(f.display + '(' + f.feed + '): heard ' + bad + ' Hz at ' + t[0] + ' dB, ' + t[1] + ' dB above its neighbourhood (t=' + x.t + ' s), must not');
+        break;
+      }
+    }
+  }
+  if (opt['expect-frames'] || opt['expect-color'] || opt['expect-tone'] || opt['expect-not-tone']) {
+    s.ok = fails.length === 0; s.failures = [...new Set(fails)];
+  }
   return s;
 }
 
@@ -287,7 +323,9 @@ async function main() {
     display: OPT.display || 'chromium-' + process.pid,
     videocodec: OPT.videocodec === undefined ? 'h264' : OPT.videocodec,
     bitrate: OPT.bitrate ? Number(OPT.bitrate) : undefined,
-    simulcast: !!OPT.simulcast, screen: !!OPT.screen,
+    simulcast: !!OPT.simulcast, screen: !!OPT.screen, subscribe: !!OPT.subscribe,
+    probeHz: [...new Set([OPT['probe-hz'], OPT['expect-tone'], OPT['expect-not-tone']].filter(Boolean)
+      .join(',').split(',').map(Number).filter(x => x > 0))],
     audio: !OPT['no-audio'], video: !OPT['no-video'], width: w, height: h, fps: num(OPT.fps, 15),
     // subscribe
     match: OPT.match, count: num(OPT.count, 1), waitPublishersMs: num(OPT['wait-publishers'], 30) * 1000,
@@ -323,7 +361,9 @@ async function main() {
     handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
   });
   const bpid = browser.process() && browser.process().pid;
-  let closing = false, page = null, tPage = null;
+  let closing = false, page = null, tPage = null, cpuMark = null;
+  // page-relative ms (since navigation start) of the first: media up per handle, decoded frame per feed
+  const marks = {};
   const samples = [];
   let exitCode = 0;
 
@@ -332,9 +372,14 @@ async function main() {
     closing = true;
     log('stopping (' + why + ')');
     const cpu = bpid ? procTree(bpid) : null;
-    const sum = summarise(samples, OPT);
+    const sum = summarise(samples, OPT, marks);
     sum.browser = cpu && Object.assign(cpu, {wallSeconds: (Date.now() - tLaunch) / 1000,
       cpuPercent: Math.round(100 * cpu.cpuSeconds / ((Date.now() - tLaunch) / 1000))});
+    if (cpu && cpuMark) {
+      const secs = (Date.now() - cpuMark.at) / 1000;
+      sum.browser.steadySeconds = +secs.toFixed(1);
+      sum.browser.steadyCpuPercent = Math.round(100 * (cpu.cpuSeconds - cpuMark.cpuSeconds) / secs);
+    }
     sum.launchMs = tPage && tPage - tLaunch;
     emit(sum);
     if (sum.ok === false) { log('FAILED:', sum.failures.join('; ')); exitCode = exitCode || 3; }
@@ -358,12 +403,15 @@ async function main() {
 
   const t0 = Date.now();
   const firstFrame = {};
+  let upAt = null;
   for (;;) {
     await new Promise(r => setTimeout(r, interval * 1000));
     if (closing) return;
     let st;
     try { st = await page.evaluate('window.tandem.collect()'); } catch (e) { log('collect failed:', e.message); exitCode = 2; break; }
     for (const e of st.events) {
+      if (e.event === 'webrtc' && e.up && marks['webrtcUpMs.' + e.handle] === undefined) marks['webrtcUpMs.' + e.handle] = e.ms;
+      if (e.event === 'first-frame' && marks['firstFrameMs.' + e.display] === undefined) marks['firstFrameMs.' + e.display] = e.ms;
       emit(Object.assign({t: +((Date.now() - t0) / 1000).toFixed(1)}, e));
     }
     delete st.events;
@@ -372,6 +420,11 @@ async function main() {
     for (const f of st.feeds || []) for (const v of f.video) if (v.framesDecoded > 0 && !firstFrame[v.mid]) {
       firstFrame[v.mid] = true;
       log(`first decoded frame of ${f.display} (mid ${v.mid}) seen by getStats ${Date.now() - tPage} ms after page start; ${v.firstFrameMs} ms by requestVideoFrameCallback`);
+    }
+    // steady-state CPU: from --cpu-warmup seconds after the media came up to the end
+    if (!cpuMark && bpid && Object.values(st.webrtc || {}).some(Boolean)) {
+      if (!upAt) upAt = Date.now();
+      if (Date.now() - upAt >= num(OPT['cpu-warmup'], 3) * 1000) cpuMark = Object.assign({at: Date.now()}, procTree(bpid));
     }
     if (!OPT.quiet) emit(Object.assign({type: 'stats'}, st));
     if (st.fatal) { log('fatal:', st.fatal); exitCode = 2; break; }

@@ -40,9 +40,12 @@ if [ "${SIMULCAST:-}" = 1 ]; then SIM=(--simulcast --size 1280x720); SUBL=(--sub
 # (client.js waits for Janus' HTTP API itself)
 node "$HERE/client.js" publish --room 4711 --create --display red-440 \
   --y4m "$DIR/red.y4m" --color red --wav "$DIR/tone-440.wav" --tone 440 \
-  "${SIM[@]}" "${TURN[@]}" --duration 0 --interval 2 >"$DIR/pub.jsonl" 2>"$DIR/pub.log" &
+  "${SIM[@]}" "${TURN[@]}" --duration 0 >"$DIR/pub.jsonl" 2>"$DIR/pub.log" &
 PUB=$!
 PIDS+=("$PUB")
+# the subscriber would wait for the publisher by itself; waiting here keeps its
+# time-to-first-frame free of the publisher's start-up
+for _ in $(seq 300); do grep -q '"event":"webrtc".*"up":true' "$DIR/pub.jsonl" && break; sleep 0.1; done
 
 # ---- subscriber through coturn, relay only ------------------------------------------
 set +e
@@ -64,6 +67,7 @@ sleep $((SECS > 4 ? SECS - 2 : 2))
 read -r PUB_CPU PUB_RSS PUB_N < <(tree_cpu "$PUB")
 read -r SUB_CPU SUB_RSS SUB_N < <(tree_cpu "$SUB")
 wait "$SUB"; RC=$?
+kill -TERM "$PUB"; wait "$PUB"   # the publisher prints its summary on SIGTERM
 set -e
 
 echo "== subscriber stats (every second)"
@@ -79,8 +83,18 @@ echo "== subscriber summary"
 grep '"event":"summary"' "$DIR/sub.jsonl"
 echo "== publisher (last stats line)"
 grep '"type":"stats"' "$DIR/pub.jsonl" | tail -1 | cut -c1-1200
+echo "== timing"
 grep -h 'first decoded' "$DIR/sub.log" || true
-echo "== CPU by ps (node driver + Chromium tree; %CPU of one core, lifetime average)"
+grep -h '"event":"summary"' "$DIR/sub.jsonl" | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  console.log(`subscriber: Chromium launch ${s.launchMs} ms, then page start -> first decoded frame ${Object.entries(s.marks).filter(([k]) => k.startsWith("firstFrameMs")).map(([k, v]) => k.slice(13) + " " + v + " ms").join(", ")}`);
+  const b = s.browser || {};
+  console.log(`subscriber Chromium tree: ${b.steadyCpuPercent}% of one core over the last ${b.steadySeconds} s (steady), ${b.cpuPercent}% since launch, ${b.pssMiB} MiB PSS, ${b.processes} processes`);'
+grep -h '"event":"summary"' "$DIR/pub.jsonl" | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8")), b = s.browser || {};
+  console.log(`publisher: Chromium launch ${s.launchMs} ms, page start -> media up ${s.marks["webrtcUpMs.pub"]} ms`);
+  console.log(`publisher Chromium tree: ${b.steadyCpuPercent}% of one core over the last ${b.steadySeconds} s (steady), ${b.cpuPercent}% since launch, ${b.pssMiB} MiB PSS, ${b.processes} processes`);'
+echo "== CPU by ps (node driver + Chromium tree; %CPU of one core averaged over each process' life)"
 echo "publisher:  ${PUB_CPU}% CPU, ${PUB_RSS} MiB RSS, ${PUB_N} processes"
 echo "subscriber: ${SUB_CPU}% CPU, ${SUB_RSS} MiB RSS, ${SUB_N} processes"
 if [ $RC -eq 0 ]; then echo "PASS: subscriber decoded rising red frames and heard 440 Hz through coturn (relay)"; else

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -37,10 +38,11 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCBundlePolicy,
-    RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionState, RTCRtcpMuxPolicy, RTCSessionDescription,
-    RTCStatsReportEntry, Registry, StatsSelector, register_default_interceptors,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCBundlePolicy, RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionState, RTCRtcpMuxPolicy,
+    RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
+    register_default_interceptors,
 };
 
 use crate::IcePolicy;
@@ -349,6 +351,14 @@ async fn connect(
         .with_configuration(rtc_config)
         .with_media_engine(engine)
         .with_interceptor_registry(registry)
+        // No mDNS: the agent's candidates are real addresses (or relays),
+        // and joining the mDNS multicast group fails on hosts without a
+        // multicast route.
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+                .build(),
+        )
         .with_handler(handler)
         .with_udp_addrs(vec![SocketAddr::new(config.bind, 0)])
         .build()
@@ -399,10 +409,16 @@ impl Connection {
         let mut stats = SessionStats::default();
         let mut candidate_types: HashMap<String, CandidateKind> = HashMap::new();
         for entry in report.iter() {
-            if let RTCStatsReportEntry::LocalCandidate(c) | RTCStatsReportEntry::RemoteCandidate(c) =
-                entry
+            if let RTCStatsReportEntry::LocalCandidate(c)
+            | RTCStatsReportEntry::RemoteCandidate(c) = entry
             {
-                candidate_types.insert(c.stats.id.clone(), CandidateKind::from(c.candidate_type));
+                // Entry ids are "RTCLocalIceCandidate_<id>"; pairs name the bare id.
+                let id = c
+                    .stats
+                    .id
+                    .split_once('_')
+                    .map_or(c.stats.id.as_str(), |(_, id)| id);
+                candidate_types.insert(id.to_owned(), CandidateKind::from(c.candidate_type));
             }
         }
         let selected = report

@@ -151,10 +151,15 @@ pub enum MeetingEvent {
     /// A publisher stopped publishing or left.
     PublisherLeft(PublisherId),
     /// A publisher started or stopped talking.
-    Talking { publisher: PublisherId, talking: bool },
+    Talking {
+        publisher: PublisherId,
+        talking: bool,
+    },
     /// The server's WebRTC session for our publication (`subscription:
     /// None`) or a subscription came up.
-    MediaUp { subscription: Option<SubscriptionId> },
+    MediaUp {
+        subscription: Option<SubscriptionId>,
+    },
     /// The server reports it receives (or stopped receiving) a kind of
     /// media from us on a mid.
     MediaReceiving {
@@ -195,16 +200,10 @@ pub trait MeetingConnector: Send {
     async fn join(&mut self, room: RoomId, display: &str) -> Result<Joined, Error>;
 
     /// Publishes: sends our offer, returns the server's answer.
-    async fn publish(
-        &mut self,
-        offer: SessionDescription,
-    ) -> Result<SessionDescription, Error>;
+    async fn publish(&mut self, offer: SessionDescription) -> Result<SessionDescription, Error>;
 
     /// Opens a subscription to `streams`; the server offers.
-    async fn subscribe(
-        &mut self,
-        streams: &[StreamRequest],
-    ) -> Result<SubscriptionOffer, Error>;
+    async fn subscribe(&mut self, streams: &[StreamRequest]) -> Result<SubscriptionOffer, Error>;
 
     /// Answers a subscription's offer, which starts its media.
     async fn start(

@@ -100,17 +100,29 @@ pub struct JanusMessage {
 pub enum JanusKind {
     /// `success` with an id (`create`, `attach`).
     Created(u64),
-    /// `success` or `event` carrying plugin data.
-    Plugin(VideoRoomData),
+    /// `success` or `event` carrying plugin data (boxed: it is large and
+    /// most messages are small).
+    Plugin(Box<VideoRoomData>),
     /// `success` without anything in it.
     Success,
     Ack,
     Keepalive,
-    Error { code: i64, reason: String },
+    Error {
+        code: i64,
+        reason: String,
+    },
     WebrtcUp,
-    Media { mid: Option<String>, kind: MediaKind, receiving: bool },
-    SlowLink { uplink: bool },
-    HangUp { reason: String },
+    Media {
+        mid: Option<String>,
+        kind: MediaKind,
+        receiving: bool,
+    },
+    SlowLink {
+        uplink: bool,
+    },
+    HangUp {
+        reason: String,
+    },
     Detached,
     Timeout,
     /// Anything else Janus sends (trickle, ...): ignored.
@@ -235,10 +247,10 @@ pub fn parse_message(value: Value) -> Result<JanusMessage, Error> {
     };
     let kind = match env.janus.as_str() {
         "success" | "event" => match (env.plugindata, env.data) {
-            (Some(p), _) => JanusKind::Plugin(
+            (Some(p), _) => JanusKind::Plugin(Box::new(
                 serde_json::from_value(p.data)
                     .map_err(|e| Error::Malformed(format!("videoroom data: {e}")))?,
-            ),
+            )),
             (None, Some(d)) => match d.get("id").and_then(Value::as_u64) {
                 Some(id) => JanusKind::Created(id),
                 None => JanusKind::Success,
@@ -370,7 +382,10 @@ pub fn translate(msg: &JanusMessage, role: Option<HandleRole>) -> Vec<MeetingEve
     }
 }
 
-fn translate_videoroom(d: &VideoRoomData, subscription: Option<SubscriptionId>) -> Vec<MeetingEvent> {
+fn translate_videoroom(
+    d: &VideoRoomData,
+    subscription: Option<SubscriptionId>,
+) -> Vec<MeetingEvent> {
     let mut out = Vec::new();
     match d.videoroom.as_str() {
         "talking" | "stopped-talking" => {
@@ -493,7 +508,13 @@ async fn long_poll(
         for item in items {
             let msg = parse_message(item);
             // A session Janus no longer knows: stop polling.
-            let lost = matches!(&msg, Ok(JanusMessage { kind: JanusKind::Error { code: 458, .. }, .. }));
+            let lost = matches!(
+                &msg,
+                Ok(JanusMessage {
+                    kind: JanusKind::Error { code: 458, .. },
+                    ..
+                })
+            );
             if tx.send(msg).is_err() {
                 return;
             }
@@ -575,8 +596,14 @@ impl JanusConnector {
         body["transaction"] = Value::String(transaction.clone());
         self.counters.requests += 1;
         let url = format!("{}{}", self.config.server_url, path);
-        let reply = http_request(&self.http, hyper::Method::POST, &url, Some(&body), REQUEST_TIMEOUT)
-            .await?;
+        let reply = http_request(
+            &self.http,
+            hyper::Method::POST,
+            &url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         let msg = parse_message(reply).inspect_err(|_| self.counters.malformed += 1)?;
         if let JanusKind::Error { code, reason } = &msg.kind {
             if *code == 458 {
@@ -613,7 +640,10 @@ impl JanusConnector {
     async fn attach(&mut self) -> Result<u64, Error> {
         let session = self.connect().await?;
         let (_, msg) = self
-            .post(&format!("/{session}"), json!({"janus": "attach", "plugin": PLUGIN}))
+            .post(
+                &format!("/{session}"),
+                json!({"janus": "attach", "plugin": PLUGIN}),
+            )
             .await?;
         match msg.kind {
             JanusKind::Created(handle) => Ok(handle),
@@ -625,10 +655,13 @@ impl JanusConnector {
     async fn request_sync(&mut self, handle: u64, body: Value) -> Result<VideoRoomData, Error> {
         let session = self.session.ok_or(Error::Misuse("no session"))?;
         let (_, msg) = self
-            .post(&format!("/{session}/{handle}"), json!({"janus": "message", "body": body}))
+            .post(
+                &format!("/{session}/{handle}"),
+                json!({"janus": "message", "body": body}),
+            )
             .await?;
         match msg.kind {
-            JanusKind::Plugin(d) => check_plugin(d),
+            JanusKind::Plugin(d) => check_plugin(*d),
             _ => Err(Error::Malformed("expected plugin data".into())),
         }
     }
@@ -650,7 +683,7 @@ impl JanusConnector {
         }
         let (transaction, msg) = self.post(&format!("/{session}/{handle}"), request).await?;
         match msg.kind {
-            JanusKind::Plugin(d) => return Ok((check_plugin(d)?, msg.jsep)),
+            JanusKind::Plugin(d) => return Ok((check_plugin(*d)?, msg.jsep)),
             JanusKind::Ack => {}
             _ => return Err(Error::Malformed("expected ack".into())),
         }
@@ -668,7 +701,7 @@ impl JanusConnector {
                 }
                 Some(Ok(m)) if m.transaction.as_deref() == Some(transaction.as_str()) => {
                     match m.kind {
-                        JanusKind::Plugin(d) => return Ok((check_plugin(d)?, m.jsep)),
+                        JanusKind::Plugin(d) => return Ok((check_plugin(*d)?, m.jsep)),
                         JanusKind::Error { code, reason } => {
                             return Err(Error::Server { code, reason });
                         }
@@ -723,7 +756,10 @@ impl JanusConnector {
         match self.request_sync(handle, create).await {
             Ok(_) => Ok(()),
             // Someone else created it meanwhile.
-            Err(Error::Meeting { code: ERROR_ROOM_EXISTS, .. }) => Ok(()),
+            Err(Error::Meeting {
+                code: ERROR_ROOM_EXISTS,
+                ..
+            }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -758,7 +794,8 @@ impl MeetingConnector for JanusConnector {
         if d.videoroom != "joined" {
             return Err(Error::Malformed(format!("join: got {:?}", d.videoroom)));
         }
-        let id = d.id.ok_or_else(|| Error::Malformed("joined without id".into()))?;
+        let id =
+            d.id.ok_or_else(|| Error::Malformed("joined without id".into()))?;
         self.room = Some(room);
         self.private_id = d.private_id;
         Ok(Joined {
@@ -774,7 +811,9 @@ impl MeetingConnector for JanusConnector {
     }
 
     async fn publish(&mut self, offer: SessionDescription) -> Result<SessionDescription, Error> {
-        let handle = self.publisher_handle.ok_or(Error::Misuse("publish before join"))?;
+        let handle = self
+            .publisher_handle
+            .ok_or(Error::Misuse("publish before join"))?;
         if offer.kind != SdpKind::Offer {
             return Err(Error::Misuse("publish takes an offer"));
         }
@@ -803,7 +842,8 @@ impl MeetingConnector for JanusConnector {
                 None => json!({"feed": s.publisher.0}),
             })
             .collect();
-        let mut body = json!({"request": "join", "ptype": "subscriber", "room": room.0, "streams": list});
+        let mut body =
+            json!({"request": "join", "ptype": "subscriber", "room": room.0, "streams": list});
         if let Some(p) = self.private_id {
             body["private_id"] = json!(p);
         }
@@ -837,7 +877,11 @@ impl MeetingConnector for JanusConnector {
         Ok(SubscriptionOffer { id, offer, streams })
     }
 
-    async fn start(&mut self, subscription: SubscriptionId, answer: SessionDescription) -> Result<(), Error> {
+    async fn start(
+        &mut self,
+        subscription: SubscriptionId,
+        answer: SessionDescription,
+    ) -> Result<(), Error> {
         let handle = self.subscription_handle(subscription)?;
         if answer.kind != SdpKind::Answer {
             return Err(Error::Misuse("start takes an answer"));
@@ -918,7 +962,9 @@ impl MeetingConnector for JanusConnector {
                 )
                 .await;
         }
-        let result = self.post(&format!("/{session}"), json!({"janus": "destroy"})).await;
+        let result = self
+            .post(&format!("/{session}"), json!({"janus": "destroy"}))
+            .await;
         self.session = None;
         self.subscriptions.clear();
         if let Some(p) = self.poller.take() {
@@ -962,7 +1008,9 @@ mod tests {
                  "streams":[{"type":"audio","mindex":0,"mid":"0","codec":"opus"},
                             {"type":"video","mindex":1,"mid":"1","codec":"h264","simulcast":true}]}]}}}"#,
         );
-        let JanusKind::Plugin(d) = &m.kind else { panic!("not plugin: {m:?}") };
+        let JanusKind::Plugin(d) = &m.kind else {
+            panic!("not plugin: {m:?}")
+        };
         assert_eq!(d.videoroom, "joined");
         assert_eq!(d.id, Some(77));
         assert_eq!(d.private_id, Some(99));
@@ -1000,47 +1048,95 @@ mod tests {
                 talking: None
             }])]
         );
-        let left = parse(r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","room":4711,"leaving":6}}}"#);
-        assert_eq!(translate(&left, role), vec![MeetingEvent::PublisherLeft(PublisherId(6))]);
-        let us_leaving = parse(r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","leaving":"ok"}}}"#);
+        let left = parse(
+            r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","room":4711,"leaving":6}}}"#,
+        );
+        assert_eq!(
+            translate(&left, role),
+            vec![MeetingEvent::PublisherLeft(PublisherId(6))]
+        );
+        let us_leaving = parse(
+            r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","leaving":"ok"}}}"#,
+        );
         assert_eq!(translate(&us_leaving, role), vec![]);
-        let talking = parse(r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"talking","room":4711,"id":6,"audio-level-dBov-avg":-40.5}}}"#);
+        let talking = parse(
+            r#"{"janus":"event","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"talking","room":4711,"id":6,"audio-level-dBov-avg":-40.5}}}"#,
+        );
         assert_eq!(
             translate(&talking, role),
-            vec![MeetingEvent::Talking { publisher: PublisherId(6), talking: true }]
+            vec![MeetingEvent::Talking {
+                publisher: PublisherId(6),
+                talking: true
+            }]
         );
-        let media = parse(r#"{"janus":"media","session_id":1,"sender":2,"mid":"1","type":"video","receiving":true}"#);
+        let media = parse(
+            r#"{"janus":"media","session_id":1,"sender":2,"mid":"1","type":"video","receiving":true}"#,
+        );
         assert_eq!(
             translate(&media, role),
-            vec![MeetingEvent::MediaReceiving { mid: Some("1".into()), kind: MediaKind::Video, receiving: true }]
+            vec![MeetingEvent::MediaReceiving {
+                mid: Some("1".into()),
+                kind: MediaKind::Video,
+                receiving: true
+            }]
         );
         let sub = Some(HandleRole::Subscription(SubscriptionId(3)));
-        let switched = parse(r#"{"janus":"event","sender":9,"plugindata":{"plugin":"p","data":{"videoroom":"event","room":4711,"mid":"1","substream":0}}}"#);
+        let switched = parse(
+            r#"{"janus":"event","sender":9,"plugindata":{"plugin":"p","data":{"videoroom":"event","room":4711,"mid":"1","substream":0}}}"#,
+        );
         assert_eq!(
             translate(&switched, sub),
-            vec![MeetingEvent::LayerSwitched { subscription: SubscriptionId(3), mid: Some("1".into()), layer: SimulcastLayer::Low180 }]
+            vec![MeetingEvent::LayerSwitched {
+                subscription: SubscriptionId(3),
+                mid: Some("1".into()),
+                layer: SimulcastLayer::Low180
+            }]
         );
         let hangup = parse(r#"{"janus":"hangup","sender":9,"reason":"DTLS alert"}"#);
         assert_eq!(
             translate(&hangup, sub),
-            vec![MeetingEvent::HungUp { subscription: Some(SubscriptionId(3)), reason: "DTLS alert".into() }]
+            vec![MeetingEvent::HungUp {
+                subscription: Some(SubscriptionId(3)),
+                reason: "DTLS alert".into()
+            }]
         );
     }
 
     #[test]
     fn plugin_errors_are_typed() {
-        let m = parse(r#"{"janus":"success","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","error_code":426,"error":"No such room (4711)"}}}"#);
-        let JanusKind::Plugin(d) = m.kind else { panic!("not plugin") };
-        assert!(matches!(check_plugin(d), Err(Error::Meeting { code: 426, .. })));
-        let m = parse(r#"{"janus":"error","transaction":"t","error":{"code":458,"reason":"No such session 1"}}"#);
-        assert_eq!(m.kind, JanusKind::Error { code: 458, reason: "No such session 1".into() });
+        let m = parse(
+            r#"{"janus":"success","sender":2,"plugindata":{"plugin":"p","data":{"videoroom":"event","error_code":426,"error":"No such room (4711)"}}}"#,
+        );
+        let JanusKind::Plugin(d) = m.kind else {
+            panic!("not plugin")
+        };
+        assert!(matches!(
+            check_plugin(*d),
+            Err(Error::Meeting { code: 426, .. })
+        ));
+        let m = parse(
+            r#"{"janus":"error","transaction":"t","error":{"code":458,"reason":"No such session 1"}}"#,
+        );
+        assert_eq!(
+            m.kind,
+            JanusKind::Error {
+                code: 458,
+                reason: "No such session 1".into()
+            }
+        );
     }
 
     #[test]
     fn hostile_input_is_an_error_not_a_panic() {
         for s in [
-            "", "[", "null", "42", r#"{"janus":5}"#, r#"{"janus":"event","plugindata":{"data":{"id":"x"}}}"#,
-            r#"{"janus":"event","jsep":{"type":"pranswer","sdp":""}}"#, r#"{"janus":"error"}"#,
+            "",
+            "[",
+            "null",
+            "42",
+            r#"{"janus":5}"#,
+            r#"{"janus":"event","plugindata":{"data":{"id":"x"}}}"#,
+            r#"{"janus":"event","jsep":{"type":"pranswer","sdp":""}}"#,
+            r#"{"janus":"error"}"#,
             r#"[{"janus":"keepalive"},{"nope":1}]"#,
         ] {
             match parse_poll_body(s.as_bytes()) {

@@ -29,7 +29,9 @@ use tandem_cascade::janus::{JanusConfig, JanusConnector};
 use tandem_cascade::{IcePolicy, MeetingConnector, MeetingEvent, RoomId};
 use tandem_mixer::audio::{CodecKind, encoder};
 use tandem_mixer::video::codec::VideoDecoder;
-use tandem_mixer::video::{I420Frame, Rect, Rgb, SimulcastConfig, SimulcastEncoder, SimulcastLayer};
+use tandem_mixer::video::{
+    I420Frame, Rect, Rgb, SimulcastConfig, SimulcastEncoder, SimulcastLayer,
+};
 use tandem_proto::rtp::MediaTime;
 use tandem_proto::rtp::h264::H264Depacketizer;
 use tokio::sync::mpsc;
@@ -49,7 +51,7 @@ fn on_path(tool: &str) -> bool {
 #[test]
 fn janus_relay() {
     if std::env::var_os(CHILD_ENV).is_none() {
-        for tool in ["janus", "turnserver", "ip", "unshare"] {
+        for tool in ["janus", "turnserver", "ip", "unshare", "stdbuf"] {
             assert!(
                 on_path(tool),
                 "{tool} not found: apt-get install janus coturn iproute2 (util-linux for unshare)"
@@ -118,8 +120,11 @@ impl Peers {
         let mut children = Vec::new();
         let log = |name: &str| std::fs::File::create(dir.join(name)).expect("log file");
         children.push(
-            Command::new("turnserver")
+            // Line-buffered, so the log shows allocations while it runs.
+            Command::new("stdbuf")
                 .args([
+                    "-oL",
+                    "turnserver",
                     "-n",
                     "--listening-ip=10.99.0.1",
                     "--relay-ip=10.99.0.1",
@@ -137,6 +142,7 @@ impl Peers {
                     "--no-rfc5780",
                     "--log-file=stdout",
                     "--simple-log",
+                    "--verbose",
                 ])
                 .arg(format!("--userdb={}", dir.join("turndb").display()))
                 .stdout(log("coturn.log"))
@@ -246,7 +252,15 @@ fn synthetic_source(tx: mpsc::Sender<Media>, stop: std::sync::Arc<std::sync::ato
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let mut frame = I420Frame::solid(1280, 720, Rgb(20, 40, 160)).expect("frame");
         let x = ((tick * 12) % 1100) as u32;
-        frame.fill_rect(Rect { x, y: 260, w: 160, h: 200 }, Rgb(240, 200, 30));
+        frame.fill_rect(
+            Rect {
+                x,
+                y: 260,
+                w: 160,
+                h: 200,
+            },
+            Rgb(240, 200, 30),
+        );
         if tick.is_multiple_of(30) {
             for layer in SimulcastLayer::ALL {
                 sim.request_keyframe(layer);
@@ -309,7 +323,8 @@ impl VideoSink {
     }
 
     fn push(&mut self, sequence: u16, ts: MediaTime, marker: bool, payload: &[u8]) -> Vec<u32> {
-        self.depacketizer.handle_packet(sequence, ts, marker, payload);
+        self.depacketizer
+            .handle_packet(sequence, ts, marker, payload);
         let mut widths = Vec::new();
         while let Some(au) = self.depacketizer.poll_access_unit() {
             if let Ok(Some(frame)) = self.decoder.decode(&au.data) {
@@ -331,13 +346,22 @@ async fn scenario(peers: &Peers) {
     config.admin_key = Some("supersecret".into());
     let agent_start = Instant::now();
     let mut agent = JanusConnector::new(config.clone());
-    let joined = agent.join(RoomId(ROOM), "tandem-vtc").await.expect("agent joins");
+    let joined = agent
+        .join(RoomId(ROOM), "tandem-vtc")
+        .await
+        .expect("agent joins");
     println!("agent joined {:?} as {:?}", joined.room, joined.id);
 
     // A native participant (plain connector) is in the room too.
     let mut native = JanusConnector::new(config);
-    let native_joined = native.join(RoomId(ROOM), "native-observer").await.expect("native joins");
-    assert!(native_joined.publishers.is_empty(), "agent is not publishing yet");
+    let native_joined = native
+        .join(RoomId(ROOM), "native-observer")
+        .await
+        .expect("native joins");
+    assert!(
+        native_joined.publishers.is_empty(),
+        "agent is not publishing yet"
+    );
 
     // Publish through the relay.
     let session_config = session_config();
@@ -345,11 +369,25 @@ async fn scenario(peers: &Peers) {
         .await
         .expect("publish session");
     let offer = publisher.create_offer().await.expect("offer");
-    assert!(offer.sdp.contains("typ relay"), "relay candidate gathered:\n{}", offer.sdp);
-    assert!(!offer.sdp.contains("typ host"), "relay policy offers no host candidates");
-    assert!(offer.sdp.contains("a=rid:h send"), "simulcast rids offered:\n{}", offer.sdp);
+    assert!(
+        offer.sdp.contains("typ relay"),
+        "relay candidate gathered:\n{}",
+        offer.sdp
+    );
+    assert!(
+        !offer.sdp.contains("typ host"),
+        "relay policy offers no host candidates"
+    );
+    assert!(
+        offer.sdp.contains("a=rid:h send"),
+        "simulcast rids offered:\n{}",
+        offer.sdp
+    );
     let answer = agent.publish(offer).await.expect("janus answers");
-    publisher.handle_answer(answer).await.expect("answer applies");
+    publisher
+        .handle_answer(answer)
+        .await
+        .expect("answer applies");
     publisher
         .wait_connected(Duration::from_secs(15))
         .await
@@ -417,9 +455,10 @@ async fn scenario(peers: &Peers) {
         .find(|s| s.kind == MediaKind::Video)
         .map(|s| s.mid.clone())
         .expect("subscribed video");
-    let (mut sub, answer) = SubscribeSession::answer(&session_config, SystemTime::now(), &offer.offer, 1024)
-        .await
-        .expect("subscribe answer");
+    let (mut sub, answer) =
+        SubscribeSession::answer(&session_config, SystemTime::now(), &offer.offer, 1024)
+            .await
+            .expect("subscribe answer");
     native.start(offer.id, answer).await.expect("start");
     let mut packets = sub.take_packets().expect("packets");
 
@@ -443,10 +482,22 @@ async fn scenario(peers: &Peers) {
         }
     }
     let first_packet = first_packet.expect("no RTP reached the subscriber");
-    println!("FIGURE janus up after {janus_up:?}; agent start to first RTP at subscriber: {first_packet:?}");
-    println!("high layer: {} pictures decoded, widths {:?}", widths_high.len(), &widths_high[..widths_high.len().min(5)]);
-    assert!(widths_high.len() >= 30, "frames keep arriving on the high layer");
-    assert!(widths_high.iter().all(|w| *w == 1280), "high layer is 1280 wide: {widths_high:?}");
+    println!(
+        "FIGURE janus up after {janus_up:?}; agent start to first RTP at subscriber: {first_packet:?}"
+    );
+    println!(
+        "high layer: {} pictures decoded, widths {:?}",
+        widths_high.len(),
+        &widths_high[..widths_high.len().min(5)]
+    );
+    assert!(
+        widths_high.len() >= 30,
+        "frames keep arriving on the high layer"
+    );
+    assert!(
+        widths_high.iter().all(|w| *w == 1280),
+        "high layer is 1280 wide: {widths_high:?}"
+    );
     assert!(audio_packets > 0, "Opus arrives too");
 
     // Switch to the low layer.
@@ -471,29 +522,52 @@ async fn scenario(peers: &Peers) {
             }
         }
     }
-    println!("FIGURE low layer after switch: {low} pictures at 320 wide, first after {switched_after:?}");
+    println!(
+        "FIGURE low layer after switch: {low} pictures at 320 wide, first after {switched_after:?}"
+    );
     assert!(low >= 15, "low layer (320 wide) arrives after the switch");
 
     // Janus' own view: the agent's handle receives three rids.
     let session = agent.session_id().expect("session");
     let handle = agent.publisher_handle_id().expect("handle");
-    let info = admin("handle_info", json!({"session_id": session, "handle_id": handle})).await;
+    let info = admin(
+        "handle_info",
+        json!({"session_id": session, "handle_id": handle}),
+    )
+    .await;
     let media = &info["info"]["webrtc"]["media"];
     let mut video_info = None;
     if let Value::Object(m) = media {
         video_info = m.values().find(|v| v["type"] == "video").cloned();
     }
     let video_info = video_info.unwrap_or_else(|| panic!("no video in handle_info: {info:#}"));
-    println!("janus handle_info video: {}", serde_json::to_string(&video_info).unwrap_or_default());
-    let rids = video_info["rid"].as_array().cloned().unwrap_or_default();
-    assert_eq!(rids.len(), 3, "three rids: {video_info:#}");
-    let in_stats = &video_info["in_stats"];
-    let substream_packets: Vec<u64> = ["video", "video-sim1", "video-sim2"]
-        .iter()
-        .map(|k| in_stats[*k]["packets"].as_u64().unwrap_or(0))
-        .collect();
+    println!(
+        "janus handle_info video: {}",
+        serde_json::to_string(&video_info).unwrap_or_default()
+    );
+    let rids = video_info["rid-simulcast"]["rid"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        rids,
+        vec![json!("h"), json!("m"), json!("l")],
+        "three rids: {video_info:#}"
+    );
+    let in_stats = &video_info["stats"]["in"];
+    let substream_packets: Vec<u64> = [
+        &in_stats["packets"],
+        &in_stats["video-simulcast-1"]["packets"],
+        &in_stats["video-simulcast-2"]["packets"],
+    ]
+    .iter()
+    .map(|v| v.as_u64().unwrap_or(0))
+    .collect();
     println!("janus per-substream packets received: {substream_packets:?}");
-    assert!(substream_packets.iter().all(|n| *n > 0), "all three substreams receive: {video_info:#}");
+    assert!(
+        substream_packets.iter().all(|n| *n > 0),
+        "all three substreams receive: {video_info:#}"
+    );
 
     // Stop the source and look at the agent's side.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -502,7 +576,11 @@ async fn scenario(peers: &Peers) {
     let stats = publisher.stats().await;
     let pair = stats.selected_pair.expect("selected candidate pair");
     println!("agent selected pair {pair:?}");
-    assert_eq!(pair.local, CandidateKind::Relay, "media goes through the TURN relay");
+    assert_eq!(
+        pair.local,
+        CandidateKind::Relay,
+        "media goes through the TURN relay"
+    );
     for layer in SimulcastLayer::ALL {
         let c = publisher.layer_counters(layer);
         println!("layer {}: {c:?}", layer.rid());
@@ -510,7 +588,11 @@ async fn scenario(peers: &Peers) {
     }
     println!("agent outbound streams: {:?}", stats.outbound);
     let sub_stats = sub.stats().await;
-    println!("subscriber pair {:?}, dropped {}", sub_stats.selected_pair, sub.dropped());
+    println!(
+        "subscriber pair {:?}, dropped {}",
+        sub_stats.selected_pair,
+        sub.dropped()
+    );
 
     let log = peers.coturn_log();
     assert!(

@@ -9,6 +9,13 @@
 //! - each mixed speaker receives base mix minus its own frame through an
 //!   encoder of its own, so nobody ever hears themselves.
 //!
+//! Cascades: a participant may be *remote* (its audio came over a cascade
+//! link from the native meeting) and a participant may be a *link*: what it
+//! hears goes back over that link, so it hears every mixed speaker except
+//! the remote ones (else the native side would hear itself, delayed). A
+//! link always has an encoder of its own, fed with the base mix minus the
+//! remote speakers' frames.
+//!
 //! So the encodes per packet time are `mixed speakers + formats in use by
 //! listeners`, not N, and a participant that pushed no frame costs nothing
 //! but a few bytes of bookkeeping. Encoders live across ticks (codec state is
@@ -154,8 +161,13 @@ struct Participant {
     frame: Vec<i16>,
     has_frame: bool,
     mixed: bool,
-    /// Own mix-minus stream, while mixed (and until its next packet boundary).
+    /// Own mix-minus stream, while mixed (and until its next packet boundary);
+    /// always, for a link.
     own: Option<Accumulator>,
+    /// Its audio came over a cascade link.
+    remote: bool,
+    /// It is a cascade link: it must not hear remote participants.
+    link: bool,
 }
 
 /// The audio mixer of one conference. See the module docs.
@@ -170,6 +182,8 @@ pub struct AudioMixer {
     base: Vec<i32>,
     base_pcm: Vec<i16>,
     scratch_pcm: Vec<i16>,
+    /// The base mix without remote speakers' frames (for links).
+    local_pcm: Vec<i16>,
     output: MixOutput,
     pool: Vec<EncodedPayload>,
     stats: MixStats,
@@ -211,6 +225,7 @@ impl AudioMixer {
             base: vec![0; TICK_SAMPLES],
             base_pcm: vec![0; TICK_SAMPLES],
             scratch_pcm: vec![0; TICK_SAMPLES],
+            local_pcm: vec![0; TICK_SAMPLES],
             output: MixOutput::default(),
             pool: Vec::new(),
             stats: MixStats::default(),
@@ -237,6 +252,8 @@ impl AudioMixer {
             has_frame: false,
             mixed: false,
             own: None,
+            remote: false,
+            link: false,
         });
         self.detector.add(id);
         Ok(())
@@ -273,9 +290,33 @@ impl AudioMixer {
         let p = &mut self.participants[i];
         p.format = format;
         p.group = group;
-        // Recreated in the new format at the next tick if still mixed.
-        p.own = None;
+        // Recreated in the new format at the next tick if still mixed;
+        // a link's at once.
+        p.own = if p.link {
+            Some(Accumulator::new(format)?)
+        } else {
+            None
+        };
         self.drop_unused_groups();
+        Ok(())
+    }
+
+    /// Marks `id` as heard over a cascade link (a native meeting's
+    /// participant): links never get its audio back.
+    pub fn set_remote(&mut self, id: ParticipantId, remote: bool) -> Result<(), Error> {
+        let i = self.slot(id)?;
+        self.participants[i].remote = remote;
+        Ok(())
+    }
+
+    /// Marks `id` as a cascade link: it hears the local speakers only.
+    pub fn set_link(&mut self, id: ParticipantId, link: bool) -> Result<(), Error> {
+        let i = self.slot(id)?;
+        let p = &mut self.participants[i];
+        p.link = link;
+        if link && p.own.is_none() {
+            p.own = Some(Accumulator::new(p.format)?);
+        }
         Ok(())
     }
 
@@ -334,6 +375,30 @@ impl AudioMixer {
         for (o, &b) in self.base_pcm.iter_mut().zip(&self.base) {
             *o = limit(b);
         }
+        // What links hear: the base mix less the remote speakers in it.
+        let has_link = self.participants.iter().any(|p| p.link);
+        let remote_mixed = self
+            .mixed
+            .iter()
+            .any(|&i| self.participants[i].remote && self.participants[i].has_frame);
+        if has_link {
+            if remote_mixed {
+                let mut local = self.base.clone();
+                for &i in &self.mixed {
+                    let p = &self.participants[i];
+                    if p.remote && p.has_frame {
+                        for (l, &s) in local.iter_mut().zip(&p.frame) {
+                            *l -= i32::from(s);
+                        }
+                    }
+                }
+                for (o, &l) in self.local_pcm.iter_mut().zip(&local) {
+                    *o = limit(l);
+                }
+            } else {
+                self.local_pcm.copy_from_slice(&self.base_pcm);
+            }
+        }
 
         let mut own_encodes = 0;
         let mut errors = 0;
@@ -346,7 +411,23 @@ impl AudioMixer {
                 p.has_frame = false;
                 continue;
             };
-            let tick_pcm: &[i16] = if p.mixed && p.has_frame {
+            let tick_pcm: &[i16] = if p.link {
+                // A link's own frame (if it sent one: the local side never
+                // hears a link as a speaker of its own) is remote audio.
+                if p.mixed && p.has_frame && !p.remote {
+                    for ((o, &b), &s) in self
+                        .scratch_pcm
+                        .iter_mut()
+                        .zip(&self.local_pcm)
+                        .zip(&p.frame)
+                    {
+                        *o = limit(i32::from(b) - i32::from(s));
+                    }
+                    &self.scratch_pcm
+                } else {
+                    &self.local_pcm
+                }
+            } else if p.mixed && p.has_frame {
                 for ((o, &b), &s) in self.scratch_pcm.iter_mut().zip(&self.base).zip(&p.frame) {
                     *o = limit(b - i32::from(s));
                 }
@@ -372,7 +453,7 @@ impl AudioMixer {
                     }
                 }
             }
-            if !p.mixed && own.pcm.is_empty() {
+            if !p.mixed && !p.link && own.pcm.is_empty() {
                 p.own = None;
             }
             p.has_frame = false;
@@ -662,6 +743,55 @@ mod tests {
             for &tone in &TONES {
                 assert!(goertzel(x, tone, 48000.0) > 3000.0);
             }
+        }
+    }
+
+    #[test]
+    fn a_cascade_link_hears_local_speakers_only() {
+        let local = (ParticipantId(1), fmt(CodecKind::Pcmu, 20));
+        let remote = (ParticipantId(2), fmt(CodecKind::Opus, 20));
+        let link = (ParticipantId(3), fmt(CodecKind::Opus, 20));
+        let listener = (ParticipantId(10), fmt(CodecKind::Opus, 20));
+        let all = [local, remote, link, listener];
+        let mut mixer = AudioMixer::new(MixerConfig::default());
+        for &(id, f) in &all {
+            mixer.add_participant(id, f).unwrap();
+        }
+        mixer.set_remote(remote.0, true).unwrap();
+        mixer.set_link(link.0, true).unwrap();
+        let mut ears = Ears::new(&all);
+        for t in 0..75 {
+            mixer
+                .push_frame(local.0, &sine_at(TONES[0], 48000.0, 6000.0, t * 960, 960))
+                .unwrap();
+            mixer
+                .push_frame(remote.0, &sine_at(TONES[1], 48000.0, 6000.0, t * 960, 960))
+                .unwrap();
+            ears.hear(mixer.tick());
+        }
+        let level = |id: ParticipantId, tone: f64| goertzel(ears.tail(id, 48000), tone, 48000.0);
+        // The link carries the local speaker, never the remote one back.
+        assert!(level(link.0, TONES[0]) > 3000.0);
+        assert!(
+            level(link.0, TONES[1]) < 150.0,
+            "{}",
+            level(link.0, TONES[1])
+        );
+        // Everyone local hears the remote speaker; the remote one hears the
+        // local one and not itself.
+        assert!(level(listener.0, TONES[0]) > 3000.0 && level(listener.0, TONES[1]) > 3000.0);
+        assert!(level(local.0, TONES[1]) > 3000.0 && level(local.0, TONES[0]) < 150.0);
+        assert!(level(remote.0, TONES[0]) > 3000.0 && level(remote.0, TONES[1]) < 150.0);
+        // Nobody speaks: the link still gets a packet every tick (silence).
+        for _ in 0..3 {
+            mixer.tick();
+            assert!(
+                mixer
+                    .output()
+                    .payloads
+                    .iter()
+                    .any(|p| p.receivers.contains(&link.0))
+            );
         }
     }
 

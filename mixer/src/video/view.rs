@@ -241,6 +241,10 @@ pub struct VideoMixer {
     /// [`VideoMixer::take_source_class_requests`].
     source_classes: BTreeMap<ParticipantId, ResolutionClass>,
     source_class_requests: Vec<(ParticipantId, ResolutionClass)>,
+    /// Sources whose pictures came over a cascade link.
+    remote_sources: BTreeSet<ParticipantId>,
+    /// Receivers that are cascade links: they never see remote sources.
+    link_receivers: BTreeSet<ParticipantId>,
     tick: u64,
     stats: VideoStats,
 }
@@ -263,6 +267,8 @@ impl VideoMixer {
             source_keyframe_requests: Vec::new(),
             source_classes: BTreeMap::new(),
             source_class_requests: Vec::new(),
+            remote_sources: BTreeSet::new(),
+            link_receivers: BTreeSet::new(),
             tick: 0,
             stats: VideoStats::default(),
         })
@@ -301,6 +307,7 @@ impl VideoMixer {
         self.source_keyframe_requests.retain(|s| *s != id);
         self.source_classes.remove(&id);
         self.source_class_requests.retain(|(s, _)| *s != id);
+        self.remote_sources.remove(&id);
         Ok(())
     }
 
@@ -342,6 +349,7 @@ impl VideoMixer {
 
     pub fn remove_receiver(&mut self, id: ParticipantId) -> Result<(), Error> {
         self.keyframe_requests.remove(&id);
+        self.link_receivers.remove(&id);
         self.receivers
             .remove(&id)
             .map(|_| ())
@@ -405,16 +413,50 @@ impl VideoMixer {
         order
     }
 
+    /// Marks a source as coming over a cascade link (a native meeting's
+    /// participant): links never see it.
+    pub fn set_source_remote(&mut self, id: ParticipantId, remote: bool) {
+        if remote {
+            self.remote_sources.insert(id);
+        } else {
+            self.remote_sources.remove(&id);
+        }
+    }
+
+    /// Marks a receiver as a cascade link: its view holds local sources only
+    /// (else the native meeting would see its own people come back).
+    pub fn set_receiver_link(&mut self, id: ParticipantId, link: bool) {
+        if link {
+            self.link_receivers.insert(id);
+        } else {
+            self.link_receivers.remove(&id);
+        }
+    }
+
     /// Every receiver's view, grouped.
     pub fn views(&self) -> BTreeMap<ViewKey, Vec<ParticipantId>> {
         let order = self.order();
+        let local: Vec<ParticipantId> = if self.link_receivers.is_empty() {
+            Vec::new()
+        } else {
+            order
+                .iter()
+                .copied()
+                .filter(|id| !self.remote_sources.contains(id))
+                .collect()
+        };
         let mut views: BTreeMap<ViewKey, Vec<ParticipantId>> = BTreeMap::new();
         for (&rx, settings) in &self.receivers {
-            let visible = order.len() - usize::from(self.sources.contains_key(&rx));
+            let order = if self.link_receivers.contains(&rx) {
+                &local
+            } else {
+                &order
+            };
+            let visible = order.len() - usize::from(order.contains(&rx));
             let layout = settings.layout.resolve(visible);
             let key = ViewKey {
                 layout,
-                occupants: assign(layout, &order, Some(rx)),
+                occupants: assign(layout, order, Some(rx)),
                 class: settings.class,
             };
             views.entry(key).or_default().push(rx);
@@ -890,6 +932,38 @@ mod tests {
             m.source_class(ParticipantId(1)),
             Some(ResolutionClass::Hd720)
         );
+    }
+
+    #[test]
+    fn video_a_cascade_link_sees_local_sources_only() {
+        let mut m = mixer_with(4);
+        // 3 and 4 came over the link; 4 speaks, then 1.
+        m.set_source_remote(ParticipantId(3), true);
+        m.set_source_remote(ParticipantId(4), true);
+        let link = ParticipantId(9);
+        m.set_receiver(link, settings(Layout::Grid1x1, ResolutionClass::Low180));
+        m.set_receiver_link(link, true);
+        m.set_receiver(
+            ParticipantId(1),
+            settings(Layout::Grid2x2, ResolutionClass::Low180),
+        );
+        for (order, want) in [([4, 1, 2, 3], 1), ([2, 4, 1, 3], 2)] {
+            m.set_speaker_order(&order.map(ParticipantId));
+            m.tick().unwrap();
+            let views = m.views();
+            let (key, _) = views
+                .iter()
+                .find(|(_, rxs)| rxs.contains(&link))
+                .expect("the link's view");
+            // The link shows the loudest local speaker, never a remote one.
+            assert_eq!(key.occupants, vec![Some(ParticipantId(want))]);
+            // Local receivers still see the remote people.
+            let (local, _) = views
+                .iter()
+                .find(|(_, rxs)| rxs.contains(&ParticipantId(1)))
+                .expect("1's view");
+            assert!(local.occupants.contains(&Some(ParticipantId(4))));
+        }
     }
 
     #[test]

@@ -53,6 +53,21 @@ pub struct LegSetup {
     pub sockets: MediaSockets,
     /// The H.264 stream and its sockets (from the video port range).
     pub video: Option<(VideoStream, MediaSockets)>,
+    pub side: LegSide,
+}
+
+/// Which side of a cascade a leg is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LegSide {
+    /// A room system on this node.
+    #[default]
+    Local,
+    /// A native meeting's participant, brought in by the cascade agent: the
+    /// link never carries it back.
+    Remote,
+    /// The cascade link itself: it hears and sees local people only, and is
+    /// neither heard nor shown.
+    Link,
 }
 
 pub enum ConferenceCommand {
@@ -85,6 +100,8 @@ pub enum ConferenceCommand {
     VideoKeyframeRequest {
         participant: ParticipantId,
     },
+    /// The cascade agent's state, for the API.
+    CascadeState(CascadeSnapshot),
 }
 
 #[derive(Debug)]
@@ -115,7 +132,17 @@ pub struct ConferenceSnapshot {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct CascadeSnapshot {
+    /// off, joining, connected, retrying.
     pub state: &'static str,
+    /// The native meeting: server and room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meeting: Option<String>,
+    /// Native publishers brought into the conference.
+    pub native_participants: usize,
+    /// Rejoins after a lost meeting session or failed connection.
+    pub rejoins: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,7 +280,10 @@ pub fn spawn(
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (snap_tx, snap_rx) = watch::channel(ConferenceSnapshot {
         id: ctx.id.clone(),
-        cascade: CascadeSnapshot { state: "off" },
+        cascade: CascadeSnapshot {
+            state: "off",
+            ..Default::default()
+        },
         ..Default::default()
     });
     let task = tokio::spawn(run(ctx, cmd_rx, snap_tx));
@@ -283,6 +313,10 @@ async fn run(
         ssrc_seed: 0x5EED_u32,
         video: None,
         speaker_order: Vec::new(),
+        cascade: CascadeSnapshot {
+            state: "off",
+            ..Default::default()
+        },
     };
     info!(conference = %conf.ctx.id, "conference started");
     let mut tick = tokio::time::interval(TICK);
@@ -340,6 +374,7 @@ struct Conference {
     video: Option<VideoEngine>,
     /// Most recent active speaker first, for the video layouts.
     speaker_order: Vec<ParticipantId>,
+    cascade: CascadeSnapshot,
 }
 
 fn spawn_receiver(
@@ -379,6 +414,7 @@ impl Conference {
     fn handle_command(&mut self, cmd: ConferenceCommand) {
         match cmd {
             ConferenceCommand::AddLeg(setup) => self.add_leg(*setup),
+            ConferenceCommand::CascadeState(state) => self.cascade = state,
             ConferenceCommand::UpdateMedia {
                 participant,
                 media,
@@ -540,6 +576,11 @@ impl Conference {
             }
             return;
         }
+        let side = s.side;
+        let _ = self
+            .mixer
+            .set_remote(s.participant, side == LegSide::Remote);
+        let _ = self.mixer.set_link(s.participant, side == LegSide::Link);
         let rtp = Arc::new(s.sockets.rtp);
         let rtcp = Arc::new(s.sockets.rtcp);
         let receivers = vec![
@@ -634,6 +675,13 @@ impl Conference {
                         sockets,
                     });
                     has_video = true;
+                }
+                if side != LegSide::Local {
+                    engine.send(VideoInput::Side {
+                        participant,
+                        remote: side == LegSide::Remote,
+                        link: side == LegSide::Link,
+                    });
                 }
             }
             (None, Some((_, sockets))) => self.ctx.video_ports.release(sockets.port),
@@ -916,7 +964,7 @@ impl Conference {
             participants,
             active_speaker: self.mixer.active_speaker().map(|p| p.0.to_string()),
             layout: self.ctx.video.as_ref().map(|v| v.layout.to_string()),
-            cascade: CascadeSnapshot { state: "off" },
+            cascade: self.cascade.clone(),
         }
     }
 }

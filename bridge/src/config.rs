@@ -238,12 +238,53 @@ impl VideoConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CascadeConfig {
-    /// Janus HTTP API URL of the native meeting server; cascade is off when unset.
+    /// Janus HTTP API URL of the native meeting server; cascade is off when
+    /// unset. When set, every conference joins the VideoRoom with its own
+    /// number while it has participants.
     pub janus_url: Option<String>,
     pub ice_policy: IcePolicyConfig,
+    /// TURN servers (the Edge) for the agent's ICE.
+    pub turn: Vec<TurnConfig>,
+    /// Address the agent's WebRTC media binds to (port chosen by the OS).
+    pub media_ip: IpAddr,
+    /// Create the room when the meeting server has none with that number.
+    pub create_room: bool,
+    /// The meeting server's room admin key, for `create_room`.
+    pub admin_key: Option<String>,
+    /// Native publishers brought into the conference (RealConnect shows 5).
+    pub native_speakers: usize,
+    /// How the bridge appears in the native meeting.
+    pub display_name: String,
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        Self {
+            janus_url: None,
+            ice_policy: IcePolicyConfig::All,
+            turn: Vec::new(),
+            media_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            create_room: false,
+            admin_key: None,
+            native_speakers: 5,
+            display_name: "Tandem room systems".into(),
+        }
+    }
+}
+
+/// One TURN server: a static long-term `username`/`credential`, or a
+/// shared `secret` from which the node mints time-limited credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnConfig {
+    /// e.g. `turn:10.99.0.1:3478?transport=udp`.
+    pub url: String,
+    pub username: Option<String>,
+    pub credential: Option<String>,
+    pub secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

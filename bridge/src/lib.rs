@@ -22,6 +22,7 @@
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
 #![forbid(unsafe_code)]
 
+pub mod cascade;
 pub mod conference;
 pub mod config;
 pub mod demo;

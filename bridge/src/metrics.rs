@@ -31,7 +31,60 @@ pub struct Metrics {
     pub call_duration: HistogramVec,
     pub active_speaker: IntGaugeVec,
     pub video: VideoMetrics,
+    pub cascade: CascadeMetrics,
     process: ProcessMetrics,
+}
+
+/// The cascade agents' figures (issue 4).
+pub struct CascadeMetrics {
+    /// Agents running (one per conference with a native meeting).
+    pub agents: IntGauge,
+    /// Rejoins after a lost meeting session or failed connection.
+    pub rejoins: IntCounter,
+    /// RTP packets across the link, by direction (in: from the meeting,
+    /// out: to it) and kind (audio, video).
+    pub packets: IntCounterVec,
+    /// Packets from the meeting we could not use, by reason (codec).
+    pub dropped: IntCounterVec,
+    /// Keyframe requests passed to native publishers (PLI).
+    pub keyframe_requests: IntCounter,
+}
+
+impl CascadeMetrics {
+    fn new(r: &Registry) -> Self {
+        let agents = IntGauge::new(
+            "tandem_cascade_agents",
+            "Cascade agents running (conferences joined to a native meeting)",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(agents.clone()))
+            .expect("unique metric name");
+        CascadeMetrics {
+            agents,
+            rejoins: counter(
+                r,
+                "tandem_cascade_rejoins_total",
+                "Times an agent rejoined its meeting after losing it",
+            ),
+            packets: counter_vec(
+                r,
+                "tandem_cascade_packets_total",
+                "RTP packets across cascade links, by direction (in, out) and kind",
+                &["direction", "kind"],
+            ),
+            keyframe_requests: counter(
+                r,
+                "tandem_cascade_keyframe_requests_total",
+                "Keyframe requests passed on to native publishers (PLI)",
+            ),
+            dropped: counter_vec(
+                r,
+                "tandem_cascade_dropped_total",
+                "Packets from native meetings not used, by reason",
+                &["reason"],
+            ),
+        }
+    }
 }
 
 /// The video MCU's figures (issue 3). Gauges are node totals; each
@@ -389,6 +442,7 @@ impl Metrics {
                 g
             },
             video: VideoMetrics::new(&r),
+            cascade: CascadeMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,
         }

@@ -29,8 +29,9 @@ use tandem_proto::sip::transaction::{
     Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
 };
 
+use crate::cascade::{self, AgentContext, CascadeSettings};
 use crate::conference::{
-    self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, VideoSettings,
+    self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, LegSide, VideoSettings,
 };
 use crate::config::Config;
 use crate::driver::net::{MediaPorts, MediaSockets, PortAllocator};
@@ -81,6 +82,8 @@ struct ConferenceEntry {
     handle: ConferenceHandle,
     task: JoinHandle<()>,
     legs: usize,
+    /// Joins the conference to its native meeting, while it has calls.
+    agent: Option<cascade::Agent>,
 }
 
 pub struct Signalling {
@@ -96,6 +99,8 @@ pub struct Signalling {
     udp: Arc<UdpSocket>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     next_participant: u64,
+    /// `None`: no meeting server configured (cascade off).
+    cascade: Option<Arc<CascadeSettings>>,
     seed: u64,
     contact: String,
     sent_by: String,
@@ -118,6 +123,12 @@ impl Signalling {
         let sent_by = format!("{}", SocketAddr::new(config.sip.listen, config.sip.port));
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
+            cascade: CascadeSettings::from_config(
+                &config.cascade,
+                config.qos.audio,
+                config.qos.video,
+            )
+            .map(Arc::new),
             sent_by,
             config,
             metrics,
@@ -809,6 +820,7 @@ impl Signalling {
             media,
             sockets,
             video,
+            side: LegSide::Local,
         };
         let conference = call.conference.clone();
         let entry = self
@@ -849,10 +861,25 @@ impl Signalling {
                 };
                 self.registry.insert(handle.clone());
                 self.metrics.conferences.inc();
+                // A conference with a number joins the meeting room of that
+                // number (the cascade), when a meeting server is configured.
+                let agent = match (&self.cascade, conference.parse::<u64>()) {
+                    (Some(settings), Ok(room)) => Some(cascade::Agent::start(AgentContext {
+                        conference: conference.clone(),
+                        room,
+                        commands: handle.commands.clone(),
+                        ports: self.ports.clone(),
+                        video_ports: self.video_ports.clone(),
+                        metrics: self.metrics.clone(),
+                        settings: settings.clone(),
+                    })),
+                    _ => None,
+                };
                 ConferenceEntry {
                     handle,
                     task,
                     legs: 0,
+                    agent,
                 }
             });
         entry.legs += 1;
@@ -931,9 +958,14 @@ impl Signalling {
             entry.legs = entry.legs.saturating_sub(1);
             empty = entry.legs == 0;
         }
-        if empty && let Some(entry) = self.conferences.remove(&call.conference) {
+        if empty && let Some(mut entry) = self.conferences.remove(&call.conference) {
             self.registry.remove(&call.conference);
             self.metrics.conferences.dec();
+            // The agent takes its legs out and drops its command sender, so
+            // the conference task still ends.
+            if let Some(agent) = entry.agent.take() {
+                agent.stop();
+            }
             // Dropping the last command sender ends the task once it has
             // processed the RemoveLeg above.
             drop(entry.handle);

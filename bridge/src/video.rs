@@ -132,6 +132,15 @@ pub enum VideoInput {
     Remove {
         participant: ParticipantId,
     },
+    /// Which side of a cascade the participant is on: `remote` (its
+    /// pictures came from the native meeting: links never see it) or
+    /// `link` (it carries a view into the native meeting: shows local
+    /// people only, and is never shown itself).
+    Side {
+        participant: ParticipantId,
+        remote: bool,
+        link: bool,
+    },
     /// Most recent speaker first.
     SpeakerOrder(Vec<ParticipantId>),
     /// `None`: the conference default (participants without their own choice
@@ -458,6 +467,8 @@ struct Engine {
     decoders: DecodePool,
     legs: HashMap<ParticipantId, Leg>,
     sources: BTreeSet<ParticipantId>,
+    /// Cascade links: receivers that are never shown.
+    links: BTreeSet<ParticipantId>,
     muted: BTreeSet<ParticipantId>,
     layout: LayoutChoice,
     snapshot: watch::Sender<VideoSnapshot>,
@@ -510,6 +521,7 @@ impl Engine {
             decoders,
             legs: HashMap::new(),
             sources: BTreeSet::new(),
+            links: BTreeSet::new(),
             muted: BTreeSet::new(),
             snapshot,
             ssrc_seed: seed | 1,
@@ -607,8 +619,23 @@ impl Engine {
             VideoInput::Decoded(d) => self.handle_decoded(d),
             VideoInput::Shutdown => {}
             VideoInput::AddSource { participant, name } => {
-                if self.sources.insert(participant) {
+                if !self.links.contains(&participant) && self.sources.insert(participant) {
                     let _ = self.mixer.add_participant(participant, &name);
+                }
+            }
+            VideoInput::Side {
+                participant,
+                remote,
+                link,
+            } => {
+                self.mixer.set_source_remote(participant, remote);
+                self.mixer.set_receiver_link(participant, link);
+                if link {
+                    self.links.insert(participant);
+                    self.sources.remove(&participant);
+                    self.mixer.remove_source(participant);
+                } else {
+                    self.links.remove(&participant);
                 }
             }
             VideoInput::AddLeg(start) => self.add_leg(*start),
@@ -642,6 +669,10 @@ impl Engine {
                 self.remove(participant);
                 if self.sources.remove(&participant) {
                     let _ = self.mixer.remove_participant(participant);
+                }
+                if self.links.remove(&participant) {
+                    let _ = self.mixer.remove_receiver(participant);
+                    self.mixer.set_receiver_link(participant, false);
                 }
                 self.muted.remove(&participant);
             }

@@ -165,7 +165,11 @@ struct ReceiveRoute {
     /// SSRC -> (mid, kind) from the remote offer.
     ssrcs: Arc<HashMap<u32, (String, MediaKind)>>,
     counters: Arc<ReceiveCounters>,
+    /// Remote video tracks by SSRC, for keyframe requests.
+    video: VideoTracks,
 }
+
+type VideoTracks = Arc<std::sync::Mutex<HashMap<u32, Arc<dyn TrackRemote>>>>;
 
 /// Packets dropped because the caller did not keep up (the channel was
 /// full): the media path never waits for a slow consumer.
@@ -220,6 +224,11 @@ async fn forward_track(track: Arc<dyn TrackRemote>, route: ReceiveRoute) {
                     Some(c) => ReceivedCodec::from_mime(&c.mime_type),
                     None => ReceivedCodec::Other(String::new()),
                 };
+                if codec == ReceivedCodec::H264
+                    && let Ok(mut video) = route.video.lock()
+                {
+                    video.entry(ssrc).or_insert_with(|| Arc::clone(&track));
+                }
                 let packet = ReceivedPacket {
                     mid,
                     kind: match (&codec, kind) {
@@ -922,6 +931,7 @@ pub struct SubscribeSession {
     conn: Connection,
     packets: Option<mpsc::Receiver<ReceivedPacket>>,
     counters: Arc<ReceiveCounters>,
+    video: VideoTracks,
 }
 
 impl SubscribeSession {
@@ -939,10 +949,12 @@ impl SubscribeSession {
         }
         let (tx, rx) = mpsc::channel(queue.max(1));
         let counters = Arc::new(ReceiveCounters::default());
+        let video: VideoTracks = Arc::default();
         let route = ReceiveRoute {
             tx,
             ssrcs: Arc::new(ssrcs_by_mid(&offer.sdp)),
             counters: Arc::clone(&counters),
+            video: Arc::clone(&video),
         };
         let mut conn = connect(config, now, Some(route)).await?;
         conn.pc
@@ -956,9 +968,32 @@ impl SubscribeSession {
                 conn,
                 packets: Some(rx),
                 counters,
+                video,
             },
             SessionDescription::answer(sdp),
         ))
+    }
+
+    /// Asks every remote video sender for a keyframe (RTCP PLI, RFC 4585),
+    /// as a receiver that lost its pictures does. Returns how many were
+    /// asked: none before the first video packet arrived.
+    pub async fn request_keyframe(&self) -> usize {
+        let tracks: Vec<(u32, Arc<dyn TrackRemote>)> = match self.video.lock() {
+            Ok(v) => v.iter().map(|(s, t)| (*s, Arc::clone(t))).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut asked = 0;
+        for (ssrc, track) in tracks {
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+            if track.write_rtcp(vec![Box::new(pli)]).await.is_ok() {
+                asked += 1;
+            }
+        }
+        asked
     }
 
     /// The received packets; can be taken once.

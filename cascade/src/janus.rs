@@ -749,6 +749,10 @@ impl JanusConnector {
             "audiocodec": "opus",
             "bitrate": self.config.room_bitrate_bps,
             "audiolevel_event": true,
+            // Janus asks every publisher for a keyframe this often (s): a
+            // decoder that lost its references (or joined late) recovers
+            // even if a PLI gets lost on the way.
+            "fir_freq": 2,
         });
         if let Some(key) = &self.config.admin_key {
             create["admin_key"] = Value::String(key.clone());

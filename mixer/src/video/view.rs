@@ -311,6 +311,18 @@ impl VideoMixer {
         Ok(())
     }
 
+    /// Stops showing `id` anywhere (it stays a receiver if it is one): a
+    /// cascade link is somebody's eyes, not a participant to show.
+    pub fn remove_source(&mut self, id: ParticipantId) {
+        if self.sources.remove(&id).is_some() {
+            self.visible.remove(&id);
+            self.source_keyframe_requests.retain(|s| *s != id);
+            self.source_classes.remove(&id);
+            self.source_class_requests.retain(|(s, _)| *s != id);
+            self.remote_sources.remove(&id);
+        }
+    }
+
     /// Marks a participant's video as muted (shown as a name tile) or not.
     pub fn set_video_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), Error> {
         let s = self

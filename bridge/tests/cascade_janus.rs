@@ -1,0 +1,296 @@
+//! Story: conference 4711 on the node is cascaded into the native meeting,
+//! Janus VideoRoom 4711, through the Edge (coturn) with a relay-only ICE
+//! policy. A headless Chromium in the meeting publishes a red camera and a
+//! 440 Hz microphone and listens to the room; two room systems (green/880 Hz
+//! and blue/1320 Hz) dial conference 4711 on the node.
+//! - the room systems hear the browser's 440 Hz and see its red picture;
+//! - the browser hears the room systems and never its own 440 Hz back, and
+//!   decodes the bridge's video;
+//! - the node reports the cascade connected with one native participant.
+//!
+//! Janus never uses loopback for media, so the test re-executes itself
+//! inside `deploy/peers/browser/netns-peers.sh`: a private network namespace
+//! (10.99.0.1 on a veth) where coturn and Janus run. Nothing leaves it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tandem_loadtest::{RoomSystem, RoomSystemConfig, VideoSpec};
+
+use common::rooms::runtime;
+use common::{Node, TempDir};
+
+const ROOM: &str = "4711";
+const TEST: &str = "room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Outside the namespace: check the peers are installed, then run this test
+/// again inside one with coturn and Janus up.
+fn reexec_in_namespace() {
+    for (tool, package) in [
+        ("janus", "janus"),
+        ("turnserver", "coturn"),
+        ("ip", "iproute2"),
+        ("ss", "iproute2"),
+        ("unshare", "util-linux"),
+        ("chromium", "chromium"),
+        ("node", "nodejs"),
+    ] {
+        assert!(
+            on_path(tool),
+            "{tool} not found: apt-get install janus coturn iproute2 util-linux chromium \
+             libjs-janus-gateway libjs-webrtc-adapter nodejs ({package})"
+        );
+    }
+    let browser = repo().join("deploy/peers/browser");
+    assert!(
+        browser.join("node_modules/puppeteer-core").is_dir(),
+        "the browser driver's modules are missing: cd deploy/peers/browser && \
+         PUPPETEER_SKIP_DOWNLOAD=1 npm ci"
+    );
+    let exe = std::env::current_exe().expect("test binary");
+    let status = Command::new("bash")
+        .arg(browser.join("netns-peers.sh"))
+        .arg(exe)
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .status()
+        .expect("netns-peers.sh runs");
+    assert!(status.success(), "the cascade scenario failed (see above)");
+}
+
+/// The browser client, stopped if the test ends early.
+struct Browser(std::process::Child);
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        common::stop_child(&mut self.0, Duration::from_secs(3));
+    }
+}
+
+/// Polls `ok` every 100 ms until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ok() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
+    if std::env::var_os("TANDEM_NETNS").is_none() {
+        reexec_in_namespace();
+        return;
+    }
+    let janus = std::env::var("TANDEM_JANUS_URL").expect("netns-peers.sh sets TANDEM_JANUS_URL");
+    let turn = std::env::var("TANDEM_TURN_URL").expect("netns-peers.sh sets TANDEM_TURN_URL");
+    let dir = TempDir::new("cascade");
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cascade]\njanus_url = \"{janus}\"\nice_policy = \"relay\"\nmedia_ip = \"10.99.0.1\"\n\
+             create_room = true\nadmin_key = \"supersecret\"\n\
+             [[cascade.turn]]\nurl = \"{turn}\"\nusername = \"test\"\ncredential = \"test123\"\n"
+        ),
+    )
+    .expect("config written");
+    let started = Instant::now();
+    let node = Node::start_full(
+        &[
+            ("TANDEM_VIDEO_MAX_RESOLUTION", "360p"),
+            ("TANDEM_VIDEO_FPS", "15"),
+        ],
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let rt = runtime();
+    let call = |name: &str, colour: (u8, u8, u8), hz: f32| {
+        let cfg = RoomSystemConfig::new(node.sip_addr(), ROOM, name)
+            .with_tone(hz, 0.3)
+            .with_video(VideoSpec::new(colour));
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        })
+        .unwrap_or_else(|_| panic!("{name}: no answer within 15 s"))
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}\n{}", node.log_tail()))
+    };
+    let green = call("green", (30, 200, 30), 880.0);
+
+    // The agent joins the meeting (creating room 4711) when the first room
+    // system arrives.
+    let connected = common::wait_for("cascade connected", Duration::from_secs(20), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["state"] == "connected").then_some(c)
+    });
+    let join_time = started.elapsed();
+    eprintln!(
+        "[cascade] connected {join_time:?} after the node started: {}",
+        connected["cascade"]
+    );
+    let blue = call("blue", (30, 30, 220), 1320.0);
+
+    // The browser: publishes red + 440 Hz, listens to everyone else.
+    let browser_dir = repo().join("deploy/peers/browser");
+    let log = dir.path().join("browser.jsonl");
+    let browser = Command::new("node")
+        .current_dir(&browser_dir)
+        .args([
+            "client.js",
+            "publish",
+            "--room",
+            ROOM,
+            "--display",
+            "browser-red",
+            "--color",
+            "red",
+            "--tone",
+            "440",
+            "--turn",
+            &turn,
+            "--turn-user",
+            "test",
+            "--turn-pass",
+            "test123",
+            "--relay",
+            "--duration",
+            "25",
+            "--subscribe",
+            "--match",
+            ".",
+            "--expect-frames",
+            "--expect-not-tone",
+            "440",
+            "--probe-hz",
+            "880",
+        ])
+        .stdout(std::fs::File::create(&log).expect("browser log"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node client.js starts");
+    let mut browser = Browser(browser);
+
+    // The browser comes into the conference as a participant with its name.
+    common::wait_for(
+        "the browser in the conference",
+        Duration::from_secs(25),
+        || node.participant(ROOM, "browser-red"),
+    );
+    let seen_at = started.elapsed();
+    eprintln!("[cascade] the browser is a participant {seen_at:?} after the node started");
+
+    // Room systems hear 440 Hz and see red.
+    let red_seen = |room: &RoomSystem| {
+        let regions = [
+            (0.05, 0.05, 0.45, 0.4),
+            (0.55, 0.05, 0.95, 0.4),
+            (0.05, 0.55, 0.45, 0.85),
+            (0.55, 0.55, 0.95, 0.85),
+            (0.1, 0.1, 0.9, 0.8),
+        ];
+        regions.iter().any(|&(x0, y0, x1, y1)| {
+            room.seen_colour(x0, y0, x1, y1)
+                .is_some_and(|(r, g, b)| r > 150 && g < 90 && b < 90)
+        })
+    };
+    for (name, room) in [("green", &green), ("blue", &blue)] {
+        let ok = wait_until(Duration::from_secs(15), || red_seen(room));
+        assert!(
+            ok,
+            "{name} never saw the browser's red picture (it sees {:?}); the browser's leg: {}; \
+             cascade packets in: {} video, {} audio",
+            room.seen_colour(0.1, 0.1, 0.9, 0.8),
+            node.participant(ROOM, "browser-red").unwrap_or_default(),
+            node.metric(
+                "tandem_cascade_packets_total",
+                &[("direction", "in"), ("kind", "video")]
+            ),
+            node.metric(
+                "tandem_cascade_packets_total",
+                &[("direction", "in"), ("kind", "audio")]
+            ),
+        );
+        room.mark();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for (name, room) in [("green", &green), ("blue", &blue)] {
+        let heard = room.heard();
+        assert!(
+            heard.contains(440.0),
+            "{name} does not hear the browser's 440 Hz (level {:.1} dB over {:?})",
+            heard.tone_level(440.0),
+            heard.duration()
+        );
+    }
+
+    // The operator's view while the browser is in the meeting.
+    let c = node.conference(ROOM).expect("conference");
+    assert_eq!(c["cascade"]["state"], "connected", "{}", c["cascade"]);
+    assert_eq!(c["cascade"]["native_participants"], 1, "{}", c["cascade"]);
+
+    // The browser: decoded the bridge's video, heard the room systems, never
+    // itself (client.js exits 3 when an --expect check fails).
+    let status = common::wait_child(&mut browser.0, Duration::from_secs(40))
+        .expect("the browser client ends after its 25 s");
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let summary = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"summary\"") || l.contains("\"type\":\"summary\""))
+        .unwrap_or("(no summary line)");
+    eprintln!("[cascade] browser summary: {summary}");
+    assert!(
+        status.success(),
+        "the browser's checks failed ({status}): {summary}"
+    );
+    assert!(
+        out.contains("880") || out.contains("1320"),
+        "the browser's stats never name the room systems' tones: {summary}"
+    );
+
+    // The browser left when its run ended: the cascade stays up without it.
+    let c = common::wait_for("the browser's leg removed", Duration::from_secs(10), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["native_participants"] == 0).then_some(c)
+    });
+    assert_eq!(c["cascade"]["state"], "connected", "{}", c["cascade"]);
+    assert!(node.participant(ROOM, "browser-red").is_none());
+    let packets = |direction: &str, kind: &str| {
+        node.metric(
+            "tandem_cascade_packets_total",
+            &[("direction", direction), ("kind", kind)],
+        )
+    };
+    for (d, k) in [
+        ("in", "audio"),
+        ("in", "video"),
+        ("out", "audio"),
+        ("out", "video"),
+    ] {
+        assert!(
+            packets(d, k) > 50.0,
+            "cascade packets {d}/{k}: {}",
+            packets(d, k)
+        );
+    }
+    drop((green, blue));
+}

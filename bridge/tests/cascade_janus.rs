@@ -6,7 +6,9 @@
 //! - the room systems hear the browser's 440 Hz and see its red picture;
 //! - the browser hears the room systems and never its own 440 Hz back, and
 //!   decodes the bridge's video;
-//! - the node reports the cascade connected with one native participant.
+//! - the node reports the cascade connected with one native participant;
+//! - Janus is killed and restarted: the agent rejoins within 10 s of Janus
+//!   being back, and the room systems' calls stay up throughout.
 //!
 //! Janus never uses loopback for media, so the test re-executes itself
 //! inside `deploy/peers/browser/netns-peers.sh`: a private network namespace
@@ -292,5 +294,57 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
             packets(d, k)
         );
     }
+
+    // Janus dies and comes back: the agent rejoins, the calls stay up.
+    let janus_pid = std::env::var("TANDEM_JANUS_PID").expect("netns-peers.sh sets TANDEM_JANUS_PID");
+    let rejoins_before = c["cascade"]["rejoins"].as_u64().unwrap_or(0);
+    let killed = Command::new("kill")
+        .args(["-KILL", &janus_pid])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(killed, "could not kill Janus (pid {janus_pid})");
+    common::wait_for("the agent to notice", Duration::from_secs(15), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["state"] != "connected").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let peers = PathBuf::from(std::env::var("TANDEM_PEERS_DIR").expect("TANDEM_PEERS_DIR"));
+    let janus_conf = peers.join("janus");
+    let restarted = Command::new("janus")
+        .arg("-F")
+        .arg(&janus_conf)
+        .arg("-C")
+        .arg(janus_conf.join("janus.jcfg"))
+        .args(["-o", "-D"])
+        .stdout(std::fs::File::create(peers.join("janus-restarted.log")).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("janus restarts");
+    let _janus = Browser(restarted);
+    let back = Instant::now();
+    let c = common::wait_for("the agent to rejoin", Duration::from_secs(20), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["state"] == "connected"
+            && c["cascade"]["rejoins"].as_u64().unwrap_or(0) > rejoins_before)
+            .then_some(c)
+    });
+    let rejoin = back.elapsed();
+    eprintln!("[cascade] rejoined {rejoin:?} after Janus restarted: {}", c["cascade"]);
+    assert!(
+        rejoin <= Duration::from_secs(10),
+        "the agent took {rejoin:?} to rejoin (limit 10 s)"
+    );
+    for name in ["green", "blue"] {
+        assert!(
+            node.participant(ROOM, name).is_some(),
+            "{name}'s call did not survive the Janus restart"
+        );
+    }
+    green.mark();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        green.heard().contains(1320.0),
+        "green no longer hears blue after the Janus restart"
+    );
     drop((green, blue));
 }

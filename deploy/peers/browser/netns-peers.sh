@@ -12,6 +12,8 @@
 #                      removed afterwards unless KEEP=1 or COMMAND failed
 #   TANDEM_TURN_URL    turn:10.99.0.1:3478?transport=udp (user test, pass test123)
 #   TANDEM_JANUS_URL   http://127.0.0.1:8088/janus
+#   TANDEM_JANUS_PID   Janus' PID (a test may kill and restart it; a Janus it
+#                      starts itself is its own to stop)
 # Exit status: COMMAND's.
 set -euo pipefail
 
@@ -56,7 +58,8 @@ for f in "$PEERS"/janus/*.jcfg; do
   sed "s#@CONF@#$DIR/janus#g" "$f" >"$DIR/janus/$(basename "$f")"
 done
 janus -F "$DIR/janus" -C "$DIR/janus/janus.jcfg" -o -D >"$DIR/janus.log" 2>&1 &
-PIDS+=($!)
+JANUS_PID=$!
+PIDS+=($JANUS_PID)
 
 up() { ss -lnu | grep -q '10.99.0.1:3478' && ss -lnt | grep -q '127.0.0.1:8088'; }
 for _ in $(seq 100); do up && break; sleep 0.1; done
@@ -67,6 +70,7 @@ if ! up; then
 fi
 
 export TANDEM_PEERS_DIR=$DIR
+export TANDEM_JANUS_PID=$JANUS_PID
 export TANDEM_TURN_URL='turn:10.99.0.1:3478?transport=udp'
 export TANDEM_JANUS_URL='http://127.0.0.1:8088/janus'
 set +e

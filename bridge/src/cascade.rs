@@ -9,7 +9,10 @@
 //! - one **link** leg ([`LegSide::Link`]): what the conference sends it is
 //!   published into the meeting: the mix of the local speakers (never audio
 //!   that came from the meeting: no echo across the cascade) and a 1x1 view
-//!   of the local active speaker. The link is neither heard nor shown.
+//!   of the local active speaker, as simulcast: the node's own encoding is
+//!   the high layer; a layer thread decodes it once and encodes the 360p30
+//!   and 180p15 layers with the mixer's [`SimulcastEncoder`]. The link is
+//!   neither heard nor shown.
 //! - one **remote** leg per native publisher ([`LegSide::Remote`]), up to
 //!   `native_speakers`: the publisher's Opus and H.264, forwarded from the
 //!   meeting's RTP, enter the conference as a participant with its display
@@ -33,7 +36,11 @@ use tandem_cascade::connector::{PublisherId, RemotePublisher, StreamRequest};
 use tandem_cascade::janus::{JanusConfig, JanusConnector};
 use tandem_cascade::{IcePolicy, MeetingConnector, MeetingEvent, RoomId};
 use tandem_mixer::ParticipantId;
-use tandem_mixer::video::{Layout, LayoutChoice, SimulcastLayer};
+use tandem_mixer::video::codec::VideoDecoder;
+use tandem_mixer::video::{
+    Layout, LayoutChoice, SimulcastConfig, SimulcastEncoder, SimulcastLayer,
+};
+use tandem_proto::rtp::MediaTime;
 use tandem_proto::rtp::h264::H264Depacketizer;
 use tandem_proto::rtp::{RtpHeader, RtpPacket, Ssrc, is_rtcp, rtcp};
 use tandem_proto::sdp::{AudioCodec, LocalMedia, SdpSession, SessionDescription};
@@ -231,6 +238,8 @@ struct Session<'a> {
     packets_rx: mpsc::Receiver<(PublisherId, ReceivedPacket)>,
     keyframes_tx: mpsc::Sender<PublisherId>,
     keyframes_rx: mpsc::Receiver<PublisherId>,
+    layers: Option<LayerThread>,
+    layers_rx: mpsc::Receiver<(SimulcastLayer, MediaTime, Vec<u8>)>,
     depacketizer: H264Depacketizer,
     send_buf: Vec<u8>,
 }
@@ -239,6 +248,8 @@ impl<'a> Session<'a> {
     fn new(ctx: &'a AgentContext) -> Self {
         let (packets_tx, packets_rx) = mpsc::channel(4096);
         let (keyframes_tx, keyframes_rx) = mpsc::channel(64);
+        let (layers_tx, layers_rx) = mpsc::channel(32);
+        let layers = LayerThread::start(&ctx.conference, layers_tx);
         Session {
             ctx,
             connector: JanusConnector::new(ctx.settings.janus.clone()),
@@ -251,6 +262,8 @@ impl<'a> Session<'a> {
             packets_rx,
             keyframes_tx,
             keyframes_rx,
+            layers,
+            layers_rx,
             depacketizer: H264Depacketizer::new(),
             send_buf: Vec::with_capacity(1500),
         }
@@ -344,6 +357,14 @@ impl<'a> Session<'a> {
                     Some(_) => {}
                 },
                 Some((id, packet)) = self.packets_rx.recv() => self.forward_native(id, &packet).await,
+                Some((layer, ts, data)) = self.layers_rx.recv() => {
+                    if let Some(publisher) = self.publisher.as_mut() {
+                        publisher
+                            .send_video(layer, ts, &data)
+                            .await
+                            .map_err(|e| format!("send video: {e}"))?;
+                    }
+                }
                 Some(id) = self.keyframes_rx.recv() => {
                     if let Some(n) = self.natives.get(&id) {
                         let asked = n.session.request_keyframe().await;
@@ -362,6 +383,9 @@ impl<'a> Session<'a> {
                     }
                 }
                 _ = link_keyframes.tick() => {
+                    if let Some(l) = &self.layers {
+                        l.request_keyframes();
+                    }
                     if let Some(dest) = link_conf_video {
                         let mut pli = Vec::with_capacity(12);
                         rtcp::write_pli(&mut pli, Ssrc(0), Ssrc(0));
@@ -535,6 +559,9 @@ impl<'a> Session<'a> {
         };
         self.depacketizer.handle_rtp(&packet);
         while let Some(au) = self.depacketizer.poll_access_unit() {
+            if let Some(l) = &self.layers {
+                l.push(au.timestamp, &au.data, &self.ctx.metrics);
+            }
             if let Some(publisher) = self.publisher.as_mut() {
                 publisher
                     .send_video(SimulcastLayer::Hd720, au.timestamp, &au.data)
@@ -564,6 +591,79 @@ impl<'a> Session<'a> {
             let _ = p.close().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.connector.leave()).await;
+    }
+}
+
+/// The 360p and 180p layers, made on a thread of their own from the link's
+/// view (decoded once): media threads never run on the async runtime.
+struct LayerThread {
+    input: std::sync::mpsc::SyncSender<LayerInput>,
+}
+
+enum LayerInput {
+    Picture(MediaTime, Vec<u8>),
+    Keyframes,
+}
+
+impl LayerThread {
+    fn start(
+        conference: &str,
+        out: mpsc::Sender<(SimulcastLayer, MediaTime, Vec<u8>)>,
+    ) -> Option<LayerThread> {
+        let (input, rx) = std::sync::mpsc::sync_channel::<LayerInput>(8);
+        let mut encoder = SimulcastEncoder::new(SimulcastConfig::default()).ok()?;
+        // The high layer is the node's own encoding of the view.
+        encoder.set_layer_active(SimulcastLayer::Hd720, false);
+        let mut decoder = VideoDecoder::new().ok()?;
+        std::thread::Builder::new()
+            .name(format!("cascade-{conference}"))
+            .spawn(move || {
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        LayerInput::Keyframes => {
+                            encoder.request_keyframe(SimulcastLayer::Sd360);
+                            encoder.request_keyframe(SimulcastLayer::Low180);
+                        }
+                        LayerInput::Picture(ts, au) => {
+                            let Ok(Some(picture)) = decoder.decode(&au) else {
+                                continue;
+                            };
+                            let Ok(layers) = encoder.tick(&picture) else {
+                                continue;
+                            };
+                            for l in layers {
+                                if l.encoded.annexb.is_empty() {
+                                    continue;
+                                }
+                                if out.blocking_send((l.layer, ts, l.encoded.annexb)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            .ok()?;
+        Some(LayerThread { input })
+    }
+
+    /// A picture of the view; dropped (and counted) when the thread lags.
+    fn push(&self, ts: MediaTime, au: &[u8], metrics: &Metrics) {
+        if self
+            .input
+            .try_send(LayerInput::Picture(ts, au.to_vec()))
+            .is_err()
+        {
+            metrics
+                .cascade
+                .dropped
+                .with_label_values(&["layers_busy"])
+                .inc();
+        }
+    }
+
+    fn request_keyframes(&self) {
+        let _ = self.input.try_send(LayerInput::Keyframes);
     }
 }
 

@@ -120,7 +120,7 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     let started = Instant::now();
     let node = Node::start_full(
         &[
-            ("TANDEM_VIDEO_MAX_RESOLUTION", "360p"),
+            ("TANDEM_VIDEO_MAX_RESOLUTION", "720p"),
             ("TANDEM_VIDEO_FPS", "15"),
         ],
         &["--config", config.to_str().expect("utf-8 path")],
@@ -200,6 +200,38 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     let seen_at = started.elapsed();
     eprintln!("[cascade] the browser is a participant {seen_at:?} after the node started");
 
+    // A native viewer of the bridge's small view: Janus forwards the 180p
+    // layer of its simulcast (substream 0).
+    let low = Command::new("node")
+        .current_dir(&browser_dir)
+        .args([
+            "client.js",
+            "subscribe",
+            "--room",
+            ROOM,
+            "--match",
+            "^Tandem",
+            "--count",
+            "1",
+            "--substream",
+            "0",
+            "--turn",
+            &turn,
+            "--turn-user",
+            "test",
+            "--turn-pass",
+            "test123",
+            "--relay",
+            "--duration",
+            "10",
+            "--expect-frames",
+        ])
+        .stdout(std::fs::File::create(dir.path().join("low.jsonl")).expect("low log"))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node client.js starts");
+    let mut low = Browser(low);
+
     // Room systems hear 440 Hz and see red.
     let red_seen = |room: &RoomSystem| {
         let regions = [
@@ -244,6 +276,24 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         );
     }
 
+    // The small view decoded at 320 wide: the 180p layer.
+    let low_status = common::wait_child(&mut low.0, Duration::from_secs(30))
+        .expect("the low-layer viewer ends after its 10 s");
+    let low_out = std::fs::read_to_string(dir.path().join("low.jsonl")).unwrap_or_default();
+    let low_stats = low_out
+        .lines()
+        .rev()
+        .find(|l| l.contains("frameWidth"))
+        .unwrap_or("(no stats)");
+    assert!(
+        low_status.success(),
+        "the low-layer viewer failed: {low_stats}"
+    );
+    assert!(
+        low_stats.contains("\"frameWidth\":320"),
+        "substream 0 should be the 320x180 layer: {low_stats}"
+    );
+
     // The operator's view while the browser is in the meeting.
     let c = node.conference(ROOM).expect("conference");
     assert_eq!(c["cascade"]["state"], "connected", "{}", c["cascade"]);
@@ -263,6 +313,11 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     assert!(
         status.success(),
         "the browser's checks failed ({status}): {summary}"
+    );
+    // The browser's own view of the bridge: the high layer, 1280 wide.
+    assert!(
+        out.contains("\"frameWidth\":1280"),
+        "the browser should decode the bridge's 1280x720 high layer: {summary}"
     );
     assert!(
         out.contains("880") || out.contains("1320"),
@@ -296,7 +351,8 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     }
 
     // Janus dies and comes back: the agent rejoins, the calls stay up.
-    let janus_pid = std::env::var("TANDEM_JANUS_PID").expect("netns-peers.sh sets TANDEM_JANUS_PID");
+    let janus_pid =
+        std::env::var("TANDEM_JANUS_PID").expect("netns-peers.sh sets TANDEM_JANUS_PID");
     let rejoins_before = c["cascade"]["rejoins"].as_u64().unwrap_or(0);
     let killed = Command::new("kill")
         .args(["-KILL", &janus_pid])
@@ -329,7 +385,10 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
             .then_some(c)
     });
     let rejoin = back.elapsed();
-    eprintln!("[cascade] rejoined {rejoin:?} after Janus restarted: {}", c["cascade"]);
+    eprintln!(
+        "[cascade] rejoined {rejoin:?} after Janus restarted: {}",
+        c["cascade"]
+    );
     assert!(
         rejoin <= Duration::from_secs(10),
         "the agent took {rejoin:?} to rejoin (limit 10 s)"

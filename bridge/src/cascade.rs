@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use tandem_cascade::agent::{
-    IceServer, PublishSession, ReceivedCodec, ReceivedPacket, SessionConfig, SubscribeSession,
-    TurnCredential,
+    CandidateKind, IceServer, PublishSession, ReceivedCodec, ReceivedPacket, SessionConfig,
+    SubscribeSession, TurnCredential,
 };
 use tandem_cascade::connector::{PublisherId, RemotePublisher, StreamRequest};
 use tandem_cascade::janus::{JanusConfig, JanusConnector};
@@ -60,6 +60,8 @@ const H264_PT: u8 = 96;
 /// Participant IDs of internal legs start here, far above SIP calls'.
 const INTERNAL_IDS: u64 = 1 << 40;
 const KEEPALIVE: Duration = Duration::from_secs(25);
+/// How often the link's ICE stats are sampled.
+const STATS_EVERY: Duration = Duration::from_secs(2);
 /// The link's view is refreshed with a keyframe this often: the meeting
 /// server's subscribers ask for keyframes with PLIs that do not reach us
 /// (the WebRTC stack keeps inbound RTCP to itself), and a browser that
@@ -185,6 +187,8 @@ async fn run(ctx: AgentContext, mut stopped: watch::Receiver<bool>) {
         state.state = "retrying";
         state.rejoins += 1;
         state.native_participants = 0;
+        state.candidate = None;
+        state.rtt_ms = None;
         state.last_error = Some(reason);
         publish_state(&ctx, &state);
         tokio::select! {
@@ -326,6 +330,7 @@ impl<'a> Session<'a> {
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         let mut link_keyframes = tokio::time::interval(LINK_KEYFRAME_EVERY);
+        let mut stats = tokio::time::interval(STATS_EVERY);
         let link_conf_video = self.link.as_ref().and_then(|l| l.conf_video);
         let mut abuf = vec![0u8; 2048];
         let mut vbuf = vec![0u8; 2048];
@@ -392,11 +397,33 @@ impl<'a> Session<'a> {
                         let _ = link_video.send_to(&pli, dest).await;
                     }
                 }
+                _ = stats.tick() => self.sample_stats(state).await,
                 _ = keepalive.tick() => {
                     self.connector.keepalive().await.map_err(|e| format!("keepalive: {e}"))?;
                 }
             }
         }
+    }
+
+    /// The link's candidate pair and RTT, for the API and metrics.
+    async fn sample_stats(&mut self, state: &mut CascadeSnapshot) {
+        let Some(publisher) = self.publisher.as_ref() else {
+            return;
+        };
+        let Some(pair) = publisher.stats().await.selected_pair else {
+            return;
+        };
+        let m = &self.ctx.metrics.cascade;
+        let candidate = candidate_label(pair.local);
+        if state.candidate != Some(candidate) {
+            m.connections.with_label_values(&[candidate]).inc();
+        }
+        state.candidate = Some(candidate);
+        state.rtt_ms = pair.rtt.map(|d| d.as_secs_f64() * 1000.0);
+        if let Some(rtt) = pair.rtt {
+            m.rtt.observe(rtt.as_secs_f64());
+        }
+        publish_state(self.ctx, state);
     }
 
     /// Subscribes to native publishers we do not carry yet, up to the limit.
@@ -664,6 +691,16 @@ impl LayerThread {
 
     fn request_keyframes(&self) {
         let _ = self.input.try_send(LayerInput::Keyframes);
+    }
+}
+
+fn candidate_label(kind: CandidateKind) -> &'static str {
+    match kind {
+        CandidateKind::Host => "host",
+        CandidateKind::ServerReflexive => "srflx",
+        CandidateKind::PeerReflexive => "prflx",
+        CandidateKind::Relay => "relay",
+        CandidateKind::Unknown => "unknown",
     }
 }
 

@@ -141,6 +141,13 @@ pub struct CascadeSnapshot {
     pub native_participants: usize,
     /// Rejoins after a lost meeting session or failed connection.
     pub rejoins: u64,
+    /// The local candidate type the link's media flows on: host, srflx,
+    /// prflx or relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<&'static str>,
+    /// Round-trip time to the meeting server's media, ms (ICE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

@@ -48,6 +48,10 @@ pub struct CascadeMetrics {
     pub dropped: IntCounterVec,
     /// Keyframe requests passed to native publishers (PLI).
     pub keyframe_requests: IntCounter,
+    /// Links that came up, by the local candidate type their media took.
+    pub connections: IntCounterVec,
+    /// ICE round-trip time of the links, sampled every few seconds.
+    pub rtt: Histogram,
 }
 
 impl CascadeMetrics {
@@ -72,6 +76,24 @@ impl CascadeMetrics {
                 "RTP packets across cascade links, by direction (in, out) and kind",
                 &["direction", "kind"],
             ),
+            connections: counter_vec(
+                r,
+                "tandem_cascade_connections_total",
+                "Cascade links that came up, by local candidate type (host, srflx, prflx, relay)",
+                &["candidate"],
+            ),
+            rtt: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tandem_cascade_rtt_seconds",
+                        "ICE round-trip time to the meeting server's media, sampled every 2 s",
+                    )
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 1.0]),
+                )
+                .expect("static metric definition");
+                r.register(Box::new(h.clone())).expect("unique metric name");
+                h
+            },
             keyframe_requests: counter(
                 r,
                 "tandem_cascade_keyframe_requests_total",

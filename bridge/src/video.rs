@@ -426,6 +426,27 @@ impl Leg {
         self.stream.direction.sends() && self.class.is_some()
     }
 
+    /// The head of a compound RTCP packet: our report. Feedback (PLI, FIR,
+    /// TMMBR) rides behind one (RFC 4585 §3.1).
+    fn feedback_head(&mut self, now: Instant) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(128);
+        let sent = rtcp_report::Sent {
+            ssrc: self.ssrc,
+            rtp_ts: self.ts_base,
+            packets: self.packets_out,
+            octets: self.octets_out,
+        };
+        let _ = rtcp_report::write_report(
+            &mut buf,
+            &sent,
+            &mut self.stats,
+            self.last_sr,
+            now,
+            SystemTime::now(),
+        );
+        buf
+    }
+
     fn rtcp_dest(&self) -> Option<(SocketAddr, &UdpSocket)> {
         if self.stream.rtcp_mux {
             self.remote.map(|d| (d, &*self.rtp))
@@ -995,21 +1016,7 @@ impl Engine {
             tries,
             confirmed: false,
         });
-        let mut buf = Vec::with_capacity(96);
-        let sent = rtcp_report::Sent {
-            ssrc: leg.ssrc,
-            rtp_ts: leg.ts_base,
-            packets: leg.packets_out,
-            octets: leg.octets_out,
-        };
-        let _ = rtcp_report::write_report(
-            &mut buf,
-            &sent,
-            &mut leg.stats,
-            leg.last_sr,
-            now,
-            SystemTime::now(),
-        );
+        let mut buf = leg.feedback_head(now);
         // 40 bytes: IPv4 + UDP + RTP headers, counted in the limit.
         rtcp::write_tmmbr(&mut buf, Ssrc(leg.ssrc), Ssrc(media), bitrate_bps, 40);
         if let Some((dest, socket)) = leg.rtcp_dest() {
@@ -1040,22 +1047,7 @@ impl Engine {
         leg.last_keyframe_request = Some(now);
         leg.keyframe_requests_sent += 1;
         let media = Ssrc(leg.remote_ssrc.unwrap_or(0));
-        let mut buf = Vec::with_capacity(64);
-        let sent = rtcp_report::Sent {
-            ssrc: leg.ssrc,
-            rtp_ts: leg.ts_base,
-            packets: leg.packets_out,
-            octets: leg.octets_out,
-        };
-        // Feedback rides in a compound packet led by a report (RFC 4585 §3.1).
-        let _ = rtcp_report::write_report(
-            &mut buf,
-            &sent,
-            &mut leg.stats,
-            leg.last_sr,
-            now,
-            SystemTime::now(),
-        );
+        let mut buf = leg.feedback_head(now);
         let mut methods = Vec::with_capacity(2);
         if leg.stream.fir {
             leg.fir_seq = leg.fir_seq.wrapping_add(1);

@@ -75,8 +75,26 @@ fn reexec_in_namespace() {
     assert!(status.success(), "the cascade scenario failed (see above)");
 }
 
-/// The browser client, stopped if the test ends early.
+/// A browser client (`deploy/peers/browser/client.js`) in room 4711,
+/// relay-only through the Edge; stopped if the test ends early.
 struct Browser(std::process::Child);
+
+impl Browser {
+    /// `args`: the mode and its options; JSON lines go to `log`.
+    fn start(turn: &str, log: &Path, args: &[&str]) -> Browser {
+        let child = Command::new("node")
+            .current_dir(repo().join("deploy/peers/browser"))
+            .arg("client.js")
+            .args(args)
+            .args(["--room", ROOM, "--turn", turn, "--turn-user", "test"])
+            .args(["--turn-pass", "test123", "--relay"])
+            .stdout(std::fs::File::create(log).expect("browser log"))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node client.js starts");
+        Browser(child)
+    }
+}
 
 impl Drop for Browser {
     fn drop(&mut self) {
@@ -113,7 +131,7 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         format!(
             "[cascade]\njanus_url = \"{janus}\"\nice_policy = \"relay\"\nmedia_ip = \"10.99.0.1\"\n\
              create_room = true\nadmin_key = \"supersecret\"\n\
-             [[cascade.turn]]\nurl = \"{turn}\"\nusername = \"test\"\ncredential = \"test123\"\n"
+             [[cascade.turn]]\nurl = \"{turn}\"\nusername = \"tandem\"\ncredential = \"tandem123\"\n"
         ),
     )
     .expect("config written");
@@ -152,28 +170,18 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     let blue = call("blue", (30, 30, 220), 1320.0);
 
     // The browser: publishes red + 440 Hz, listens to everyone else.
-    let browser_dir = repo().join("deploy/peers/browser");
     let log = dir.path().join("browser.jsonl");
-    let browser = Command::new("node")
-        .current_dir(&browser_dir)
-        .args([
-            "client.js",
+    let mut browser = Browser::start(
+        &turn,
+        &log,
+        &[
             "publish",
-            "--room",
-            ROOM,
             "--display",
             "browser-red",
             "--color",
             "red",
             "--tone",
             "440",
-            "--turn",
-            &turn,
-            "--turn-user",
-            "test",
-            "--turn-pass",
-            "test123",
-            "--relay",
             "--duration",
             "25",
             "--subscribe",
@@ -184,12 +192,8 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
             "440",
             "--probe-hz",
             "880",
-        ])
-        .stdout(std::fs::File::create(&log).expect("browser log"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node client.js starts");
-    let mut browser = Browser(browser);
+        ],
+    );
 
     // The browser comes into the conference as a participant with its name.
     common::wait_for(
@@ -202,35 +206,22 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
 
     // A native viewer of the bridge's small view: Janus forwards the 180p
     // layer of its simulcast (substream 0).
-    let low = Command::new("node")
-        .current_dir(&browser_dir)
-        .args([
-            "client.js",
+    let mut low = Browser::start(
+        &turn,
+        &dir.path().join("low.jsonl"),
+        &[
             "subscribe",
-            "--room",
-            ROOM,
             "--match",
             "^Tandem",
             "--count",
             "1",
             "--substream",
             "0",
-            "--turn",
-            &turn,
-            "--turn-user",
-            "test",
-            "--turn-pass",
-            "test123",
-            "--relay",
             "--duration",
             "10",
             "--expect-frames",
-        ])
-        .stdout(std::fs::File::create(dir.path().join("low.jsonl")).expect("low log"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node client.js starts");
-    let mut low = Browser(low);
+        ],
+    );
 
     // Room systems hear 440 Hz and see red.
     let red_seen = |room: &RoomSystem| {
@@ -294,10 +285,26 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         "substream 0 should be the 320x180 layer: {low_stats}"
     );
 
-    // The operator's view while the browser is in the meeting.
+    // The operator's view while the browser is in the meeting: media on a
+    // relay candidate (the Edge), and coturn saw the agent's allocation.
     let c = node.conference(ROOM).expect("conference");
     assert_eq!(c["cascade"]["state"], "connected", "{}", c["cascade"]);
     assert_eq!(c["cascade"]["native_participants"], 1, "{}", c["cascade"]);
+    assert_eq!(c["cascade"]["candidate"], "relay", "{}", c["cascade"]);
+    let peers = PathBuf::from(std::env::var("TANDEM_PEERS_DIR").expect("TANDEM_PEERS_DIR"));
+    let turn_log = std::fs::read_to_string(peers.join("turn.log")).unwrap_or_default();
+    assert!(
+        turn_log
+            .lines()
+            .any(|l| l.contains("user <tandem>") && l.contains("ALLOCATE processed, success")),
+        "coturn's log shows no allocation by the agent (user tandem):\n{}",
+        turn_log
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // The browser: decoded the bridge's video, heard the room systems, never
     // itself (client.js exits 3 when an --expect check fails).
@@ -364,7 +371,6 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         (c["cascade"]["state"] != "connected").then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
-    let peers = PathBuf::from(std::env::var("TANDEM_PEERS_DIR").expect("TANDEM_PEERS_DIR"));
     let janus_conf = peers.join("janus");
     let restarted = Command::new("janus")
         .arg("-F")

@@ -47,8 +47,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'RC=130; cleanup' INT TERM
 
-turnserver -n --listening-ip=10.99.0.1 --relay-ip=10.99.0.1 --listening-port=3478 \
-  --min-port=49160 --max-port=49200 --lt-cred-mech --user=test:test123 --realm=itest.local \
+# Line-buffered: a test reads the log while coturn runs. Two users: browsers
+# use test, Tandem's agent tandem, so the log tells whose allocation it is.
+stdbuf -oL turnserver -n --listening-ip=10.99.0.1 --relay-ip=10.99.0.1 --listening-port=3478 \
+  --min-port=49160 --max-port=49200 --lt-cred-mech --user=test:test123 --user=tandem:tandem123 \
+  --realm=itest.local --verbose \
   --fingerprint --no-tls --no-dtls --no-cli --allow-loopback-peers --no-rfc5780 \
   --userdb="$DIR/turndb" --log-file=stdout --simple-log >"$DIR/turn.log" 2>&1 &
 PIDS+=($!)

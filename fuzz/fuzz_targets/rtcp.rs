@@ -58,6 +58,15 @@ fuzz_target!(|data: &[u8]| {
                 let _ = other.is_pli();
                 let mut out = Vec::new();
                 rtcp::write_pli(&mut out, Ssrc(1), Ssrc(2));
+                // TMMBR/TMMBN entries: whatever a hostile FCI says, our own
+                // encoding of a parsed limit parses back to at most it.
+                for e in other.tmmbr().into_iter().chain(other.tmmbn()) {
+                    let mut out = Vec::new();
+                    rtcp::write_tmmbr(&mut out, Ssrc(1), e.ssrc, e.bitrate_bps, e.overhead);
+                    let again = RtcpPacket::parse_compound(&out).expect("our own TMMBR parses");
+                    let back = again[0].tmmbr();
+                    assert!(back.len() == 1 && back[0].bitrate_bps <= e.bitrate_bps);
+                }
             }
         }
     }

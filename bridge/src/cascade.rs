@@ -19,7 +19,8 @@
 //!   name.
 //!
 //! If the meeting session is lost (Janus restarts) or WebRTC fails, the
-//! agent removes its legs, waits (1 s, doubling to 8 s) and joins again;
+//! agent removes its legs, waits (1 s, doubling to 4 s; back to 1 s after a
+//! session that connected) and joins again;
 //! room systems stay in their calls throughout.
 
 use std::collections::HashMap;
@@ -60,6 +61,10 @@ const H264_PT: u8 = 96;
 /// Participant IDs of internal legs start here, far above SIP calls'.
 const INTERNAL_IDS: u64 = 1 << 40;
 const KEEPALIVE: Duration = Duration::from_secs(25);
+/// The longest wait between two attempts to join the meeting: a meeting
+/// server that restarts is back in seconds, and the room systems are
+/// waiting for its people.
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
 /// How often the link's ICE stats are sampled.
 const STATS_EVERY: Duration = Duration::from_secs(2);
 /// The link's view is refreshed with a keyframe this often: the meeting
@@ -178,6 +183,10 @@ async fn run(ctx: AgentContext, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             break;
         }
+        // A session that got connected earns a quick retry again.
+        if state.state == "connected" {
+            backoff = Duration::from_secs(1);
+        }
         let reason = match result {
             Ok(()) => "meeting session ended".to_string(),
             Err(e) => e,
@@ -195,7 +204,7 @@ async fn run(ctx: AgentContext, mut stopped: watch::Receiver<bool>) {
             _ = tokio::time::sleep(backoff) => {}
             _ = stopped.changed() => break,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(8));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
         state.state = "joining";
     }
     m.agents.dec();

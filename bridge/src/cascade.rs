@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use prometheus::IntCounter;
 use tandem_cascade::agent::{
     CandidateKind, IceServer, PublishSession, ReceivedCodec, ReceivedPacket, SessionConfig,
     SubscribeSession, TurnCredential,
@@ -255,6 +256,15 @@ struct Session<'a> {
     layers_rx: mpsc::Receiver<(SimulcastLayer, MediaTime, Vec<u8>)>,
     depacketizer: H264Depacketizer,
     send_buf: Vec<u8>,
+    /// `tandem_cascade_packets_total`, resolved once (not per packet).
+    counters: LinkCounters,
+}
+
+struct LinkCounters {
+    in_audio: IntCounter,
+    in_video: IntCounter,
+    out_audio: IntCounter,
+    out_video: IntCounter,
 }
 
 impl<'a> Session<'a> {
@@ -279,6 +289,15 @@ impl<'a> Session<'a> {
             layers_rx,
             depacketizer: H264Depacketizer::new(),
             send_buf: Vec::with_capacity(1500),
+            counters: {
+                let c = |d: &str, k: &str| ctx.metrics.cascade.packets.with_label_values(&[d, k]);
+                LinkCounters {
+                    in_audio: c("in", "audio"),
+                    in_video: c("in", "video"),
+                    out_audio: c("out", "audio"),
+                    out_video: c("out", "video"),
+                }
+            },
         }
     }
 
@@ -530,8 +549,18 @@ impl<'a> Session<'a> {
             return;
         };
         let (socket, dest, pt, kind) = match p.codec {
-            ReceivedCodec::Opus => (&n.leg.audio, Some(n.leg.conf_audio), OPUS_PT, "audio"),
-            ReceivedCodec::H264 => (&n.leg.video, n.leg.conf_video, H264_PT, "video"),
+            ReceivedCodec::Opus => (
+                &n.leg.audio,
+                Some(n.leg.conf_audio),
+                OPUS_PT,
+                &self.counters.in_audio,
+            ),
+            ReceivedCodec::H264 => (
+                &n.leg.video,
+                n.leg.conf_video,
+                H264_PT,
+                &self.counters.in_video,
+            ),
             ReceivedCodec::Other(_) => {
                 self.ctx
                     .metrics
@@ -553,12 +582,7 @@ impl<'a> Session<'a> {
         }
         .write(&p.payload, &mut self.send_buf);
         if socket.send_to(&self.send_buf, dest).await.is_ok() {
-            self.ctx
-                .metrics
-                .cascade
-                .packets
-                .with_label_values(&["in", kind])
-                .inc();
+            kind.inc();
         }
     }
 
@@ -575,12 +599,7 @@ impl<'a> Session<'a> {
                 .send_audio(packet.timestamp, packet.payload)
                 .await
                 .map_err(|e| format!("send audio: {e}"))?;
-            self.ctx
-                .metrics
-                .cascade
-                .packets
-                .with_label_values(&["out", "audio"])
-                .inc();
+            self.counters.out_audio.inc();
         }
         Ok(())
     }
@@ -595,20 +614,17 @@ impl<'a> Session<'a> {
         };
         self.depacketizer.handle_rtp(&packet);
         while let Some(au) = self.depacketizer.poll_access_unit() {
-            if let Some(l) = &self.layers {
-                l.push(au.timestamp, &au.data, &self.ctx.metrics);
-            }
             if let Some(publisher) = self.publisher.as_mut() {
                 publisher
                     .send_video(SimulcastLayer::Hd720, au.timestamp, &au.data)
                     .await
                     .map_err(|e| format!("send video: {e}"))?;
-                self.ctx
-                    .metrics
-                    .cascade
-                    .packets
-                    .with_label_values(&["out", "video"])
-                    .inc();
+                self.counters.out_video.inc();
+            }
+            // The smaller layers are made from the same access unit: it
+            // moves to the layer thread, no copy.
+            if let Some(l) = &self.layers {
+                l.push(au.timestamp, au.data, &self.ctx.metrics);
             }
         }
         Ok(())
@@ -684,12 +700,8 @@ impl LayerThread {
     }
 
     /// A picture of the view; dropped (and counted) when the thread lags.
-    fn push(&self, ts: MediaTime, au: &[u8], metrics: &Metrics) {
-        if self
-            .input
-            .try_send(LayerInput::Picture(ts, au.to_vec()))
-            .is_err()
-        {
+    fn push(&self, ts: MediaTime, au: Vec<u8>, metrics: &Metrics) {
+        if self.input.try_send(LayerInput::Picture(ts, au)).is_err() {
             metrics
                 .cascade
                 .dropped

@@ -41,8 +41,8 @@ pub struct CascadeMetrics {
     pub agents: IntGauge,
     /// Rejoins after a lost meeting session or failed connection.
     pub rejoins: IntCounter,
-    /// RTP packets across the link, by direction (in: from the meeting,
-    /// out: to it) and kind (audio, video).
+    /// Media across the link, by direction and kind: RTP packets from the
+    /// meeting (in); Opus packets and H.264 pictures into it (out).
     pub packets: IntCounterVec,
     /// Packets from the meeting we could not use, by reason (codec).
     pub dropped: IntCounterVec,
@@ -73,7 +73,8 @@ impl CascadeMetrics {
             packets: counter_vec(
                 r,
                 "tandem_cascade_packets_total",
-                "RTP packets across cascade links, by direction (in, out) and kind",
+                "Media across cascade links, by direction and kind: RTP packets from the \
+                 meeting (in), Opus packets and H.264 pictures published into it (out)",
                 &["direction", "kind"],
             ),
             connections: counter_vec(

@@ -209,6 +209,8 @@ impl PeerConnectionEventHandler for Handler {
 /// Reads one remote track until it ends and hands its RTP to the caller.
 async fn forward_track(track: Arc<dyn TrackRemote>, route: ReceiveRoute) {
     let mut rids: HashMap<u32, Option<String>> = HashMap::new();
+    // Looked up once per SSRC, not per packet.
+    let mut codecs: HashMap<u32, ReceivedCodec> = HashMap::new();
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnOpen(init) => {
@@ -220,9 +222,16 @@ async fn forward_track(track: Arc<dyn TrackRemote>, route: ReceiveRoute) {
                     Some((mid, kind)) => (Some(mid.clone()), *kind),
                     None => (None, MediaKind::Other),
                 };
-                let codec = match track.codec(ssrc).await {
-                    Some(c) => ReceivedCodec::from_mime(&c.mime_type),
-                    None => ReceivedCodec::Other(String::new()),
+                let codec = match codecs.get(&ssrc) {
+                    Some(c) => c.clone(),
+                    None => match track.codec(ssrc).await {
+                        Some(c) => {
+                            let codec = ReceivedCodec::from_mime(&c.mime_type);
+                            codecs.insert(ssrc, codec.clone());
+                            codec
+                        }
+                        None => ReceivedCodec::Other(String::new()),
+                    },
                 };
                 if codec == ReceivedCodec::H264
                     && let Ok(mut video) = route.video.lock()

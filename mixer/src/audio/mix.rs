@@ -183,6 +183,7 @@ pub struct AudioMixer {
     base_pcm: Vec<i16>,
     scratch_pcm: Vec<i16>,
     /// The base mix without remote speakers' frames (for links).
+    local: Vec<i32>,
     local_pcm: Vec<i16>,
     output: MixOutput,
     pool: Vec<EncodedPayload>,
@@ -225,6 +226,7 @@ impl AudioMixer {
             base: vec![0; TICK_SAMPLES],
             base_pcm: vec![0; TICK_SAMPLES],
             scratch_pcm: vec![0; TICK_SAMPLES],
+            local: vec![0; TICK_SAMPLES],
             local_pcm: vec![0; TICK_SAMPLES],
             output: MixOutput::default(),
             pool: Vec::new(),
@@ -383,16 +385,16 @@ impl AudioMixer {
             .any(|&i| self.participants[i].remote && self.participants[i].has_frame);
         if has_link {
             if remote_mixed {
-                let mut local = self.base.clone();
+                self.local.copy_from_slice(&self.base);
                 for &i in &self.mixed {
                     let p = &self.participants[i];
                     if p.remote && p.has_frame {
-                        for (l, &s) in local.iter_mut().zip(&p.frame) {
+                        for (l, &s) in self.local.iter_mut().zip(&p.frame) {
                             *l -= i32::from(s);
                         }
                     }
                 }
-                for (o, &l) in self.local_pcm.iter_mut().zip(&local) {
+                for (o, &l) in self.local_pcm.iter_mut().zip(&self.local) {
                     *o = limit(l);
                 }
             } else {

@@ -27,14 +27,16 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::IntCounter;
 use tandem_cascade::agent::{
-    CandidateKind, IceServer, PublishSession, ReceivedCodec, ReceivedPacket, SessionConfig,
-    SubscribeSession, TurnCredential,
+    CandidateKind, IceServer, LayerCounters, PublishSession, ReceivedCodec, ReceivedPacket,
+    SessionConfig, SubscribeSession, TurnCredential,
 };
-use tandem_cascade::connector::{PublisherId, RemotePublisher, StreamRequest};
+use tandem_cascade::connector::{
+    MediaKind, PublisherId, RemotePublisher, StreamRequest, SubscriptionId,
+};
 use tandem_cascade::janus::{JanusConfig, JanusConnector};
 use tandem_cascade::{IcePolicy, MeetingConnector, MeetingEvent, RoomId};
 use tandem_mixer::ParticipantId;
@@ -44,6 +46,7 @@ use tandem_mixer::video::{
 };
 use tandem_proto::rtp::MediaTime;
 use tandem_proto::rtp::h264::H264Depacketizer;
+use tandem_proto::rtp::rtcp::RtcpPacket;
 use tandem_proto::rtp::{RtpHeader, RtpPacket, Ssrc, is_rtcp, rtcp};
 use tandem_proto::sdp::{AudioCodec, LocalMedia, SdpSession, SessionDescription};
 use tokio::net::UdpSocket;
@@ -51,7 +54,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::conference::{CascadeSnapshot, ConferenceCommand, LegSetup, LegSide};
+use crate::conference::{
+    CascadeSnapshot, ConferenceCommand, ConferenceSnapshot, LegSetup, LegSide, NativeSnapshot,
+};
 use crate::config::{CascadeConfig, IcePolicyConfig};
 use crate::driver::net::PortAllocator;
 use crate::metrics::Metrics;
@@ -82,6 +87,7 @@ pub struct CascadeSettings {
     pub janus: JanusConfig,
     pub session: SessionConfig,
     pub native_speakers: usize,
+    pub native_audio: usize,
     pub display_name: String,
     pub audio_dscp: u8,
     pub video_dscp: u8,
@@ -94,6 +100,8 @@ impl CascadeSettings {
         let mut janus = JanusConfig::new(url.clone());
         janus.create_room = c.create_room;
         janus.admin_key = c.admin_key.clone();
+        janus.admin_url = c.janus_admin_url.clone();
+        janus.admin_secret = c.janus_admin_secret.clone();
         let ice_servers = c
             .turn
             .iter()
@@ -124,6 +132,7 @@ impl CascadeSettings {
                 bind: c.media_ip,
             },
             native_speakers: c.native_speakers,
+            native_audio: c.native_audio.max(c.native_speakers),
             display_name: c.display_name.clone(),
             audio_dscp,
             video_dscp,
@@ -141,6 +150,8 @@ pub struct AgentContext {
     pub video_ports: Arc<PortAllocator>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<CascadeSettings>,
+    /// The conference's published state: who is talking.
+    pub snapshot: watch::Receiver<ConferenceSnapshot>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::stop`].
@@ -228,15 +239,66 @@ struct InternalLeg {
     conf_video: Option<SocketAddr>,
 }
 
-/// A native publisher in the conference.
+/// A native publisher in the conference: always heard; shown (its video
+/// subscribed and in the layouts) while among the `native_speakers` most
+/// recent talkers.
 struct Native {
     leg: InternalLeg,
+    name: String,
     session: SubscribeSession,
+    subscription: SubscriptionId,
+    /// Its video in our subscription, and whether it comes as simulcast.
+    video_mid: Option<String>,
+    simulcast: bool,
+    /// The layer asked of the meeting server (`None`: its default).
+    layer: Option<SimulcastLayer>,
+    shown: bool,
+    talking: bool,
+    last_talk: Option<Instant>,
+    /// Join order: ties among talkers go to the earlier.
+    seq: u64,
+    /// The SSRC its video reaches the conference with (for TMMBN).
+    video_ssrc: Option<u32>,
     forward: JoinHandle<()>,
-    /// Reads the conference's RTCP for this leg: its keyframe requests go
-    /// to the publisher (PLI through the meeting server).
+    /// Reads the conference's RTCP for this leg: keyframe requests go to
+    /// the publisher (PLI through the meeting server), bitrate limits
+    /// (TMMBR) pick the simulcast layer the meeting server sends us.
     feedback: JoinHandle<()>,
 }
+
+/// What the conference asked of a native publisher's video.
+enum Feedback {
+    Keyframe,
+    /// TMMBR from `requester` (the conference's SSRC on this leg).
+    Limit {
+        requester: u32,
+        bitrate_bps: u64,
+    },
+}
+
+/// The layer that fits a bitrate limit, as a room system would choose its
+/// resolution (720p from 1 Mbit/s, 360p from 400 kbit/s).
+fn layer_for_limit(bitrate_bps: u64) -> SimulcastLayer {
+    match bitrate_bps {
+        b if b >= 1_000_000 => SimulcastLayer::Hd720,
+        b if b >= 400_000 => SimulcastLayer::Sd360,
+        _ => SimulcastLayer::Low180,
+    }
+}
+
+pub fn layer_label(layer: SimulcastLayer) -> &'static str {
+    match layer {
+        SimulcastLayer::Hd720 => "720p",
+        SimulcastLayer::Sd360 => "360p",
+        SimulcastLayer::Low180 => "180p",
+    }
+}
+
+const LAYERS: [SimulcastLayer; 3] = [
+    SimulcastLayer::Hd720,
+    SimulcastLayer::Sd360,
+    SimulcastLayer::Low180,
+];
 
 /// One attempt at being in the meeting.
 struct Session<'a> {
@@ -248,16 +310,28 @@ struct Session<'a> {
     /// Publishers we know of, in the order they appeared.
     known: Vec<RemotePublisher>,
     own_id: Option<PublisherId>,
+    next_seq: u64,
     packets_tx: mpsc::Sender<(PublisherId, ReceivedPacket)>,
     packets_rx: mpsc::Receiver<(PublisherId, ReceivedPacket)>,
-    keyframes_tx: mpsc::Sender<PublisherId>,
-    keyframes_rx: mpsc::Receiver<PublisherId>,
+    feedback_tx: mpsc::Sender<(PublisherId, Feedback)>,
+    feedback_rx: mpsc::Receiver<(PublisherId, Feedback)>,
     layers: Option<LayerThread>,
     layers_rx: mpsc::Receiver<(SimulcastLayer, MediaTime, Vec<u8>)>,
+    /// The low layers being encoded (the high one always is: it is the
+    /// node's own view).
+    active_layers: Vec<SimulcastLayer>,
     depacketizer: H264Depacketizer,
     send_buf: Vec<u8>,
     /// `tandem_cascade_packets_total`, resolved once (not per packet).
     counters: LinkCounters,
+    /// Last sequence number per inbound SSRC, for loss.
+    in_seq: HashMap<u32, u16>,
+    /// Per-layer and audio counters at the last sample, for the deltas.
+    sampled_layers: [LayerCounters; 3],
+    sampled_audio: LayerCounters,
+    /// What the meeting server had lost of ours at the last look.
+    server_lost: u64,
+    admin_failures: u32,
 }
 
 struct LinkCounters {
@@ -265,14 +339,18 @@ struct LinkCounters {
     in_video: IntCounter,
     out_audio: IntCounter,
     out_video: IntCounter,
+    in_audio_bytes: IntCounter,
+    in_video_bytes: IntCounter,
+    lost_in: IntCounter,
 }
 
 impl<'a> Session<'a> {
     fn new(ctx: &'a AgentContext) -> Self {
         let (packets_tx, packets_rx) = mpsc::channel(4096);
-        let (keyframes_tx, keyframes_rx) = mpsc::channel(64);
+        let (feedback_tx, feedback_rx) = mpsc::channel(64);
         let (layers_tx, layers_rx) = mpsc::channel(32);
         let layers = LayerThread::start(&ctx.conference, layers_tx);
+        let m = &ctx.metrics.cascade;
         Session {
             ctx,
             connector: JanusConnector::new(ctx.settings.janus.clone()),
@@ -281,23 +359,34 @@ impl<'a> Session<'a> {
             natives: HashMap::new(),
             known: Vec::new(),
             own_id: None,
+            next_seq: 0,
             packets_tx,
             packets_rx,
-            keyframes_tx,
-            keyframes_rx,
+            feedback_tx,
+            feedback_rx,
             layers,
             layers_rx,
+            active_layers: vec![SimulcastLayer::Sd360, SimulcastLayer::Low180],
             depacketizer: H264Depacketizer::new(),
             send_buf: Vec::with_capacity(1500),
             counters: {
-                let c = |d: &str, k: &str| ctx.metrics.cascade.packets.with_label_values(&[d, k]);
+                let c = |d: &str, k: &str| m.packets.with_label_values(&[d, k]);
+                let b = |d: &str, k: &str| m.bytes.with_label_values(&[d, k]);
                 LinkCounters {
                     in_audio: c("in", "audio"),
                     in_video: c("in", "video"),
                     out_audio: c("out", "audio"),
                     out_video: c("out", "video"),
+                    in_audio_bytes: b("in", "audio"),
+                    in_video_bytes: b("in", "video"),
+                    lost_in: m.lost.with_label_values(&["in"]),
                 }
             },
+            in_seq: HashMap::new(),
+            sampled_layers: [LayerCounters::default(); 3],
+            sampled_audio: LayerCounters::default(),
+            server_lost: 0,
+            admin_failures: 0,
         }
     }
 
@@ -336,7 +425,7 @@ impl<'a> Session<'a> {
         self.publisher = Some(publisher);
         info!(conference = %ctx.conference, room = ctx.room, "cascade published into the meeting");
 
-        let link = add_internal_leg(ctx, &ctx.settings.display_name, LegSide::Link)
+        let link = add_internal_leg(ctx, &ctx.settings.display_name, LegSide::Link, true)
             .await
             .map_err(|e| format!("link leg: {e}"))?;
         // The link shows the local active speaker, full frame.
@@ -360,6 +449,8 @@ impl<'a> Session<'a> {
         let mut link_keyframes = tokio::time::interval(LINK_KEYFRAME_EVERY);
         let mut stats = tokio::time::interval(STATS_EVERY);
         let link_conf_video = self.link.as_ref().and_then(|l| l.conf_video);
+        let mut speaking = ctx.snapshot.clone();
+        let mut conference_alive = true;
         let mut abuf = vec![0u8; 2048];
         let mut vbuf = vec![0u8; 2048];
         loop {
@@ -384,11 +475,34 @@ impl<'a> Session<'a> {
                         }
                         self.subscribe_missing(state).await?;
                     }
+                    Some(MeetingEvent::Talking { publisher, talking }) => {
+                        if let Some(n) = self.natives.get_mut(&publisher) {
+                            n.talking = talking;
+                            if talking {
+                                n.last_talk = Some(Instant::now());
+                            }
+                            self.rerank(state).await?;
+                        }
+                    }
                     Some(MeetingEvent::HungUp { subscription: None, reason }) => {
                         return Err(format!("publisher hung up: {reason}"));
                     }
                     Some(_) => {}
                 },
+                r = speaking.changed(), if conference_alive => {
+                    if r.is_err() {
+                        conference_alive = false;
+                        continue;
+                    }
+                    let (any, changed) = self.heard_talking(&speaking);
+                    if any {
+                        self.rerank(state).await?;
+                    }
+                    if changed {
+                        self.describe_natives(state);
+                        publish_state(ctx, state);
+                    }
+                }
                 Some((id, packet)) = self.packets_rx.recv() => self.forward_native(id, &packet).await,
                 Some((layer, ts, data)) = self.layers_rx.recv() => {
                     if let Some(publisher) = self.publisher.as_mut() {
@@ -396,15 +510,10 @@ impl<'a> Session<'a> {
                             .send_video(layer, ts, &data)
                             .await
                             .map_err(|e| format!("send video: {e}"))?;
+                        self.counters.out_video.inc();
                     }
                 }
-                Some(id) = self.keyframes_rx.recv() => {
-                    if let Some(n) = self.natives.get(&id) {
-                        let asked = n.session.request_keyframe().await;
-                        tracing::debug!(publisher = id.0, asked, "keyframe requested from a native publisher");
-                        ctx.metrics.cascade.keyframe_requests.inc();
-                    }
-                }
+                Some((id, fb)) = self.feedback_rx.recv() => self.handle_feedback(id, fb, state).await?,
                 r = link_audio.recv_from(&mut abuf) => {
                     if let Ok((n, _)) = r {
                         self.publish_audio(&abuf[..n]).await?;
@@ -425,7 +534,11 @@ impl<'a> Session<'a> {
                         let _ = link_video.send_to(&pli, dest).await;
                     }
                 }
-                _ = stats.tick() => self.sample_stats(state).await,
+                _ = stats.tick() => {
+                    self.sample_stats(state).await;
+                    self.follow_server(state).await;
+                    publish_state(ctx, state);
+                }
                 _ = keepalive.tick() => {
                     self.connector.keepalive().await.map_err(|e| format!("keepalive: {e}"))?;
                 }
@@ -433,15 +546,174 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The link's candidate pair and RTT, for the API and metrics.
+    /// Marks the natives the conference hears talking: whether any is,
+    /// and whether who talks changed.
+    fn heard_talking(&mut self, snapshot: &watch::Receiver<ConferenceSnapshot>) -> (bool, bool) {
+        let snap = snapshot.borrow();
+        let now = Instant::now();
+        let mut any = false;
+        let mut changed = false;
+        for n in self.natives.values_mut() {
+            let id = n.leg.participant.0.to_string();
+            let talking = snap.participants.iter().any(|p| p.id == id && p.speaking);
+            if talking {
+                n.last_talk = Some(now);
+                any = true;
+            }
+            changed |= n.talking != talking;
+            n.talking = talking;
+        }
+        (any, changed)
+    }
+
+    /// Shows the `native_speakers` most recent talkers (join order among
+    /// those who have not talked) and hides the others: their video is
+    /// not sent to us and they leave the layouts; they stay heard.
+    async fn rerank(&mut self, state: &mut CascadeSnapshot) -> Result<(), String> {
+        let mut order: Vec<(Option<Instant>, u64, PublisherId)> = self
+            .natives
+            .iter()
+            .map(|(id, n)| (n.last_talk, n.seq, *id))
+            .collect();
+        // Most recent talk first; never-talked last, by join order.
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let shown: Vec<PublisherId> = order
+            .iter()
+            .take(self.ctx.settings.native_speakers)
+            .map(|o| o.2)
+            .collect();
+        let mut changed = false;
+        for (id, n) in self.natives.iter_mut() {
+            let want = shown.contains(id);
+            if n.shown == want {
+                continue;
+            }
+            changed = true;
+            n.shown = want;
+            if let Some(mid) = &n.video_mid {
+                self.connector
+                    .set_stream_sending(n.subscription, mid, want)
+                    .await
+                    .map_err(|e| format!("configure: {e}"))?;
+            }
+            let _ = self
+                .ctx
+                .commands
+                .send(ConferenceCommand::ShowVideo {
+                    participant: n.leg.participant,
+                    shown: want,
+                })
+                .await;
+            if want {
+                // Its first picture is a keyframe.
+                let _ = n.session.request_keyframe().await;
+            }
+            info!(conference = %self.ctx.conference, name = %n.name, shown = want, "native participant's video");
+        }
+        if changed {
+            self.ctx.metrics.cascade.native_switches.inc();
+            self.describe_natives(state);
+            publish_state(self.ctx, state);
+        }
+        Ok(())
+    }
+
+    fn describe_natives(&self, state: &mut CascadeSnapshot) {
+        let mut list: Vec<&Native> = self.natives.values().collect();
+        list.sort_by_key(|n| n.seq);
+        state.native_participants = list.len();
+        state.natives = list
+            .into_iter()
+            .map(|n| NativeSnapshot {
+                name: n.name.clone(),
+                participant: n.leg.participant.0.to_string(),
+                shown: n.shown,
+                talking: n.talking,
+                layer: n.shown.then(|| n.layer.map(layer_label)).flatten(),
+            })
+            .collect();
+    }
+
+    async fn handle_feedback(
+        &mut self,
+        id: PublisherId,
+        fb: Feedback,
+        state: &mut CascadeSnapshot,
+    ) -> Result<(), String> {
+        let Some(n) = self.natives.get_mut(&id) else {
+            return Ok(());
+        };
+        match fb {
+            Feedback::Keyframe => {
+                let asked = n.session.request_keyframe().await;
+                tracing::debug!(
+                    publisher = id.0,
+                    asked,
+                    "keyframe requested from a native publisher"
+                );
+                self.ctx.metrics.cascade.keyframe_requests.inc();
+            }
+            Feedback::Limit {
+                requester,
+                bitrate_bps,
+            } => {
+                let (Some(mid), true) = (n.video_mid.clone(), n.simulcast) else {
+                    return Ok(());
+                };
+                let layer = layer_for_limit(bitrate_bps);
+                if n.layer != Some(layer) {
+                    self.connector
+                        .switch_layer(n.subscription, &mid, layer)
+                        .await
+                        .map_err(|e| format!("switch layer: {e}"))?;
+                    info!(conference = %self.ctx.conference, name = %n.name, layer = layer_label(layer), "native participant's layer");
+                    n.layer = Some(layer);
+                    self.ctx
+                        .metrics
+                        .cascade
+                        .layer_switches
+                        .with_label_values(&[layer_label(layer)])
+                        .inc();
+                }
+                // Confirm (TMMBN): the limit is applied upstream.
+                if let (Some(dest), Some(ssrc)) = (n.leg.conf_video, n.video_ssrc) {
+                    let mut buf = Vec::with_capacity(20);
+                    rtcp::write_tmmbn(&mut buf, Ssrc(ssrc), &[(Ssrc(requester), bitrate_bps, 40)]);
+                    let _ = n.leg.video.send_to(&buf, dest).await;
+                }
+                self.describe_natives(state);
+                publish_state(self.ctx, state);
+            }
+        }
+        Ok(())
+    }
+
+    /// The link's candidate pair and RTT, and what went out per layer.
     async fn sample_stats(&mut self, state: &mut CascadeSnapshot) {
         let Some(publisher) = self.publisher.as_ref() else {
             return;
         };
+        let m = &self.ctx.metrics.cascade;
+        for (i, layer) in LAYERS.into_iter().enumerate() {
+            let now = publisher.layer_counters(layer);
+            let last = self.sampled_layers[i];
+            let label = layer_label(layer);
+            m.layer_frames
+                .with_label_values(&[label])
+                .inc_by(now.frames.saturating_sub(last.frames));
+            let bytes = now.bytes.saturating_sub(last.bytes);
+            m.layer_bytes.with_label_values(&[label]).inc_by(bytes);
+            m.bytes.with_label_values(&["out", "video"]).inc_by(bytes);
+            self.sampled_layers[i] = now;
+        }
+        let audio = publisher.audio_counters();
+        m.bytes
+            .with_label_values(&["out", "audio"])
+            .inc_by(audio.bytes.saturating_sub(self.sampled_audio.bytes));
+        self.sampled_audio = audio;
         let Some(pair) = publisher.stats().await.selected_pair else {
             return;
         };
-        let m = &self.ctx.metrics.cascade;
         let candidate = candidate_label(pair.local);
         if state.candidate != Some(candidate) {
             m.connections.with_label_values(&[candidate]).inc();
@@ -451,7 +723,59 @@ impl<'a> Session<'a> {
         if let Some(rtt) = pair.rtt {
             m.rtt.observe(rtt.as_secs_f64());
         }
-        publish_state(self.ctx, state);
+    }
+
+    /// What the meeting server forwards of ours: layers nobody receives
+    /// are not encoded. Its view of our loss, too.
+    async fn follow_server(&mut self, state: &mut CascadeSnapshot) {
+        let view = match self.connector.server_view().await {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                // Keep every layer while the server cannot tell.
+                self.admin_failures += 1;
+                if self.admin_failures == 1 {
+                    warn!(conference = %self.ctx.conference, error = %e, "meeting server admin API; sending every layer");
+                }
+                self.ctx
+                    .metrics
+                    .cascade
+                    .dropped
+                    .with_label_values(&["admin_api"])
+                    .inc();
+                self.set_active_layers(vec![SimulcastLayer::Sd360, SimulcastLayer::Low180], state);
+                return;
+            }
+        };
+        self.admin_failures = 0;
+        let lost = view.lost.saturating_sub(self.server_lost);
+        self.server_lost = self.server_lost.max(view.lost);
+        self.ctx
+            .metrics
+            .cascade
+            .lost
+            .with_label_values(&["out"])
+            .inc_by(lost);
+        state.lost_out = self.server_lost;
+        let active: Vec<SimulcastLayer> = [SimulcastLayer::Sd360, SimulcastLayer::Low180]
+            .into_iter()
+            .filter(|l| view.forwarded.contains(l))
+            .collect();
+        self.set_active_layers(active, state);
+    }
+
+    fn set_active_layers(&mut self, active: Vec<SimulcastLayer>, state: &mut CascadeSnapshot) {
+        if active != self.active_layers {
+            info!(conference = %self.ctx.conference, layers = ?active.iter().map(|l| layer_label(*l)).collect::<Vec<_>>(), "simulcast layers encoded besides 720p");
+            // Not taken (the thread's queue is full): again next time.
+            if self.layers.as_ref().is_none_or(|l| l.set_active(&active)) {
+                self.active_layers = active;
+            }
+        }
+        state.layers_sent = std::iter::once(SimulcastLayer::Hd720)
+            .chain(self.active_layers.iter().copied())
+            .map(layer_label)
+            .collect();
     }
 
     /// Subscribes to native publishers we do not carry yet, up to the limit.
@@ -461,7 +785,7 @@ impl<'a> Session<'a> {
             .known
             .iter()
             .filter(|p| Some(p.id) != self.own_id && !p.streams.is_empty())
-            .take(ctx.settings.native_speakers)
+            .take(ctx.settings.native_audio)
             .cloned()
             .collect();
         for p in wanted {
@@ -480,6 +804,15 @@ impl<'a> Session<'a> {
                 }])
                 .await
                 .map_err(|e| format!("subscribe: {e}"))?;
+            let video_mid = offer
+                .streams
+                .iter()
+                .find(|s| s.kind == MediaKind::Video)
+                .map(|s| s.mid.clone());
+            let simulcast = p
+                .streams
+                .iter()
+                .any(|s| s.kind == MediaKind::Video && s.simulcast);
             let (mut session, answer) = SubscribeSession::answer(
                 &ctx.settings.session,
                 SystemTime::now(),
@@ -492,9 +825,16 @@ impl<'a> Session<'a> {
                 .start(offer.id, answer)
                 .await
                 .map_err(|e| format!("start: {e}"))?;
-            let leg = add_internal_leg(ctx, &name, LegSide::Remote)
+            // Shown only once ranked among the speakers (below).
+            let leg = add_internal_leg(ctx, &name, LegSide::Remote, false)
                 .await
                 .map_err(|e| format!("remote leg: {e}"))?;
+            if let Some(mid) = &video_mid {
+                self.connector
+                    .set_stream_sending(offer.id, mid, false)
+                    .await
+                    .map_err(|e| format!("configure: {e}"))?;
+            }
             let forward = match session.take_packets() {
                 Some(mut packets) => {
                     let tx = self.packets_tx.clone();
@@ -509,58 +849,58 @@ impl<'a> Session<'a> {
                 }
                 None => tokio::spawn(async {}),
             };
-            let feedback = {
-                let socket = leg.video.clone();
-                let tx = self.keyframes_tx.clone();
-                let id = p.id;
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 1500];
-                    while let Ok((n, _)) = socket.recv_from(&mut buf).await {
-                        let wants_keyframe = rtcp::parse_compound(&buf[..n])
-                            .is_ok_and(|ps| ps.iter().any(|p| p.is_pli() || p.is_fir()));
-                        if wants_keyframe && tx.try_send(id).is_err() && tx.is_closed() {
-                            break;
-                        }
-                    }
-                })
-            };
-            // Whatever keyframe the publisher sent before our subscription
-            // was up is lost: ask for one now.
-            let _ = self.keyframes_tx.try_send(p.id);
+            let feedback = spawn_feedback(leg.video.clone(), p.id, self.feedback_tx.clone());
             info!(conference = %ctx.conference, publisher = p.id.0, %name, "native publisher joins the conference");
+            self.next_seq += 1;
             self.natives.insert(
                 p.id,
                 Native {
                     leg,
+                    name,
                     session,
+                    subscription: offer.id,
+                    video_mid,
+                    simulcast,
+                    layer: None,
+                    shown: false,
+                    talking: p.talking.unwrap_or(false),
+                    last_talk: None,
+                    seq: self.next_seq,
+                    video_ssrc: None,
                     forward,
                     feedback,
                 },
             );
         }
-        state.native_participants = self.natives.len();
+        self.rerank(state).await?;
+        self.describe_natives(state);
         publish_state(ctx, state);
         Ok(())
     }
 
     /// A native publisher's packet, into its leg.
     async fn forward_native(&mut self, id: PublisherId, p: &ReceivedPacket) {
-        let Some(n) = self.natives.get(&id) else {
+        let Some(n) = self.natives.get_mut(&id) else {
             return;
         };
-        let (socket, dest, pt, kind) = match p.codec {
+        let (socket, dest, pt, packets, bytes) = match p.codec {
             ReceivedCodec::Opus => (
                 &n.leg.audio,
                 Some(n.leg.conf_audio),
                 OPUS_PT,
                 &self.counters.in_audio,
+                &self.counters.in_audio_bytes,
             ),
-            ReceivedCodec::H264 => (
-                &n.leg.video,
-                n.leg.conf_video,
-                H264_PT,
-                &self.counters.in_video,
-            ),
+            ReceivedCodec::H264 => {
+                n.video_ssrc = Some(p.ssrc);
+                (
+                    &n.leg.video,
+                    n.leg.conf_video,
+                    H264_PT,
+                    &self.counters.in_video,
+                    &self.counters.in_video_bytes,
+                )
+            }
             ReceivedCodec::Other(_) => {
                 self.ctx
                     .metrics
@@ -571,6 +911,14 @@ impl<'a> Session<'a> {
                 return;
             }
         };
+        // Loss: gaps in each stream's sequence numbers (a jump of more
+        // than a few seconds' packets is a new stream, not loss).
+        if let Some(last) = self.in_seq.insert(p.ssrc, p.sequence) {
+            let gap = p.sequence.wrapping_sub(last.wrapping_add(1));
+            if gap > 0 && gap < 1000 {
+                self.counters.lost_in.inc_by(u64::from(gap));
+            }
+        }
         let Some(dest) = dest else { return };
         self.send_buf.clear();
         RtpHeader {
@@ -582,7 +930,8 @@ impl<'a> Session<'a> {
         }
         .write(&p.payload, &mut self.send_buf);
         if socket.send_to(&self.send_buf, dest).await.is_ok() {
-            kind.inc();
+            packets.inc();
+            bytes.inc_by(p.payload.len() as u64);
         }
     }
 
@@ -623,8 +972,10 @@ impl<'a> Session<'a> {
             }
             // The smaller layers are made from the same access unit: it
             // moves to the layer thread, no copy.
-            if let Some(l) = &self.layers {
-                l.push(au.timestamp, au.data, &self.ctx.metrics);
+            if let Some(l) = &self.layers
+                && !self.active_layers.is_empty()
+            {
+                l.push(au.timestamp, au.keyframe, au.data, &self.ctx.metrics);
             }
         }
         Ok(())
@@ -646,15 +997,57 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Reads what the conference sends a native participant's leg (RTCP):
+/// keyframe requests and bitrate limits, for the agent.
+fn spawn_feedback(
+    socket: Arc<UdpSocket>,
+    id: PublisherId,
+    tx: mpsc::Sender<(PublisherId, Feedback)>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1500];
+        while let Ok((n, _)) = socket.recv_from(&mut buf).await {
+            let Ok(packets) = rtcp::parse_compound(&buf[..n]) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            if packets.iter().any(|p| p.is_pli() || p.is_fir()) {
+                out.push(Feedback::Keyframe);
+            }
+            for p in &packets {
+                if let RtcpPacket::TransportFeedback { sender_ssrc, .. } = p
+                    && let Some(t) = p.tmmbr().first()
+                {
+                    out.push(Feedback::Limit {
+                        requester: sender_ssrc.0,
+                        bitrate_bps: t.bitrate_bps,
+                    });
+                }
+            }
+            for f in out {
+                if tx.try_send((id, f)).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
 /// The 360p and 180p layers, made on a thread of their own from the link's
-/// view (decoded once): media threads never run on the async runtime.
+/// view (decoded once, and only while one of them is wanted): media
+/// threads never run on the async runtime.
 struct LayerThread {
     input: std::sync::mpsc::SyncSender<LayerInput>,
 }
 
 enum LayerInput {
-    Picture(MediaTime, Vec<u8>),
+    Picture {
+        ts: MediaTime,
+        keyframe: bool,
+        au: Vec<u8>,
+    },
     Keyframes,
+    Active(Vec<SimulcastLayer>),
 }
 
 impl LayerThread {
@@ -670,13 +1063,34 @@ impl LayerThread {
         std::thread::Builder::new()
             .name(format!("cascade-{conference}"))
             .spawn(move || {
+                let mut active = vec![SimulcastLayer::Sd360, SimulcastLayer::Low180];
+                // After a pause the decoder has lost its references.
+                let mut need_keyframe = false;
                 while let Ok(msg) = rx.recv() {
                     match msg {
                         LayerInput::Keyframes => {
-                            encoder.request_keyframe(SimulcastLayer::Sd360);
-                            encoder.request_keyframe(SimulcastLayer::Low180);
+                            for l in &active {
+                                encoder.request_keyframe(*l);
+                            }
                         }
-                        LayerInput::Picture(ts, au) => {
+                        LayerInput::Active(now) => {
+                            for l in [SimulcastLayer::Sd360, SimulcastLayer::Low180] {
+                                let on = now.contains(&l);
+                                encoder.set_layer_active(l, on);
+                                if on && !active.contains(&l) {
+                                    encoder.request_keyframe(l);
+                                }
+                            }
+                            if active.is_empty() && !now.is_empty() {
+                                need_keyframe = true;
+                            }
+                            active = now;
+                        }
+                        LayerInput::Picture { ts, keyframe, au } => {
+                            if active.is_empty() || (need_keyframe && !keyframe) {
+                                continue;
+                            }
+                            need_keyframe = false;
                             let Ok(Some(picture)) = decoder.decode(&au) else {
                                 continue;
                             };
@@ -700,8 +1114,12 @@ impl LayerThread {
     }
 
     /// A picture of the view; dropped (and counted) when the thread lags.
-    fn push(&self, ts: MediaTime, au: Vec<u8>, metrics: &Metrics) {
-        if self.input.try_send(LayerInput::Picture(ts, au)).is_err() {
+    fn push(&self, ts: MediaTime, keyframe: bool, au: Vec<u8>, metrics: &Metrics) {
+        if self
+            .input
+            .try_send(LayerInput::Picture { ts, keyframe, au })
+            .is_err()
+        {
             metrics
                 .cascade
                 .dropped
@@ -712,6 +1130,12 @@ impl LayerThread {
 
     fn request_keyframes(&self) {
         let _ = self.input.try_send(LayerInput::Keyframes);
+    }
+
+    fn set_active(&self, layers: &[SimulcastLayer]) -> bool {
+        self.input
+            .try_send(LayerInput::Active(layers.to_vec()))
+            .is_ok()
     }
 }
 
@@ -748,6 +1172,7 @@ async fn add_internal_leg(
     ctx: &AgentContext,
     name: &str,
     side: LegSide,
+    shown: bool,
 ) -> Result<InternalLeg, String> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let audio_socket = UdpSocket::bind((lo, 0)).await.map_err(|e| e.to_string())?;
@@ -779,7 +1204,7 @@ async fn add_internal_leg(
          a=fmtp:{OPUS_PT} useinbandfec=1\r\na=rtcp-mux\r\na={direction}\r\n\
          m=video {vp} RTP/AVP {H264_PT}\r\nb=AS:2500\r\na=rtpmap:{H264_PT} H264/90000\r\n\
          a=fmtp:{H264_PT} profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n\
-         a=rtcp-fb:{H264_PT} nack pli\r\na=rtcp-fb:{H264_PT} ccm fir\r\na=rtcp-mux\r\na={direction}\r\n"
+         a=rtcp-fb:{H264_PT} nack pli\r\na=rtcp-fb:{H264_PT} ccm fir\r\na=rtcp-fb:{H264_PT} ccm tmmbr\r\na=rtcp-mux\r\na={direction}\r\n"
     );
     let release = |why: String| {
         ctx.ports.release(conf_audio.port);
@@ -818,6 +1243,7 @@ async fn add_internal_leg(
         sockets: conf_audio,
         video,
         side,
+        shown,
     };
     ctx.commands
         .send(ConferenceCommand::AddLeg(Box::new(setup)))

@@ -54,6 +54,9 @@ pub struct LegSetup {
     /// The H.264 stream and its sockets (from the video port range).
     pub video: Option<(VideoStream, MediaSockets)>,
     pub side: LegSide,
+    /// Whether it takes a place in the layouts (a native participant out
+    /// of the top speakers does not).
+    pub shown: bool,
 }
 
 /// Which side of a cascade a leg is on.
@@ -102,6 +105,11 @@ pub enum ConferenceCommand {
     },
     /// The cascade agent's state, for the API.
     CascadeState(CascadeSnapshot),
+    /// Puts a participant into the layouts or takes it out (it stays heard).
+    ShowVideo {
+        participant: ParticipantId,
+        shown: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -150,6 +158,27 @@ pub struct CascadeSnapshot {
     pub rtt_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The native publishers: who is shown (the recent talkers) and at
+    /// which simulcast layer the meeting server sends them.
+    pub natives: Vec<NativeSnapshot>,
+    /// The simulcast layers the link publishes (720p always; the smaller
+    /// ones while the meeting server forwards them to someone).
+    pub layers_sent: Vec<&'static str>,
+    /// Packets of the link's the meeting server lost (when it tells).
+    pub lost_out: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NativeSnapshot {
+    pub name: String,
+    /// Its participant ID in the conference.
+    pub participant: String,
+    /// In the layouts (among the recent talkers).
+    pub shown: bool,
+    pub talking: bool,
+    /// The simulcast layer asked of the meeting server for its pane.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +271,9 @@ struct Leg {
     jb_reported: [u64; 4],
     marker_pending: bool,
     has_video: bool,
+    /// In the layouts (see [`LegSetup::shown`]).
+    shown: bool,
+    remote_side: bool,
     /// When this leg pressed `*`, for `*8`.
     star_at: Option<Instant>,
 }
@@ -487,6 +519,23 @@ impl Conference {
                     });
                 }
             }
+            ConferenceCommand::ShowVideo { participant, shown } => {
+                let Some(leg) = self.legs.get_mut(&participant) else {
+                    return;
+                };
+                if leg.shown == shown {
+                    return;
+                }
+                leg.shown = shown;
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::Shown {
+                        participant,
+                        name: leg.name.clone(),
+                        shown,
+                        remote: leg.remote_side,
+                    });
+                }
+            }
             ConferenceCommand::Dtmf { participant, digit } => self.handle_dtmf(participant, digit),
             ConferenceCommand::VideoKeyframeRequest { participant } => {
                 if let Some(engine) = &self.video {
@@ -537,7 +586,7 @@ impl Conference {
             });
             match engine {
                 Ok(engine) => {
-                    for (id, leg) in &self.legs {
+                    for (id, leg) in self.legs.iter().filter(|(_, l)| l.shown) {
                         engine.send(VideoInput::AddSource {
                             participant: *id,
                             name: leg.name.clone(),
@@ -652,6 +701,8 @@ impl Conference {
                 jb_reported: [0; 4],
                 marker_pending: true,
                 has_video: false,
+                shown: s.shown,
+                remote_side: side == LegSide::Remote,
                 star_at: None,
             },
         );
@@ -668,7 +719,10 @@ impl Conference {
         let mut has_video = false;
         match (&self.video, video) {
             (Some(engine), video) => {
-                if had_engine && let Some(leg) = self.legs.get(&participant) {
+                if had_engine
+                    && let Some(leg) = self.legs.get(&participant)
+                    && leg.shown
+                {
                     engine.send(VideoInput::AddSource {
                         participant,
                         name: leg.name.clone(),

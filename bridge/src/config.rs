@@ -254,10 +254,19 @@ pub struct CascadeConfig {
     pub create_room: bool,
     /// The meeting server's room admin key, for `create_room`.
     pub admin_key: Option<String>,
-    /// Native publishers brought into the conference (RealConnect shows 5).
+    /// Native publishers shown in the layouts: the most recent talkers
+    /// (RealConnect shows 5). The others are heard, not shown.
     pub native_speakers: usize,
+    /// Native publishers heard at most (each is a subscription).
+    pub native_audio: usize,
     /// How the bridge appears in the native meeting.
     pub display_name: String,
+    /// The meeting server's admin API and secret (Janus:
+    /// `http://127.0.0.1:7088/admin`): with them a simulcast layer is
+    /// encoded only while someone receives it, and the link's outbound
+    /// loss is known.
+    pub janus_admin_url: Option<String>,
+    pub janus_admin_secret: Option<String>,
 }
 
 impl Default for CascadeConfig {
@@ -270,7 +279,10 @@ impl Default for CascadeConfig {
             create_room: false,
             admin_key: None,
             native_speakers: 5,
+            native_audio: 24,
             display_name: "Tandem room systems".into(),
+            janus_admin_url: None,
+            janus_admin_secret: None,
         }
     }
 }

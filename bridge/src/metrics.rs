@@ -52,6 +52,20 @@ pub struct CascadeMetrics {
     pub connections: IntCounterVec,
     /// ICE round-trip time of the links, sampled every few seconds.
     pub rtt: Histogram,
+    /// Payload bytes across the links, by direction and kind (rate() is
+    /// the bitrate).
+    pub bytes: IntCounterVec,
+    /// Packets lost: in (gaps in what the meeting sent us), out (what the
+    /// meeting server lost of ours, when its admin API tells).
+    pub lost: IntCounterVec,
+    /// Pictures and payload bytes published per simulcast layer.
+    pub layer_frames: IntCounterVec,
+    pub layer_bytes: IntCounterVec,
+    /// Native participants' video switched to another simulcast layer, by
+    /// the layer (their pane got bigger or smaller).
+    pub layer_switches: IntCounterVec,
+    /// Changes of which native participants are shown (speaker ranking).
+    pub native_switches: IntCounter,
 }
 
 impl CascadeMetrics {
@@ -105,6 +119,42 @@ impl CascadeMetrics {
                 "tandem_cascade_dropped_total",
                 "Packets from native meetings not used, by reason",
                 &["reason"],
+            ),
+            bytes: counter_vec(
+                r,
+                "tandem_cascade_bytes_total",
+                "Payload bytes across cascade links, by direction (in, out) and kind",
+                &["direction", "kind"],
+            ),
+            lost: counter_vec(
+                r,
+                "tandem_cascade_lost_packets_total",
+                "Packets lost across cascade links: in (sequence gaps from the meeting), \
+                 out (lost by the meeting server, from its admin API)",
+                &["direction"],
+            ),
+            layer_frames: counter_vec(
+                r,
+                "tandem_cascade_layer_frames_total",
+                "Pictures published into native meetings, by simulcast layer",
+                &["layer"],
+            ),
+            layer_bytes: counter_vec(
+                r,
+                "tandem_cascade_layer_bytes_total",
+                "Video payload bytes published into native meetings, by simulcast layer",
+                &["layer"],
+            ),
+            layer_switches: counter_vec(
+                r,
+                "tandem_cascade_layer_switches_total",
+                "Native participants' video switched to the simulcast layer that fits its pane",
+                &["layer"],
+            ),
+            native_switches: counter(
+                r,
+                "tandem_cascade_native_switches_total",
+                "Changes of which native participants are shown (the most recent talkers)",
             ),
         }
     }

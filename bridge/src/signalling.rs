@@ -821,6 +821,7 @@ impl Signalling {
             sockets,
             video,
             side: LegSide::Local,
+            shown: true,
         };
         let conference = call.conference.clone();
         let entry = self
@@ -872,6 +873,7 @@ impl Signalling {
                         video_ports: self.video_ports.clone(),
                         metrics: self.metrics.clone(),
                         settings: settings.clone(),
+                        snapshot: handle.snapshot.clone(),
                     })),
                     _ => None,
                 };

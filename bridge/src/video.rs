@@ -122,6 +122,14 @@ pub enum VideoInput {
         participant: ParticipantId,
         name: String,
     },
+    /// Takes a source out of the layouts or puts it back (`remote`: a
+    /// native participant, as in [`VideoInput::Side`]).
+    Shown {
+        participant: ParticipantId,
+        name: String,
+        shown: bool,
+        remote: bool,
+    },
     /// See [`VideoEngine::add_leg`].
     AddLeg(Box<LegStart>),
     /// A re-INVITE changed the stream; `None` removed video (port 0).
@@ -642,6 +650,33 @@ impl Engine {
             VideoInput::AddSource { participant, name } => {
                 if !self.links.contains(&participant) && self.sources.insert(participant) {
                     let _ = self.mixer.add_participant(participant, &name);
+                }
+            }
+            VideoInput::Shown {
+                participant,
+                shown: false,
+                ..
+            } => {
+                if self.sources.remove(&participant) {
+                    let _ = self.mixer.remove_participant(participant);
+                    self.publish();
+                }
+            }
+            VideoInput::Shown {
+                participant,
+                name,
+                shown: true,
+                remote,
+            } => {
+                if !self.links.contains(&participant) && self.sources.insert(participant) {
+                    let _ = self.mixer.add_participant(participant, &name);
+                    self.mixer.set_source_remote(participant, remote);
+                    let muted = self.muted.contains(&participant)
+                        || self.legs.get(&participant).is_none_or(|l| !l.sends_to_us());
+                    let _ = self.mixer.set_video_muted(participant, muted);
+                    // Its decoder waits for a keyframe to show anything.
+                    self.request_source_keyframe(participant, Instant::now());
+                    self.publish();
                 }
             }
             VideoInput::Side {

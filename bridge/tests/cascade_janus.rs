@@ -27,6 +27,8 @@ use common::{Node, TempDir};
 
 const ROOM: &str = "4711";
 const TEST: &str = "room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade";
+const TEST_SPEAKERS: &str =
+    "the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layers_are_encoded";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +45,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Outside the namespace: check the peers are installed, then run this test
 /// again inside one with coturn and Janus up.
-fn reexec_in_namespace() {
+fn reexec_in_namespace(test: &str) {
     for (tool, package) in [
         ("janus", "janus"),
         ("turnserver", "coturn"),
@@ -69,7 +71,7 @@ fn reexec_in_namespace() {
     let status = Command::new("bash")
         .arg(browser.join("netns-peers.sh"))
         .arg(exe)
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .status()
         .expect("netns-peers.sh runs");
     assert!(status.success(), "the cascade scenario failed (see above)");
@@ -119,7 +121,7 @@ fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
 #[test]
 fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     if std::env::var_os("TANDEM_NETNS").is_none() {
-        reexec_in_namespace();
+        reexec_in_namespace(TEST);
         return;
     }
     let janus = std::env::var("TANDEM_JANUS_URL").expect("netns-peers.sh sets TANDEM_JANUS_URL");
@@ -412,4 +414,358 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         "green no longer hears blue after the Janus restart"
     );
     drop((green, blue));
+}
+
+/// A mono 48 kHz WAV: `tone_s` of `hz` then `silence_s` of silence, or the
+/// other way round (`silence_first`). Chromium loops it as its microphone.
+fn talk_wav(path: &Path, hz: f32, tone_s: f32, silence_s: f32, silence_first: bool) {
+    let rate = 48_000u32;
+    let tone: Vec<i16> = (0..(tone_s * rate as f32) as usize)
+        .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16)
+        .collect();
+    let silence = vec![0i16; (silence_s * rate as f32) as usize];
+    let samples: Vec<i16> = if silence_first {
+        silence.iter().chain(&tone).copied().collect()
+    } else {
+        tone.iter().chain(&silence).copied().collect()
+    };
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, out).expect("wav written");
+}
+
+/// A request to Janus' admin API (inside the namespace, on loopback).
+fn janus_admin(path: &str, request: &str) -> serde_json::Value {
+    let body =
+        format!(r#"{{"janus":"{request}","transaction":"t","admin_secret":"janusoverlord"}}"#);
+    let addr = "127.0.0.1:7088".parse().expect("address");
+    let r = common::http::post_json(addr, &format!("/admin{path}"), &body)
+        .unwrap_or_else(|e| panic!("Janus admin API {path}: {e}"));
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("Janus admin API {path}: {e}"))
+}
+
+/// Janus' own view of the bridge's publication: for its video, the packets
+/// it received on each simulcast SSRC.
+fn janus_layers_of(display: &str) -> Vec<u64> {
+    let ids = |v: &serde_json::Value, key: &str| -> Vec<u64> {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+            .unwrap_or_default()
+    };
+    for session in ids(&janus_admin("", "list_sessions"), "sessions") {
+        for handle in ids(
+            &janus_admin(&format!("/{session}"), "list_handles"),
+            "handles",
+        ) {
+            let info = janus_admin(&format!("/{session}/{handle}"), "handle_info");
+            let ps = &info["info"]["plugin_specific"];
+            if ps["type"] != "publisher" || ps["display"] != display {
+                continue;
+            }
+            let media = info["info"]["webrtc"]["media"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            for m in media.values() {
+                if m["type"] != "video" {
+                    continue;
+                }
+                let stats = &m["stats"]["in"];
+                return [
+                    &stats["packets"],
+                    &stats["video-simulcast-1"]["packets"],
+                    &stats["video-simulcast-2"]["packets"],
+                ]
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .collect();
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// Story: the meeting has two native participants, red (simulcast
+/// 1280x720) and blue; the node shows one native at a time
+/// (`native_speakers = 1`). Red talks first, then blue.
+/// - the room system sees and hears red while red talks, at the simulcast
+///   layer its pane needs: a 1x1 pane gets the 720p layer, a 2x2 pane the
+///   360p one (the node decodes what it asked for);
+/// - when blue talks, blue takes red's place in the layout and red's
+///   video stops (it stays heard);
+/// - with nobody watching the bridge's small layers, the node does not
+///   encode them; a viewer of substream 0 then 1 decodes 320 then 640
+///   wide, and Janus shows packets on all three of the bridge's layers.
+#[test]
+fn the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layers_are_encoded() {
+    if std::env::var_os("TANDEM_NETNS").is_none() {
+        reexec_in_namespace(TEST_SPEAKERS);
+        return;
+    }
+    let janus = std::env::var("TANDEM_JANUS_URL").expect("netns-peers.sh sets TANDEM_JANUS_URL");
+    let turn = std::env::var("TANDEM_TURN_URL").expect("netns-peers.sh sets TANDEM_TURN_URL");
+    let dir = TempDir::new("cascade-speakers");
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cascade]\njanus_url = \"{janus}\"\nice_policy = \"relay\"\nmedia_ip = \"10.99.0.1\"\n\
+             create_room = true\nadmin_key = \"supersecret\"\nnative_speakers = 1\n\
+             janus_admin_url = \"http://127.0.0.1:7088/admin\"\njanus_admin_secret = \"janusoverlord\"\n\
+             [[cascade.turn]]\nurl = \"{turn}\"\nusername = \"tandem\"\ncredential = \"tandem123\"\n"
+        ),
+    )
+    .expect("config written");
+    let node = Node::start_full(
+        &[
+            ("TANDEM_VIDEO_MAX_RESOLUTION", "720p"),
+            ("TANDEM_VIDEO_FPS", "15"),
+        ],
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let rt = runtime();
+    // A 720p room system: its full pane is 1280x720.
+    let cfg = RoomSystemConfig::new(node.sip_addr(), ROOM, "green")
+        .with_tone(880.0, 0.3)
+        .with_video(
+            VideoSpec::new((30, 200, 30))
+                .with_size(1280, 720)
+                .with_bitrate(1_500_000),
+        );
+    let green = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        })
+        .expect("green: no answer within 15 s")
+        .unwrap_or_else(|e| panic!("green could not join: {e}\n{}", node.log_tail()));
+    common::wait_for("cascade connected", Duration::from_secs(20), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["state"] == "connected").then_some(())
+    });
+    // Green goes quiet: the natives are the talkers.
+    green.set_tone(None, 0.0);
+    let layout = |l: &str| {
+        let r = node.post(
+            &format!("/api/conferences/{ROOM}/layout"),
+            &format!(r#"{{"layout":"{l}"}}"#),
+        );
+        assert_eq!(r.status, 200, "layout {l}: {}", r.body);
+    };
+    layout("1x1");
+
+    // Nobody in the meeting watches the bridge: only its 720p (the node's
+    // own view) is made.
+    let layer_frames = |l: &str| node.metric("tandem_cascade_layer_frames_total", &[("layer", l)]);
+    common::wait_for("the small layers stopped", Duration::from_secs(10), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["layers_sent"] == serde_json::json!(["720p"])).then_some(())
+    });
+    let (low_before, mid_before, high_before) = (
+        layer_frames("180p"),
+        layer_frames("360p"),
+        layer_frames("720p"),
+    );
+
+    // Red talks for 16 s then is silent for 16; blue the other way round.
+    let red_wav = dir.path().join("red.wav");
+    let blue_wav = dir.path().join("blue.wav");
+    talk_wav(&red_wav, 440.0, 16.0, 16.0, false);
+    talk_wav(&blue_wav, 660.0, 16.0, 16.0, true);
+    let publish = |name: &str, colour: &str, wav: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "publish",
+            "--display",
+            name,
+            "--color",
+            colour,
+            "--wav",
+            wav.to_str().expect("utf-8 path"),
+            "--duration",
+            "34",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        Browser::start(&turn, &dir.path().join(format!("{name}.jsonl")), &args)
+    };
+    let mut red = publish(
+        "native-red",
+        "red",
+        &red_wav,
+        &["--simulcast", "--size", "1280x720"],
+    );
+    let mut blue = publish("native-blue", "blue", &blue_wav, &[]);
+    let natives = || {
+        node.conference(ROOM)
+            .map(|c| c["cascade"]["natives"].clone())
+            .unwrap_or_default()
+    };
+    let native = |name: &str| {
+        natives()
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    let colour_is = |want: (bool, bool)| {
+        green
+            .seen_colour(0.2, 0.2, 0.8, 0.8)
+            .is_some_and(|(r, g, b)| {
+                (r > 150 && g < 90 && b < 90, b > 150 && r < 90 && g < 90) == want
+            })
+    };
+
+    // Red talks: shown, in green's 1x1 view at the 720p layer.
+    let red_id = common::wait_for("red shown, blue not", Duration::from_secs(30), || {
+        let (r, b) = (native("native-red"), native("native-blue"));
+        (r["shown"] == true && b["shown"] == false).then(|| r["participant"].clone())
+    });
+    eprintln!("[speakers] red shown: {}", natives());
+    let received = |pid: &serde_json::Value| {
+        node.conference(ROOM)
+            .and_then(|c| {
+                c["participants"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["id"] == *pid)
+                    .map(|p| p["video_stream"]["received_resolution"].clone())
+            })
+            .unwrap_or_default()
+    };
+    let dump = |what: &str| -> String {
+        format!(
+            "{what}: natives {}; red's leg {}; green sees {:?}; TMMBR sent {}; layer switches {}\n{}",
+            natives(),
+            node.participant(ROOM, "native-red").unwrap_or_default(),
+            green.seen_colour(0.2, 0.2, 0.8, 0.8),
+            node.metric("tandem_video_source_limits_sent_total", &[]),
+            node.metric("tandem_cascade_layer_switches_total", &[]),
+            node.log_tail()
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(12), || {
+            native("native-red")["layer"] == "720p"
+                && received(&red_id) == serde_json::json!("1280x720")
+                && colour_is((true, false))
+        }),
+        "{}",
+        dump("red at 720p in a full pane")
+    );
+    green.mark();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        green.heard().contains(440.0),
+        "green does not hear red talking"
+    );
+    // A quarter pane: the 360p layer is enough.
+    layout("2x2");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            native("native-red")["layer"] == "360p"
+                && received(&red_id) == serde_json::json!("640x360")
+        }),
+        "{}",
+        dump("red at 360p in a quarter pane")
+    );
+    eprintln!("[speakers] red in 2x2: {}", natives());
+    layout("1x1");
+
+    // Blue talks, red is silent: blue takes the pane, red's video stops.
+    common::wait_for("blue shown, red not", Duration::from_secs(25), || {
+        let (r, b) = (native("native-red"), native("native-blue"));
+        (r["shown"] == false && b["shown"] == true).then_some(())
+    });
+    assert!(
+        wait_until(Duration::from_secs(8), || colour_is((false, true))),
+        "green should see blue once blue talks; it sees {:?}",
+        green.seen_colour(0.2, 0.2, 0.8, 0.8)
+    );
+    green.mark();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        green.heard().contains(660.0),
+        "green does not hear blue talking"
+    );
+    assert!(node.metric("tandem_cascade_native_switches_total", &[]) >= 2.0);
+    assert!(node.metric("tandem_cascade_layer_switches_total", &[("layer", "360p")]) >= 1.0);
+    assert!(
+        node.metric(
+            "tandem_cascade_bytes_total",
+            &[("direction", "in"), ("kind", "video")]
+        ) > 0.0
+    );
+
+    // All this time nobody watched the bridge's small layers.
+    assert_eq!(
+        (layer_frames("180p"), layer_frames("360p")),
+        (low_before, mid_before),
+        "layers nobody receives were encoded"
+    );
+    assert!(layer_frames("720p") > high_before, "the 720p layer stopped");
+    for b in [&mut red, &mut blue] {
+        let _ = common::wait_child(&mut b.0, Duration::from_secs(30));
+    }
+
+    // Viewers of the small layers: the node starts encoding what they get.
+    for (substream, width, layer) in [("0", 320, "180p"), ("1", 640, "360p")] {
+        let log = dir.path().join(format!("viewer-{substream}.jsonl"));
+        let mut viewer = Browser::start(
+            &turn,
+            &log,
+            &[
+                "subscribe",
+                "--match",
+                "^Tandem",
+                "--count",
+                "1",
+                "--substream",
+                substream,
+                "--duration",
+                "10",
+                "--expect-frames",
+            ],
+        );
+        let status = common::wait_child(&mut viewer.0, Duration::from_secs(40))
+            .expect("the viewer ends after its 10 s");
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let stats = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("frameWidth"))
+            .unwrap_or("(no stats)");
+        assert!(
+            status.success(),
+            "the substream {substream} viewer failed: {stats}"
+        );
+        assert!(
+            stats.contains(&format!("\"frameWidth\":{width}")),
+            "substream {substream} should be {width} wide: {stats}"
+        );
+        assert!(
+            layer_frames(layer) > 0.0,
+            "the {layer} layer was never encoded"
+        );
+    }
+    let layers = janus_layers_of("Tandem room systems");
+    eprintln!("[speakers] Janus' packets per layer of the bridge: {layers:?}");
+    assert!(
+        layers.len() == 3 && layers.iter().all(|p| *p > 0),
+        "Janus should show three simulcast layers with packets from the bridge: {layers:?}"
+    );
+    drop(green);
 }

@@ -143,6 +143,15 @@ pub struct SubscriptionOffer {
 }
 
 /// Something that happened in the meeting, unasked.
+/// See [`MeetingConnector::server_view`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerView {
+    /// Our simulcast layers someone receives (or is switching to).
+    pub forwarded: Vec<SimulcastLayer>,
+    /// Packets of ours the server found missing, all streams, so far.
+    pub lost: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MeetingEvent {
@@ -220,6 +229,22 @@ pub trait MeetingConnector: Send {
         mid: &str,
         layer: SimulcastLayer,
     ) -> Result<(), Error>;
+
+    /// Stops (`send = false`) or resumes one stream of a subscription: a
+    /// native participant's video that no pane shows is not sent at all.
+    async fn set_stream_sending(
+        &mut self,
+        subscription: SubscriptionId,
+        mid: &str,
+        send: bool,
+    ) -> Result<(), Error>;
+
+    /// What the meeting server sees of our publication: which of our
+    /// simulcast layers it forwards to someone, what it lost of ours;
+    /// `None` when it cannot tell (then every layer is sent).
+    async fn server_view(&mut self) -> Result<Option<ServerView>, Error> {
+        Ok(None)
+    }
 
     /// Closes one subscription.
     async fn unsubscribe(&mut self, subscription: SubscriptionId) -> Result<(), Error>;

@@ -33,8 +33,8 @@ use tracing::{debug, warn};
 
 use crate::connector::{
     Joined, MediaKind, MeetingConnector, MeetingEvent, PublisherId, RemotePublisher, RemoteStream,
-    RoomId, SdpKind, SessionDescription, StreamRequest, SubscribedStream, SubscriptionId,
-    SubscriptionOffer,
+    RoomId, SdpKind, ServerView, SessionDescription, StreamRequest, SubscribedStream,
+    SubscriptionId, SubscriptionOffer,
 };
 use crate::error::Error;
 
@@ -58,6 +58,11 @@ pub struct JanusConfig {
     /// Room settings used when creating.
     pub room_publishers: u32,
     pub room_bitrate_bps: u32,
+    /// Janus' admin API (e.g. `http://127.0.0.1:7088/admin`) and its
+    /// secret: with them the agent sees which of its simulcast layers
+    /// Janus forwards to someone, and encodes only those.
+    pub admin_url: Option<String>,
+    pub admin_secret: Option<String>,
 }
 
 impl JanusConfig {
@@ -68,6 +73,8 @@ impl JanusConfig {
             admin_key: None,
             room_publishers: 16,
             room_bitrate_bps: 2_500_000,
+            admin_url: None,
+            admin_secret: None,
         }
     }
 }
@@ -325,6 +332,70 @@ impl From<PublisherJson> for RemotePublisher {
     }
 }
 
+fn id_list(reply: &Value, key: &str) -> Vec<u64> {
+    reply
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// What the server lost of a handle's incoming media (RTCP contexts of
+/// every stream and simulcast layer), from an admin API `handle_info`.
+pub fn lost_by_server(handle_info: &Value) -> u64 {
+    let Some(media) = handle_info
+        .pointer("/info/webrtc/media")
+        .and_then(Value::as_object)
+    else {
+        return 0;
+    };
+    media
+        .values()
+        .filter_map(|m| m.get("rtcp").and_then(Value::as_object))
+        .flat_map(|r| r.values())
+        .filter_map(|c| c.get("lost").and_then(Value::as_u64))
+        .sum()
+}
+
+/// The simulcast layers of `publisher`'s video that one admin API
+/// `handle_info` reply shows forwarded to its subscriber: the substream it
+/// gets and the one it asked for (a layer switch waits for that layer's
+/// packets). Anything unexpected counts as nothing forwarded.
+pub fn layers_forwarded(handle_info: &Value, publisher: u64) -> Vec<SimulcastLayer> {
+    let mut out = Vec::new();
+    let Some(ps) = handle_info.pointer("/info/plugin_specific") else {
+        return out;
+    };
+    if ps.get("type").and_then(Value::as_str) != Some("subscriber")
+        || ps.get("paused").and_then(Value::as_bool) == Some(true)
+    {
+        return out;
+    }
+    let streams = ps.get("streams").and_then(Value::as_array);
+    for s in streams.into_iter().flatten() {
+        if s.get("type").and_then(Value::as_str) != Some("video")
+            || s.get("feed_id").and_then(Value::as_u64) != Some(publisher)
+            || s.get("send").and_then(Value::as_bool) == Some(false)
+        {
+            continue;
+        }
+        let Some(sim) = s.get("simulcast") else {
+            continue;
+        };
+        for key in ["substream", "substream-target"] {
+            if let Some(l) = sim
+                .get(key)
+                .and_then(Value::as_i64)
+                .and_then(layer_of_substream)
+                && !out.contains(&l)
+            {
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
 /// Janus numbers substreams from the lowest quality (0) up.
 pub fn substream_of(layer: SimulcastLayer) -> i64 {
     match layer {
@@ -539,6 +610,8 @@ pub struct JanusConnector {
     publisher_handle: Option<u64>,
     room: Option<RoomId>,
     private_id: Option<u64>,
+    /// Our publisher id in the room, once joined.
+    own_id: Option<u64>,
     subscriptions: HashMap<SubscriptionId, Subscription>,
     next_subscription: u64,
     next_transaction: u64,
@@ -561,6 +634,7 @@ impl JanusConnector {
             publisher_handle: None,
             room: None,
             private_id: None,
+            own_id: None,
             subscriptions: HashMap::new(),
             next_subscription: 1,
             next_transaction: 1,
@@ -615,6 +689,39 @@ impl JanusConnector {
             });
         }
         Ok((transaction, msg))
+    }
+
+    /// A request to the admin API: `path` under its base.
+    async fn admin_post(&mut self, path: &str, janus: &str) -> Result<Value, Error> {
+        let transaction = self.transaction();
+        let (Some(base), Some(secret)) = (&self.config.admin_url, &self.config.admin_secret) else {
+            return Err(Error::Misuse("no admin API configured"));
+        };
+        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let body = json!({"janus": janus, "transaction": transaction, "admin_secret": secret});
+        self.counters.requests += 1;
+        let reply = http_request(
+            &self.http,
+            hyper::Method::POST,
+            &url,
+            Some(&body),
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+        if reply.get("janus").and_then(Value::as_str) == Some("error") {
+            let reason = reply
+                .pointer("/error/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("admin API error");
+            return Err(Error::Server {
+                code: reply
+                    .pointer("/error/code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                reason: reason.to_owned(),
+            });
+        }
+        Ok(reply)
     }
 
     async fn connect(&mut self) -> Result<u64, Error> {
@@ -802,6 +909,7 @@ impl MeetingConnector for JanusConnector {
             d.id.ok_or_else(|| Error::Malformed("joined without id".into()))?;
         self.room = Some(room);
         self.private_id = d.private_id;
+        self.own_id = Some(id);
         Ok(Joined {
             room,
             id: PublisherId(id),
@@ -909,6 +1017,71 @@ impl MeetingConnector for JanusConnector {
         )
         .await?;
         Ok(())
+    }
+
+    async fn set_stream_sending(
+        &mut self,
+        subscription: SubscriptionId,
+        mid: &str,
+        send: bool,
+    ) -> Result<(), Error> {
+        let handle = self.subscription_handle(subscription)?;
+        self.request_async(
+            handle,
+            json!({"request": "configure", "streams": [{"mid": mid, "send": send}]}),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Walks the admin API's sessions and handles for subscribers of our
+    /// video: their current and target substreams are the layers in use.
+    async fn server_view(&mut self) -> Result<Option<ServerView>, Error> {
+        let (Some(own), Some(own_session), Some(own_handle), true) = (
+            self.own_id,
+            self.session,
+            self.publisher_handle,
+            self.config.admin_url.is_some(),
+        ) else {
+            return Ok(None);
+        };
+        let ours = self
+            .admin_post(&format!("/{own_session}/{own_handle}"), "handle_info")
+            .await?;
+        let lost = lost_by_server(&ours);
+        let sessions = self.admin_post("", "list_sessions").await?;
+        let ids: Vec<u64> = id_list(&sessions, "sessions");
+        let mut layers = Vec::new();
+        for session in ids {
+            if Some(session) == self.session {
+                continue;
+            }
+            // A session may end between the two requests.
+            let Ok(handles) = self
+                .admin_post(&format!("/{session}"), "list_handles")
+                .await
+            else {
+                continue;
+            };
+            for handle in id_list(&handles, "handles") {
+                let Ok(info) = self
+                    .admin_post(&format!("/{session}/{handle}"), "handle_info")
+                    .await
+                else {
+                    continue;
+                };
+                for l in layers_forwarded(&info, own) {
+                    if !layers.contains(&l) {
+                        layers.push(l);
+                    }
+                }
+            }
+        }
+        Ok(Some(ServerView {
+            forwarded: layers,
+            lost,
+        }))
     }
 
     async fn unsubscribe(&mut self, subscription: SubscriptionId) -> Result<(), Error> {
@@ -1148,6 +1321,42 @@ mod tests {
                 Err(Error::Malformed(_)) => {}
                 Err(e) => panic!("unexpected {e}"),
             }
+        }
+    }
+
+    #[test]
+    fn forwarded_layers_come_from_subscribers_of_our_video() {
+        let info: Value = serde_json::from_str(
+            r#"{"janus":"success","info":{"plugin":"janus.plugin.videoroom","plugin_specific":{
+                "type":"subscriber","room":4711,"paused":false,"streams":[
+                {"type":"audio","mid":"0","feed_id":7,"send":true},
+                {"type":"video","mid":"1","feed_id":7,"send":true,
+                 "simulcast":{"substream":2,"substream-target":0,"temporal-layer":2}},
+                {"type":"video","mid":"2","feed_id":8,"send":true,
+                 "simulcast":{"substream":1,"substream-target":1}}]}}}"#,
+        )
+        .unwrap();
+        let mut got = layers_forwarded(&info, 7);
+        got.sort_by_key(|l| substream_of(*l));
+        assert_eq!(got, vec![SimulcastLayer::Low180, SimulcastLayer::Hd720]);
+        assert!(layers_forwarded(&info, 9).is_empty());
+        let mut paused = info.clone();
+        paused["info"]["plugin_specific"]["paused"] = Value::Bool(true);
+        assert!(layers_forwarded(&paused, 7).is_empty());
+        let ours = json!({"info": {"webrtc": {"media": {
+            "0": {"type": "audio", "rtcp": {"main": {"lost": 2}}},
+            "1": {"type": "video", "rtcp": {"main": {"lost": 1}, "sim1": {"lost": 4}, "sim2": {"lost": "x"}}}}}}});
+        assert_eq!(lost_by_server(&ours), 7);
+        assert_eq!(
+            lost_by_server(&json!({"info": {"webrtc": {"media": [1]}}})),
+            0
+        );
+        for junk in [
+            json!(null),
+            json!({"info": 3}),
+            json!({"info": {"plugin_specific": {"type": "subscriber", "streams": [1, "x", {"simulcast": 5}]}}}),
+        ] {
+            assert!(layers_forwarded(&junk, 7).is_empty());
         }
     }
 

@@ -119,10 +119,7 @@ pub fn paint_clock(picture: &mut Picture, unix_ms: u64) {
     if x1 <= x0 || y1 <= y0 {
         return;
     }
-    let (uw, uh) = (
-        (x1 - x0) as f32 / UNITS_W,
-        (y1 - y0) as f32 / UNITS_H,
-    );
+    let (uw, uh) = ((x1 - x0) as f32 / UNITS_W, (y1 - y0) as f32 / UNITS_H);
     picture.fill_rect(x0, y0, x1 - x0, y1 - y0, WHITE);
     let at = |origin: u32, unit: f32, units: f32| origin + (unit * units).round() as u32;
     let (ix0, iy0) = (at(x0, uw, 0.5), at(y0, uh, 0.5));
@@ -163,14 +160,21 @@ fn mean_luma(picture: &Picture, x0: f32, y0: f32, x1: f32, y1: f32) -> Option<f3
     Some(sum as f32 / ((xb - xa) * (yb - ya)) as f32)
 }
 
-/// The first position along `range` whose 2-pixel mean is white.
-fn first_white(mut probe: impl FnMut(u32) -> Option<f32>, range: impl Iterator<Item = u32>) -> Option<u32> {
-    for p in range {
-        if probe(p).is_some_and(|y| y > WHITE_ABOVE) {
-            return Some(p);
+/// From `from` towards `to`, the last position of the run of `white`
+/// that starts at `from` (a gap of one position is bridged: a pixel the
+/// encoder smeared).
+fn run_end(from: u32, to: u32, white: impl Fn(u32) -> bool) -> u32 {
+    let mut last = from;
+    let mut p = from;
+    while p != to {
+        p = if to > from { p + 1 } else { p - 1 };
+        if white(p) {
+            last = p;
+        } else if p.abs_diff(last) > 2 {
+            break;
         }
     }
-    None
+    last
 }
 
 /// Reads the time a picture shows, looking for the block inside the
@@ -186,35 +190,38 @@ pub fn read_clock(picture: &Picture, area: (f32, f32, f32, f32)) -> Option<u32> 
     if ax1 < ax0 + 16 || ay1 < ay0 + 12 {
         return None;
     }
-    // Along the middle row of the area (5 rows averaged, 2 columns wide),
-    // in from the left and the right: the ring's vertical sides.
-    let mid_y = ((ay0 + ay1) / 2) as f32;
-    let column = |x: u32| mean_luma(picture, x as f32, mid_y - 2.0, x as f32 + 2.0, mid_y + 3.0);
-    let left = first_white(column, ax0..ax1 - 1)?;
-    let right = first_white(column, (ax0..ax1 - 1).rev())? + 2;
-    if right <= left + 18 {
+    // In from the left along the middle row of the area: the ring's left
+    // side. Then along the ring itself, which is white all round: up and
+    // down its left side (its top and bottom), right along its top side.
+    // Following the ring, rather than scanning in from every edge, keeps a
+    // pane's name label or a neighbouring pane from being taken for it.
+    let white = |x: u32, y: u32| {
+        mean_luma(picture, x as f32, y as f32, x as f32 + 2.0, y as f32 + 2.0)
+            .is_some_and(|l| l > WHITE_ABOVE)
+    };
+    let mid_y = (ay0 + ay1) / 2;
+    let left = (ax0..ax1 - 2).find(|&x| white(x, mid_y))?;
+    let ring_x = left + 2;
+    let top = run_end(mid_y, ay0, |y| white(ring_x, y));
+    let bottom = run_end(mid_y, ay1 - 2, |y| white(ring_x, y)) + 2;
+    let right = run_end(left, ax1 - 2, |x| white(x, top + 2)) + 2;
+    if right <= left + 18 || bottom <= top + 12 {
         return None;
     }
-    let uw = (right - left) as f32 / UNITS_W;
-    // Down and up the middle of the ring's left side: its top and bottom.
-    let ring_x = left as f32 + uw * 0.25;
-    let row = |y: u32| mean_luma(picture, ring_x - 1.0, y as f32, ring_x + 1.0, y as f32 + 2.0);
-    let top = first_white(row, ay0..ay1 - 1)?;
-    let bottom = first_white(row, (ay0..ay1 - 1).rev())? + 2;
-    if bottom <= top + 12 {
-        return None;
-    }
-    let uh = (bottom - top) as f32 / UNITS_H;
+    let (uw, uh) = (
+        (right - left) as f32 / UNITS_W,
+        (bottom - top) as f32 / UNITS_H,
+    );
     let (left, top) = (left as f32, top as f32);
-    // The ring's top side must be white too, or this is not our block.
-    let ring_top = mean_luma(
+    // The ring's bottom side must be white too, or this is not our block.
+    let ring_bottom = mean_luma(
         picture,
         left + uw,
-        top + uh * 0.1,
+        top + uh * (UNITS_H - 0.4),
         left + uw * (UNITS_W - 1.0),
-        top + uh * 0.4,
+        top + uh * (UNITS_H - 0.1),
     )?;
-    if ring_top <= WHITE_ABOVE {
+    if ring_bottom <= WHITE_ABOVE {
         return None;
     }
     // Each cell: the mean of its middle half.
@@ -309,6 +316,20 @@ mod tests {
         // The 320x180 picture as the top-right pane of a 2x2 at 640x360.
         let canvas = in_pane(&shrink(&p, 4), 640, 360, 320, 0);
         assert_eq!(read_clock(&canvas, (0.5, 0.0, 1.0, 0.5)), Some(123_456_789));
+    }
+
+    #[test]
+    fn a_name_label_under_it_does_not_mislead() {
+        // The node's label: white text on a dark strip, bottom left, in
+        // line with the ring's left side.
+        let mut p = Picture::solid(1280, 720, BLACK).expect("picture");
+        paint_clock(&mut p, 987_654_321);
+        p.fill_rect(0, 676, 300, 44, (20, 20, 20));
+        for x in (8..290).step_by(12) {
+            p.fill_rect(x, 684, 6, 28, WHITE);
+        }
+        assert_eq!(read_clock(&p, ALL), Some(987_654_321));
+        assert_eq!(read_clock(&shrink(&p, 4), ALL), Some(987_654_321));
     }
 
     #[test]

@@ -922,7 +922,10 @@ impl Driver {
             .handle_rtp(now, &packet.header, packet.payload, datagram.len());
         // Built outside the lock: the lock only swaps an Arc.
         let picture = v.receiver.poll_picture().map(Arc::new);
-        self.publish_video(picture.map(|p| (p, now)));
+        // Stamped after decoding (handle_rtp decodes): what a glass-to-glass
+        // reading compares with.
+        let decoded_at = Instant::now();
+        self.publish_video(picture.map(|p| (p, decoded_at)));
     }
 
     /// Copies the cores' counters (and a new picture) where the handle reads.

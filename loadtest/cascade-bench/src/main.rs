@@ -335,7 +335,7 @@ async fn run(args: &Args, out: &std::path::Path) -> anyhow::Result<()> {
     // 2. Glass-to-glass.
     let clock = WallClock::now();
     let (to_native, to_vtc) =
-        glass_to_glass(args, &node, &meeting, &mut observer, &mut gone, clock, out)
+        glass_to_glass(args, &node, &meeting, &mut observer, &gone, clock, out)
             .await
             .map_err(|e| {
                 anyhow!(
@@ -473,13 +473,12 @@ async fn read_subscription(
     r
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn glass_to_glass(
     args: &Args,
     node: &NodeProcess,
     meeting: &Meeting,
     observer: &mut Observer,
-    gone: &mut Vec<PublisherId>,
+    gone: &[PublisherId],
     clock: WallClock,
     out: &std::path::Path,
 ) -> anyhow::Result<(Vec<(SimulcastLayer, Readings)>, Readings)> {

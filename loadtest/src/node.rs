@@ -11,12 +11,34 @@ use crate::error::{Error, Result};
 
 /// `GET base + path` → (status, body). `base` is `http://host:port`.
 pub async fn http_get(base: &str, path: &str) -> Result<(u16, String)> {
+    http_request(base, "GET", path, None).await
+}
+
+/// `POST base + path` with a JSON body → (status, body): the node's API
+/// commands (e.g. a conference's layout).
+pub async fn http_post_json(base: &str, path: &str, json: &str) -> Result<(u16, String)> {
+    http_request(base, "POST", path, Some(json)).await
+}
+
+async fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String)> {
     let authority = base
         .strip_prefix("http://")
         .ok_or_else(|| Error::Config(format!("{base}: only http:// URLs are supported")))?
         .trim_end_matches('/');
+    let body = match json {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        ),
+        None => "\r\n".to_owned(),
+    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: tandem-loadtest\r\nAccept: */*\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: tandem-loadtest\r\nAccept: */*\r\n{body}"
     );
     let fetch = async {
         let mut stream = TcpStream::connect(authority).await?;
@@ -28,7 +50,7 @@ pub async fn http_get(base: &str, path: &str) -> Result<(u16, String)> {
     let raw = tokio::time::timeout(Duration::from_secs(10), fetch)
         .await
         .map_err(|_| Error::Timeout {
-            what: "HTTP GET",
+            what: "HTTP request",
             after: Duration::from_secs(10),
         })??;
     parse_http_response(&raw)

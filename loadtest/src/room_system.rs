@@ -40,6 +40,7 @@ use crate::sip::{CallState, TRANSACTION_TIMEOUT, Uac, UacConfig, UacEvent};
 use crate::video::rtcp::{self, KeyframeRequest};
 use crate::video::{
     Picture, Rgb, VideoClip, VideoReceiver, VideoSender, VideoSource, VideoSpec, VideoStats,
+    WallClock,
 };
 
 /// How one synthetic room system calls in and what it says.
@@ -94,6 +95,14 @@ impl RoomSystemConfig {
     /// Offers H.264 video and sends a live-encoded picture of `spec`.
     pub fn with_video(mut self, spec: VideoSpec) -> Self {
         self.video = Some(VideoSource::Live(spec));
+        self
+    }
+
+    /// Offers H.264 video and sends live-encoded pictures of `spec`'s size
+    /// that show their capture time on `clock` (the glass-to-glass
+    /// pattern of [`crate::video::clock`]).
+    pub fn with_clock_video(mut self, spec: VideoSpec, clock: WallClock) -> Self {
+        self.video = Some(VideoSource::Clock { spec, clock });
         self
     }
 
@@ -188,6 +197,8 @@ struct Observed {
     /// The newest decoded picture; an `Arc` so readers take it without
     /// copying under the lock.
     seen: Option<Arc<Picture>>,
+    /// When it was decoded.
+    seen_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -243,7 +254,7 @@ impl RoomSystem {
                 cfg.codec
             )));
         }
-        if let Some(VideoSource::Live(spec)) = &cfg.video {
+        if let Some(VideoSource::Live(spec) | VideoSource::Clock { spec, .. }) = &cfg.video {
             spec.validate()?;
         }
         let sip = UdpSocket::bind((cfg.local_ip, 0)).await?;
@@ -326,6 +337,7 @@ impl RoomSystem {
                 sequence: SequenceTracker::default(),
                 video: VideoStats::default(),
                 seen: None,
+                seen_at: None,
             }),
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -464,6 +476,13 @@ impl RoomSystem {
     /// The last picture decoded, if any.
     pub fn seen(&self) -> Option<Arc<Picture>> {
         self.shared.lock().seen.clone()
+    }
+
+    /// The last picture decoded and when it was (the moment its access
+    /// unit was complete and decoded, on the call's task).
+    pub fn seen_at(&self) -> Option<(Arc<Picture>, Instant)> {
+        let observed = self.shared.lock();
+        observed.seen.clone().zip(observed.seen_at)
     }
 
     /// The average colour of a rectangle of the last picture decoded, in
@@ -903,7 +922,10 @@ impl Driver {
             .handle_rtp(now, &packet.header, packet.payload, datagram.len());
         // Built outside the lock: the lock only swaps an Arc.
         let picture = v.receiver.poll_picture().map(Arc::new);
-        self.publish_video(picture.map(|p| (p, now)));
+        // Stamped after decoding (handle_rtp decodes): what a glass-to-glass
+        // reading compares with.
+        let decoded_at = Instant::now();
+        self.publish_video(picture.map(|p| (p, decoded_at)));
     }
 
     /// Copies the cores' counters (and a new picture) where the handle reads.
@@ -923,6 +945,7 @@ impl Driver {
                 .first_picture_latency
                 .get_or_insert(at - self.invite_sent);
             observed.seen = Some(picture);
+            observed.seen_at = Some(at);
         }
     }
 

@@ -198,6 +198,14 @@ impl VideoClip {
         self.frames.iter().map(|f| f.units.len()).sum()
     }
 
+    /// Picture `i` (modulo the length) as encoded, Annex B, and whether it
+    /// is an IDR; empty where the rate controller skipped the picture. For
+    /// senders that packetize themselves (a WebRTC publisher).
+    pub fn access_unit(&self, i: usize) -> (&[u8], bool) {
+        let f = self.frame(i);
+        (&f.annexb, f.keyframe)
+    }
+
     pub(crate) fn frame(&self, i: usize) -> &ClipFrame {
         &self.frames[i % self.frames.len()]
     }

@@ -16,6 +16,8 @@
 //!   video socket.
 //! - [`clip`]: [`VideoClip`], encoded once and replayed by many legs in load
 //!   runs.
+//! - [`clock`]: a camera picture that shows its capture time (a grid of
+//!   black and white cells) and its reader: glass-to-glass delay.
 //!
 //! A picture's path: `sender` paints and encodes → `h264::Packetizer` → RTP
 //! → the node; back: RTP → `h264::Depacketizer` (gaps drop the access unit)
@@ -25,6 +27,7 @@
 //! picture an IDR.
 
 pub mod clip;
+pub mod clock;
 pub mod codec;
 pub mod h264;
 pub mod picture;
@@ -36,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use clip::VideoClip;
+pub use clock::WallClock;
 pub use picture::{Picture, Rgb};
 pub use receiver::{ReceiverStats, VideoReceiver};
 pub use rtcp::KeyframeRequest;
@@ -123,12 +127,15 @@ pub enum VideoSource {
     Live(VideoSpec),
     /// A clip encoded once, shared by many legs (load runs).
     Replay(Arc<VideoClip>),
+    /// Encoded live, showing the capture time as [`clock`]'s pattern
+    /// (glass-to-glass benchmarks).
+    Clock { spec: VideoSpec, clock: WallClock },
 }
 
 impl VideoSource {
     pub fn spec(&self) -> &VideoSpec {
         match self {
-            VideoSource::Live(spec) => spec,
+            VideoSource::Live(spec) | VideoSource::Clock { spec, .. } => spec,
             VideoSource::Replay(clip) => clip.spec(),
         }
     }

@@ -1,9 +1,10 @@
 //! The sending half of a room system's video, as a sans-IO core: ticks and
 //! RTCP feedback in (each with the time), RTP datagrams out.
 //!
-//! Two sources. **Live** encodes the configured colour with a small square
+//! Three sources. **Live** encodes the configured colour with a small square
 //! moving along the bottom edge (so consecutive pictures differ and P-frames
-//! carry something) on every tick. **Replay** sends the packets of a
+//! carry something) on every tick; **Clock** encodes the tick's wall-clock
+//! time as [`super::clock`]'s pattern. **Replay** sends the packets of a
 //! [`VideoClip`] encoded once, rewriting SSRC, sequence number and timestamp,
 //! so a load run of hundreds of legs costs packet copies, not encodes.
 //!
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::clip::VideoClip;
+use super::clock::{self, WallClock};
 use super::codec::H264Encoder;
 use super::h264::{self, Packetizer, PayloadUnit};
 use super::picture::{Picture, Rgb};
@@ -90,6 +92,8 @@ enum Source {
         colour: Rgb,
         count: u64,
         spec: VideoSpec,
+        /// Paint the capture time ([`super::clock`]) instead of the colour.
+        clock: Option<WallClock>,
     },
     Replay {
         clip: Arc<VideoClip>,
@@ -102,6 +106,24 @@ enum Source {
         /// same `idr_pic_id`, which a decoder may take for one picture.
         second_idr: bool,
     },
+}
+
+impl Source {
+    fn live(spec: &VideoSpec, clock: Option<WallClock>) -> Result<Source> {
+        Ok(Source::Live {
+            encoder: Box::new(H264Encoder::new(
+                spec.width,
+                spec.height,
+                spec.fps,
+                spec.bitrate_bps,
+            )?),
+            picture: Picture::solid(spec.width, spec.height, spec.colour)?,
+            colour: spec.colour,
+            count: 0,
+            spec: *spec,
+            clock,
+        })
+    }
 }
 
 /// See the module docs.
@@ -159,21 +181,8 @@ impl VideoSender {
         base_timestamp: u32,
     ) -> Result<VideoSender> {
         let source = match source {
-            VideoSource::Live(
-                spec @ VideoSpec {
-                    colour,
-                    width,
-                    height,
-                    fps,
-                    bitrate_bps,
-                },
-            ) => Source::Live {
-                encoder: Box::new(H264Encoder::new(*width, *height, *fps, *bitrate_bps)?),
-                picture: Picture::solid(*width, *height, *colour)?,
-                colour: *colour,
-                count: 0,
-                spec: *spec,
-            },
+            VideoSource::Live(spec) => Source::live(spec, None)?,
+            VideoSource::Clock { spec, clock } => Source::live(spec, Some(*clock))?,
             VideoSource::Replay(clip) => Source::Replay {
                 clip: clip.clone(),
                 rendition: 0,
@@ -355,9 +364,13 @@ impl VideoSender {
                 picture,
                 colour,
                 count,
+                clock,
                 ..
             } => {
-                draw_live(picture, *colour, *count);
+                match clock {
+                    Some(clock) => clock::paint_clock(picture, clock.unix_ms(now)),
+                    None => draw_live(picture, *colour, *count),
+                }
                 *count += 1;
                 match encoder.encode(picture, self.keyframe_wanted, &mut self.annexb) {
                     Ok(keyframe) => {

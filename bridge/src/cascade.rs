@@ -83,6 +83,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 static NEXT_INTERNAL: AtomicU64 = AtomicU64::new(INTERNAL_IDS);
 
 /// What every agent of the node shares.
+#[derive(Clone)]
 pub struct CascadeSettings {
     pub janus: JanusConfig,
     pub session: SessionConfig,
@@ -94,10 +95,10 @@ pub struct CascadeSettings {
 }
 
 impl CascadeSettings {
-    /// `None` when cascade is off (no meeting server configured).
-    pub fn from_config(c: &CascadeConfig, audio_dscp: u8, video_dscp: u8) -> Option<Self> {
-        let url = c.janus_url.as_ref()?;
-        let mut janus = JanusConfig::new(url.clone());
+    /// The settings every agent shares; the meeting server's URL is each
+    /// binding's (see [`crate::bindings`]).
+    pub fn from_config(c: &CascadeConfig, audio_dscp: u8, video_dscp: u8) -> Self {
+        let mut janus = JanusConfig::new(c.janus_url.clone().unwrap_or_default());
         janus.create_room = c.create_room;
         janus.admin_key = c.admin_key.clone();
         janus.admin_url = c.janus_admin_url.clone();
@@ -121,7 +122,7 @@ impl CascadeSettings {
                 },
             })
             .collect();
-        Some(CascadeSettings {
+        CascadeSettings {
             janus,
             session: SessionConfig {
                 ice_servers,
@@ -136,7 +137,7 @@ impl CascadeSettings {
             display_name: c.display_name.clone(),
             audio_dscp,
             video_dscp,
-        })
+        }
     }
 }
 
@@ -220,6 +221,15 @@ async fn run(ctx: AgentContext, mut stopped: watch::Receiver<bool>) {
         state.state = "joining";
     }
     m.agents.dec();
+    // The conference may go on without a meeting (unbound by the API).
+    publish_state(
+        &ctx,
+        &CascadeSnapshot {
+            state: "off",
+            rejoins: state.rejoins,
+            ..Default::default()
+        },
+    );
     info!(conference = %ctx.conference, room = ctx.room, "cascade agent stopped");
 }
 
@@ -730,7 +740,11 @@ impl<'a> Session<'a> {
     async fn follow_server(&mut self, state: &mut CascadeSnapshot) {
         let view = match self.connector.server_view().await {
             Ok(Some(v)) => v,
-            Ok(None) => return,
+            Ok(None) => {
+                // The server cannot tell: every layer is sent.
+                self.set_active_layers(vec![SimulcastLayer::Sd360, SimulcastLayer::Low180], state);
+                return;
+            }
             Err(e) => {
                 // Keep every layer while the server cannot tell.
                 self.admin_failures += 1;

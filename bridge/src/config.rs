@@ -267,6 +267,21 @@ pub struct CascadeConfig {
     /// loss is known.
     pub janus_admin_url: Option<String>,
     pub janus_admin_secret: Option<String>,
+    /// A numeric conference joins the room with the same number on
+    /// `janus_url` unless bound otherwise.
+    pub bind_numeric: bool,
+    /// Conferences bound to a room (any conference ID; another server).
+    pub binding: Vec<BindingConfig>,
+}
+
+/// `[[cascade.binding]]`: conference `conference` joins `room` on
+/// `janus_url` (default: `[cascade] janus_url`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub conference: String,
+    pub room: u64,
+    pub janus_url: Option<String>,
 }
 
 impl Default for CascadeConfig {
@@ -283,6 +298,8 @@ impl Default for CascadeConfig {
             display_name: "Tandem room systems".into(),
             janus_admin_url: None,
             janus_admin_secret: None,
+            bind_numeric: true,
+            binding: Vec::new(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,6 +15,7 @@ use serde_json::json;
 use tandem_mixer::ParticipantId;
 use tandem_mixer::video::LayoutChoice;
 
+use crate::bindings::{BindError, Cascades};
 use crate::conference::ConferenceCommand;
 use crate::metrics::Metrics;
 use crate::registry::{ConferenceHandle, Registry};
@@ -23,6 +24,7 @@ use crate::registry::{ConferenceHandle, Registry};
 pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
+    pub cascades: Arc<Cascades>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -38,6 +40,11 @@ pub fn router(state: ApiState) -> Router {
             post(unmute),
         )
         .route("/api/conferences/{id}/layout", post(conference_layout))
+        .route(
+            "/api/conferences/{id}/cascade",
+            put(bind_cascade).get(get_binding).delete(unbind_cascade),
+        )
+        .route("/api/cascade/bindings", get(list_bindings))
         .route(
             "/api/conferences/{id}/participants/{pid}/layout",
             post(participant_layout),
@@ -272,4 +279,70 @@ async fn mute(
 
 async fn unmute(State(s): State<ApiState>, Path((id, pid)): Path<(String, String)>) -> Response {
     set_mute(&s, &id, &pid, false).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindBody {
+    room: u64,
+    janus_url: Option<String>,
+}
+
+/// `PUT /api/conferences/{id}/cascade {"room":4711,"janus_url":"http://…/janus"}`:
+/// the conference joins that native meeting (now, if it is running).
+async fn bind_cascade(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<BindBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            r#"expected {"room": <number>, "janus_url": "<optional URL>"}"#,
+        );
+    };
+    match s.cascades.bind(&id, Some(body.room), body.janus_url) {
+        Ok(b) => Json(json!(b)).into_response(),
+        Err(BindError::NoServer) => api_error(
+            StatusCode::CONFLICT,
+            "no_meeting_server",
+            "no janus_url given and no [cascade] janus_url configured",
+        ),
+        Err(BindError::BadUrl) => api_error(
+            StatusCode::BAD_REQUEST,
+            "bad_url",
+            "janus_url must be an http:// or https:// URL",
+        ),
+    }
+}
+
+/// `DELETE /api/conferences/{id}/cascade`: the conference joins no meeting
+/// (even a numeric one); its agent leaves now.
+async fn unbind_cascade(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.cascades.bind(&id, None, None) {
+        Ok(_) => Json(json!({"conference": id, "bound": false})).into_response(),
+        Err(_) => api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unbind failed",
+        ),
+    }
+}
+
+/// `GET /api/conferences/{id}/cascade`: the meeting it joins, if any.
+async fn get_binding(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.cascades.binding(&id) {
+        Some(b) => Json(json!(b)).into_response(),
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            "not_bound",
+            "this conference joins no native meeting",
+        ),
+    }
+}
+
+/// `GET /api/cascade/bindings`: the bindings set by the API or the config.
+async fn list_bindings(State(s): State<ApiState>) -> Response {
+    Json(json!(s.cascades.bindings())).into_response()
 }

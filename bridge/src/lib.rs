@@ -19,9 +19,13 @@
 //!   packetized once → RTP out to each receiver of the view, paced at the
 //!   view frame rate. The conference task feeds it speaker order and layouts.
 //! - [`http`] serves `/metrics` ([`metrics`]), `/healthz` and `/api`.
+//! - [`cascade`]: a conference's agent in its native meeting (Janus), with
+//!   internal legs for the meeting's people and the link; [`bindings`] says
+//!   which meeting each conference joins and runs the agents.
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
 #![forbid(unsafe_code)]
 
+pub mod bindings;
 pub mod cascade;
 pub mod conference;
 pub mod config;

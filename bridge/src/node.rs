@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::bindings::Cascades;
 use crate::config::Config;
 use crate::driver::{net, sip};
 use crate::http::{self, ApiState};
@@ -55,6 +56,13 @@ impl Node {
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let seed = rand::random::<u64>();
+        let cascades = Arc::new(Cascades::new(
+            &config,
+            ports.clone(),
+            video_ports.clone(),
+            metrics.clone(),
+            registry.clone(),
+        ));
         let signalling = Signalling::new(
             config.clone(),
             metrics.clone(),
@@ -66,6 +74,7 @@ impl Node {
             udp.clone(),
             ev_tx,
             seed,
+            cascades.clone(),
         );
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
         let background = vec![
@@ -75,6 +84,7 @@ impl Node {
                 let app = http::router(ApiState {
                     metrics: metrics.clone(),
                     registry: registry.clone(),
+                    cascades,
                 });
                 async move {
                     let _ = axum::serve(http_listener, app).await;

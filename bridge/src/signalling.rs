@@ -29,7 +29,7 @@ use tandem_proto::sip::transaction::{
     Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
 };
 
-use crate::cascade::{self, AgentContext, CascadeSettings};
+use crate::bindings::Cascades;
 use crate::conference::{
     self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, LegSide, VideoSettings,
 };
@@ -82,8 +82,6 @@ struct ConferenceEntry {
     handle: ConferenceHandle,
     task: JoinHandle<()>,
     legs: usize,
-    /// Joins the conference to its native meeting, while it has calls.
-    agent: Option<cascade::Agent>,
 }
 
 pub struct Signalling {
@@ -99,8 +97,8 @@ pub struct Signalling {
     udp: Arc<UdpSocket>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     next_participant: u64,
-    /// `None`: no meeting server configured (cascade off).
-    cascade: Option<Arc<CascadeSettings>>,
+    /// Joins conferences to their native meetings while they have calls.
+    cascades: Arc<Cascades>,
     seed: u64,
     contact: String,
     sent_by: String,
@@ -117,18 +115,14 @@ impl Signalling {
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         seed: u64,
+        cascades: Arc<Cascades>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
         let sent_by = format!("{}", SocketAddr::new(config.sip.listen, config.sip.port));
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
-            cascade: CascadeSettings::from_config(
-                &config.cascade,
-                config.qos.audio,
-                config.qos.video,
-            )
-            .map(Arc::new),
+            cascades,
             sent_by,
             config,
             metrics,
@@ -862,26 +856,12 @@ impl Signalling {
                 };
                 self.registry.insert(handle.clone());
                 self.metrics.conferences.inc();
-                // A conference with a number joins the meeting room of that
-                // number (the cascade), when a meeting server is configured.
-                let agent = match (&self.cascade, conference.parse::<u64>()) {
-                    (Some(settings), Ok(room)) => Some(cascade::Agent::start(AgentContext {
-                        conference: conference.clone(),
-                        room,
-                        commands: handle.commands.clone(),
-                        ports: self.ports.clone(),
-                        video_ports: self.video_ports.clone(),
-                        metrics: self.metrics.clone(),
-                        settings: settings.clone(),
-                        snapshot: handle.snapshot.clone(),
-                    })),
-                    _ => None,
-                };
+                // A bound conference joins its native meeting (the cascade).
+                self.cascades.conference_started(&handle);
                 ConferenceEntry {
                     handle,
                     task,
                     legs: 0,
-                    agent,
                 }
             });
         entry.legs += 1;
@@ -960,14 +940,12 @@ impl Signalling {
             entry.legs = entry.legs.saturating_sub(1);
             empty = entry.legs == 0;
         }
-        if empty && let Some(mut entry) = self.conferences.remove(&call.conference) {
+        if empty && let Some(entry) = self.conferences.remove(&call.conference) {
             self.registry.remove(&call.conference);
             self.metrics.conferences.dec();
             // The agent takes its legs out and drops its command sender, so
             // the conference task still ends.
-            if let Some(agent) = entry.agent.take() {
-                agent.stop();
-            }
+            self.cascades.conference_ended(&call.conference);
             // Dropping the last command sender ends the task once it has
             // processed the RemoveLeg above.
             drop(entry.handle);

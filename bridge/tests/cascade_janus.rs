@@ -462,43 +462,51 @@ fn janus_admin(path: &str, request: &str) -> serde_json::Value {
 /// Janus' own view of the bridge's publication: for its video, the packets
 /// it received on each simulcast SSRC.
 fn janus_layers_of(display: &str) -> Vec<u64> {
+    for info in janus_handles() {
+        let ps = &info["info"]["plugin_specific"];
+        if ps["type"] != "publisher" || ps["display"] != display {
+            continue;
+        }
+        let media = info["info"]["webrtc"]["media"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for m in media.values() {
+            if m["type"] != "video" {
+                continue;
+            }
+            let stats = &m["stats"]["in"];
+            return [
+                &stats["packets"],
+                &stats["video-simulcast-1"]["packets"],
+                &stats["video-simulcast-2"]["packets"],
+            ]
+            .iter()
+            .filter_map(|v| v.as_u64())
+            .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// `handle_info` of every handle Janus has (admin API).
+fn janus_handles() -> Vec<serde_json::Value> {
     let ids = |v: &serde_json::Value, key: &str| -> Vec<u64> {
         v[key]
             .as_array()
             .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
             .unwrap_or_default()
     };
+    let mut out = Vec::new();
     for session in ids(&janus_admin("", "list_sessions"), "sessions") {
         for handle in ids(
             &janus_admin(&format!("/{session}"), "list_handles"),
             "handles",
         ) {
-            let info = janus_admin(&format!("/{session}/{handle}"), "handle_info");
-            let ps = &info["info"]["plugin_specific"];
-            if ps["type"] != "publisher" || ps["display"] != display {
-                continue;
-            }
-            let media = info["info"]["webrtc"]["media"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            for m in media.values() {
-                if m["type"] != "video" {
-                    continue;
-                }
-                let stats = &m["stats"]["in"];
-                return [
-                    &stats["packets"],
-                    &stats["video-simulcast-1"]["packets"],
-                    &stats["video-simulcast-2"]["packets"],
-                ]
-                .iter()
-                .filter_map(|v| v.as_u64())
-                .collect();
-            }
+            out.push(janus_admin(&format!("/{session}/{handle}"), "handle_info"));
         }
     }
-    Vec::new()
+    out
 }
 
 /// Story: the meeting has two native participants, red (simulcast
@@ -767,5 +775,57 @@ fn the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layer
         layers.len() == 3 && layers.iter().all(|p| *p > 0),
         "Janus should show three simulcast layers with packets from the bridge: {layers:?}"
     );
-    drop(green);
+
+    // A named conference bound by the API to room 4712: its agent joins
+    // that room; unbound, it leaves while the call goes on.
+    let r = node.request("PUT", "/api/conferences/sales/cascade", r#"{"room":4712}"#);
+    assert_eq!(r.status, 200, "bind: {}", r.body);
+    let r = node.request("PUT", "/api/conferences/sales/cascade", r#"{"room":"x"}"#);
+    assert_eq!(r.status, 400, "a bad binding is refused: {}", r.body);
+    let cfg = RoomSystemConfig::new(node.sip_addr(), "sales", "amber").with_tone(500.0, 0.3);
+    let amber = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        })
+        .expect("amber: no answer within 15 s")
+        .unwrap_or_else(|e| panic!("amber could not join: {e}\n{}", node.log_tail()));
+    let c = common::wait_for("sales joined room 4712", Duration::from_secs(20), || {
+        let c = node.conference("sales")?;
+        (c["cascade"]["state"] == "connected").then_some(c)
+    });
+    assert!(
+        c["cascade"]["meeting"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("room 4712")),
+        "{}",
+        c["cascade"]
+    );
+    assert!(
+        janus_publisher_rooms("Tandem room systems").contains(&4712),
+        "Janus has no bridge publisher in room 4712"
+    );
+    let r = node.request("DELETE", "/api/conferences/sales/cascade", "");
+    assert_eq!(r.status, 200, "unbind: {}", r.body);
+    common::wait_for("sales left the meeting", Duration::from_secs(10), || {
+        let c = node.conference("sales")?;
+        (c["cascade"]["state"] == "off").then_some(())
+    });
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            !janus_publisher_rooms("Tandem room systems").contains(&4712)
+        }),
+        "the bridge's publisher stayed in room 4712 after unbinding"
+    );
+    assert!(amber.is_active(), "amber's call ended with the binding");
+    drop((green, amber));
+}
+
+/// The rooms where Janus has a publisher named `display`.
+fn janus_publisher_rooms(display: &str) -> Vec<u64> {
+    janus_handles()
+        .iter()
+        .map(|info| &info["info"]["plugin_specific"])
+        .filter(|ps| ps["type"] == "publisher" && ps["display"] == display)
+        .filter_map(|ps| ps["room"].as_u64())
+        .collect()
 }

@@ -28,12 +28,22 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
 /// POST a JSON `body` to `path` on `addr` (`Connection: close`), as an
 /// operator's script would.
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<Response> {
+    request(addr, "POST", path, body)
+}
+
+/// Any method with a JSON `body` (`Connection: close`).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;

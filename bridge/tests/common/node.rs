@@ -169,6 +169,16 @@ impl Node {
         })
     }
 
+    /// Any method with a JSON `body`; the response whatever its status.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> http::Response {
+        http::request(self.http_addr(), method, path, body).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path} failed: {e}\n--- node log ---\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
     pub fn metrics(&self) -> String {
         let r = self.get("/metrics");
         assert_eq!(r.status, 200, "GET /metrics: {}", r.body);

@@ -89,6 +89,9 @@ pub struct CascadeSettings {
     pub session: SessionConfig,
     pub native_speakers: usize,
     pub native_audio: usize,
+    /// Room-system speakers published as people of their own (1: one
+    /// publication, the active speaker and the mix).
+    pub publish_speakers: usize,
     pub display_name: String,
     pub audio_dscp: u8,
     pub video_dscp: u8,
@@ -134,6 +137,7 @@ impl CascadeSettings {
             },
             native_speakers: c.native_speakers,
             native_audio: c.native_audio.max(c.native_speakers),
+            publish_speakers: c.publish_speakers.max(1),
             display_name: c.display_name.clone(),
             audio_dscp,
             video_dscp,
@@ -342,6 +346,11 @@ struct Session<'a> {
     /// What the meeting server had lost of ours at the last look.
     server_lost: u64,
     admin_failures: u32,
+    /// Publishers of the 2nd, 3rd… room-system speakers (`publish_speakers`).
+    speakers: Vec<SpeakerPublisher>,
+    /// The main publication's name, when it is a speaker's.
+    main_name: Option<String>,
+    own_publishers: OwnPublishers,
 }
 
 struct LinkCounters {
@@ -397,6 +406,9 @@ impl<'a> Session<'a> {
             sampled_audio: LayerCounters::default(),
             server_lost: 0,
             admin_failures: 0,
+            speakers: Vec::new(),
+            main_name: None,
+            own_publishers: OwnPublishers::default(),
         }
     }
 
@@ -504,6 +516,7 @@ impl<'a> Session<'a> {
                         conference_alive = false;
                         continue;
                     }
+                    self.follow_local_speakers(&speaking).await?;
                     let (any, changed) = self.heard_talking(&speaking);
                     if any {
                         self.rerank(state).await?;
@@ -554,6 +567,50 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+
+    /// With `publish_speakers` > 1: the main publication takes the active
+    /// room-system speaker's name, and the next speakers get publications
+    /// of their own (as many as there are room systems to show).
+    async fn follow_local_speakers(
+        &mut self,
+        snapshot: &watch::Receiver<ConferenceSnapshot>,
+    ) -> Result<(), String> {
+        let k = self.ctx.settings.publish_speakers;
+        if k <= 1 {
+            return Ok(());
+        }
+        let (first, locals) = {
+            let snap = snapshot.borrow();
+            (
+                snap.local_speakers.first().cloned(),
+                snap.local_speakers.len(),
+            )
+        };
+        if first.is_some() && first != self.main_name {
+            if let Some(name) = &first {
+                self.connector
+                    .rename(name)
+                    .await
+                    .map_err(|e| format!("rename: {e}"))?;
+            }
+            self.main_name = first;
+        }
+        let want = (k - 1).min(locals.saturating_sub(1));
+        while self.speakers.len() < want {
+            let rank = self.speakers.len() + 1;
+            self.speakers.push(SpeakerPublisher::start(
+                self.ctx.clone(),
+                rank,
+                self.own_publishers.clone(),
+            ));
+        }
+        while self.speakers.len() > want {
+            if let Some(p) = self.speakers.pop() {
+                p.stop().await;
+            }
+        }
+        Ok(())
     }
 
     /// Marks the natives the conference hears talking: whether any is,
@@ -798,7 +855,11 @@ impl<'a> Session<'a> {
         let wanted: Vec<RemotePublisher> = self
             .known
             .iter()
-            .filter(|p| Some(p.id) != self.own_id && !p.streams.is_empty())
+            .filter(|p| {
+                Some(p.id) != self.own_id
+                    && !p.streams.is_empty()
+                    && !self.own_publishers.lock().is_ok_and(|o| o.contains(&p.id))
+            })
             .take(ctx.settings.native_audio)
             .cloned()
             .collect();
@@ -998,6 +1059,9 @@ impl<'a> Session<'a> {
     /// Leaves the meeting and takes the agent's legs out of the conference.
     async fn teardown(mut self) {
         let ctx = self.ctx;
+        for p in self.speakers.drain(..) {
+            p.stop().await;
+        }
         for (_, n) in self.natives.drain() {
             remove_native(ctx, n).await;
         }
@@ -1188,6 +1252,25 @@ async fn add_internal_leg(
     side: LegSide,
     shown: bool,
 ) -> Result<InternalLeg, String> {
+    add_leg_ranked(ctx, name, side, shown, 0).await
+}
+
+/// A link leg that shows the `rank`-th local speaker.
+async fn add_internal_leg_ranked(
+    ctx: &AgentContext,
+    name: &str,
+    rank: usize,
+) -> Result<InternalLeg, String> {
+    add_leg_ranked(ctx, name, LegSide::Link, true, rank).await
+}
+
+async fn add_leg_ranked(
+    ctx: &AgentContext,
+    name: &str,
+    side: LegSide,
+    shown: bool,
+    link_rank: usize,
+) -> Result<InternalLeg, String> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let audio_socket = UdpSocket::bind((lo, 0)).await.map_err(|e| e.to_string())?;
     let video_socket = UdpSocket::bind((lo, 0)).await.map_err(|e| e.to_string())?;
@@ -1258,6 +1341,7 @@ async fn add_internal_leg(
         video,
         side,
         shown,
+        link_rank,
     };
     ctx.commands
         .send(ConferenceCommand::AddLeg(Box::new(setup)))
@@ -1270,4 +1354,145 @@ async fn add_internal_leg(
         conf_audio: conf_audio_addr,
         conf_video: has_video.then_some(conf_video_addr),
     })
+}
+
+/// One more room-system speaker as a publisher of its own (option
+/// `publish_speakers`): a link leg that shows the `rank`-th local speaker,
+/// published under that speaker's name, video only (the meeting hears
+/// everyone in the main publication's mix). Runs until stopped or its
+/// meeting session is lost.
+/// The agent's own publications in the meeting (never subscribed to).
+type OwnPublishers = Arc<std::sync::Mutex<std::collections::HashSet<PublisherId>>>;
+
+struct SpeakerPublisher {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SpeakerPublisher {
+    fn start(ctx: AgentContext, rank: usize, own: OwnPublishers) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            if let Err(e) = speaker_publisher(&ctx, rank, stopped, own).await {
+                warn!(conference = %ctx.conference, rank, error = %e, "speaker publisher ended");
+            }
+        });
+        SpeakerPublisher { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+fn speaker_name(snapshot: &ConferenceSnapshot, rank: usize) -> String {
+    snapshot
+        .local_speakers
+        .get(rank)
+        .cloned()
+        .unwrap_or_else(|| format!("Room system {}", rank + 1))
+}
+
+async fn speaker_publisher(
+    ctx: &AgentContext,
+    rank: usize,
+    mut stopped: watch::Receiver<bool>,
+    own: OwnPublishers,
+) -> Result<(), String> {
+    let mut names = ctx.snapshot.clone();
+    let mut name = speaker_name(&names.borrow(), rank);
+    let mut connector = JanusConnector::new(ctx.settings.janus.clone());
+    let mut leg: Option<InternalLeg> = None;
+    let result = async {
+        let joined = connector
+            .join(RoomId(ctx.room), &name)
+            .await
+            .map_err(|e| format!("join: {e}"))?;
+        // Before it publishes: the agent must never take it for a native.
+        if let Ok(mut own) = own.lock() {
+            own.insert(joined.id);
+        }
+        let mut publisher = PublishSession::new(&ctx.settings.session, SystemTime::now())
+            .await
+            .map_err(|e| format!("publish session: {e}"))?;
+        let offer = publisher.create_offer().await.map_err(|e| format!("offer: {e}"))?;
+        let answer = connector.publish(offer).await.map_err(|e| format!("publish: {e}"))?;
+        publisher
+            .handle_answer(answer)
+            .await
+            .map_err(|e| format!("answer: {e}"))?;
+        publisher
+            .wait_connected(CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let l = add_internal_leg_ranked(ctx, &name, rank).await?;
+        let _ = ctx
+            .commands
+            .send(ConferenceCommand::SetLayout {
+                participant: Some(l.participant),
+                layout: LayoutChoice::Fixed(Layout::Grid1x1),
+            })
+            .await;
+        let (socket, conf_video) = (l.video.clone(), l.conf_video);
+        leg = Some(l);
+        info!(conference = %ctx.conference, rank, %name, "room-system speaker published on its own");
+        let mut depacketizer = H264Depacketizer::new();
+        let mut buf = vec![0u8; 2048];
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        let mut keyframes = tokio::time::interval(LINK_KEYFRAME_EVERY);
+        let frames = ctx.metrics.cascade.packets.with_label_values(&["out", "video"]);
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return Ok(()),
+                r = names.changed() => {
+                    if r.is_err() {
+                        return Ok(());
+                    }
+                    let now = speaker_name(&names.borrow(), rank);
+                    if now != name {
+                        connector.rename(&now).await.map_err(|e| format!("rename: {e}"))?;
+                        name = now;
+                    }
+                }
+                ev = connector.next_event() => match ev {
+                    None | Some(MeetingEvent::SessionLost) => return Err("meeting session lost".into()),
+                    Some(MeetingEvent::RoomDestroyed) => return Err("room destroyed".into()),
+                    Some(_) => {}
+                },
+                r = socket.recv_from(&mut buf) => {
+                    let Ok((n, _)) = r else { continue };
+                    if is_rtcp(&buf[..n]) {
+                        continue;
+                    }
+                    let Ok(packet) = RtpPacket::parse(&buf[..n]) else { continue };
+                    depacketizer.handle_rtp(&packet);
+                    while let Some(au) = depacketizer.poll_access_unit() {
+                        publisher
+                            .send_video(SimulcastLayer::Hd720, au.timestamp, &au.data)
+                            .await
+                            .map_err(|e| format!("send video: {e}"))?;
+                        frames.inc();
+                    }
+                }
+                _ = keyframes.tick() => {
+                    if let Some(dest) = conf_video {
+                        let mut pli = Vec::with_capacity(12);
+                        rtcp::write_pli(&mut pli, Ssrc(0), Ssrc(0));
+                        let _ = socket.send_to(&pli, dest).await;
+                    }
+                }
+                _ = keepalive.tick() => {
+                    connector.keepalive().await.map_err(|e| format!("keepalive: {e}"))?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Some(l) = leg {
+        remove_leg(ctx, &l).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), connector.leave()).await;
+    result
 }

@@ -57,6 +57,9 @@ pub struct LegSetup {
     /// Whether it takes a place in the layouts (a native participant out
     /// of the top speakers does not).
     pub shown: bool,
+    /// For a link: it shows the local speakers from this rank on (0: the
+    /// active speaker).
+    pub link_rank: usize,
 }
 
 /// Which side of a cascade a leg is on.
@@ -136,6 +139,9 @@ pub struct ConferenceSnapshot {
     pub active_speaker: Option<String>,
     pub layout: Option<String>,
     pub cascade: CascadeSnapshot,
+    /// Room systems' names, most recent speaker first, as cascade links
+    /// rank them.
+    pub local_speakers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -273,7 +279,7 @@ struct Leg {
     has_video: bool,
     /// In the layouts (see [`LegSetup::shown`]).
     shown: bool,
-    remote_side: bool,
+    side: LegSide,
     /// When this leg pressed `*`, for `*8`.
     star_at: Option<Instant>,
 }
@@ -532,7 +538,7 @@ impl Conference {
                         participant,
                         name: leg.name.clone(),
                         shown,
-                        remote: leg.remote_side,
+                        remote: leg.side == LegSide::Remote,
                     });
                 }
             }
@@ -633,6 +639,7 @@ impl Conference {
             return;
         }
         let side = s.side;
+        let link_rank = s.link_rank;
         let _ = self
             .mixer
             .set_remote(s.participant, side == LegSide::Remote);
@@ -702,7 +709,7 @@ impl Conference {
                 marker_pending: true,
                 has_video: false,
                 shown: s.shown,
-                remote_side: side == LegSide::Remote,
+                side,
                 star_at: None,
             },
         );
@@ -742,6 +749,7 @@ impl Conference {
                         participant,
                         remote: side == LegSide::Remote,
                         link: side == LegSide::Link,
+                        rank: link_rank,
                     });
                 }
             }
@@ -1026,7 +1034,31 @@ impl Conference {
             active_speaker: self.mixer.active_speaker().map(|p| p.0.to_string()),
             layout: self.ctx.video.as_ref().map(|v| v.layout.to_string()),
             cascade: self.cascade.clone(),
+            local_speakers: self.local_speakers(),
         }
+    }
+
+    /// Room systems by the video mixer's order: recent speakers first, then
+    /// the others by participant ID.
+    fn local_speakers(&self) -> Vec<String> {
+        let local = |id: &ParticipantId| {
+            self.legs
+                .get(id)
+                .is_some_and(|l| l.side == LegSide::Local && l.shown)
+        };
+        let mut ids: Vec<ParticipantId> =
+            self.speaker_order.iter().copied().filter(local).collect();
+        let mut rest: Vec<ParticipantId> = self
+            .legs
+            .keys()
+            .copied()
+            .filter(|id| local(id) && !ids.contains(id))
+            .collect();
+        rest.sort();
+        ids.extend(rest);
+        ids.iter()
+            .filter_map(|id| self.legs.get(id).map(|l| l.name.clone()))
+            .collect()
     }
 }
 

@@ -259,6 +259,10 @@ pub struct CascadeConfig {
     pub native_speakers: usize,
     /// Native publishers heard at most (each is a subscription).
     pub native_audio: usize,
+    /// Room-system speakers the native meeting sees as people of their
+    /// own: 1 (default) publishes the active speaker with the mix; K > 1
+    /// also publishes the next K-1 speakers, video only, by name.
+    pub publish_speakers: usize,
     /// How the bridge appears in the native meeting.
     pub display_name: String,
     /// The meeting server's admin API and secret (Janus:
@@ -295,6 +299,7 @@ impl Default for CascadeConfig {
             admin_key: None,
             native_speakers: 5,
             native_audio: 24,
+            publish_speakers: 1,
             display_name: "Tandem room systems".into(),
             janus_admin_url: None,
             janus_admin_secret: None,

@@ -816,6 +816,7 @@ impl Signalling {
             video,
             side: LegSide::Local,
             shown: true,
+            link_rank: 0,
         };
         let conference = call.conference.clone();
         let entry = self

@@ -148,6 +148,8 @@ pub enum VideoInput {
         participant: ParticipantId,
         remote: bool,
         link: bool,
+        /// For a link: shows the local speakers from this rank on.
+        rank: usize,
     },
     /// Most recent speaker first.
     SpeakerOrder(Vec<ParticipantId>),
@@ -683,9 +685,11 @@ impl Engine {
                 participant,
                 remote,
                 link,
+                rank,
             } => {
                 self.mixer.set_source_remote(participant, remote);
                 self.mixer.set_receiver_link(participant, link);
+                self.mixer.set_link_rank(participant, rank);
                 if link {
                     self.links.insert(participant);
                     self.sources.remove(&participant);

@@ -27,6 +27,7 @@ use common::{Node, TempDir};
 
 const ROOM: &str = "4711";
 const TEST: &str = "room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade";
+const TEST_PEOPLE: &str = "room_system_speakers_appear_in_the_meeting_as_people_of_their_own";
 const TEST_SPEAKERS: &str =
     "the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layers_are_encoded";
 
@@ -828,4 +829,106 @@ fn janus_publisher_rooms(display: &str) -> Vec<u64> {
         .filter(|ps| ps["type"] == "publisher" && ps["display"] == display)
         .filter_map(|ps| ps["room"].as_u64())
         .collect()
+}
+
+/// Story: with `publish_speakers = 2`, the native meeting sees the two
+/// room systems as two people: a viewer in the meeting finds publishers
+/// named "green" and "blue", each showing that room system's picture.
+#[test]
+fn room_system_speakers_appear_in_the_meeting_as_people_of_their_own() {
+    if std::env::var_os("TANDEM_NETNS").is_none() {
+        reexec_in_namespace(TEST_PEOPLE);
+        return;
+    }
+    let janus = std::env::var("TANDEM_JANUS_URL").expect("netns-peers.sh sets TANDEM_JANUS_URL");
+    let turn = std::env::var("TANDEM_TURN_URL").expect("netns-peers.sh sets TANDEM_TURN_URL");
+    let dir = TempDir::new("cascade-people");
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cascade]\njanus_url = \"{janus}\"\nice_policy = \"relay\"\nmedia_ip = \"10.99.0.1\"\n\
+             create_room = true\nadmin_key = \"supersecret\"\npublish_speakers = 2\n\
+             [[cascade.turn]]\nurl = \"{turn}\"\nusername = \"tandem\"\ncredential = \"tandem123\"\n"
+        ),
+    )
+    .expect("config written");
+    let node = Node::start_full(
+        &[
+            ("TANDEM_VIDEO_MAX_RESOLUTION", "720p"),
+            ("TANDEM_VIDEO_FPS", "15"),
+        ],
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    let rt = runtime();
+    // Green talks louder: it is the active speaker, blue the next.
+    let call = |name: &str, colour: (u8, u8, u8), hz: f32, level: f32| {
+        let cfg = RoomSystemConfig::new(node.sip_addr(), ROOM, name)
+            .with_tone(hz, level)
+            .with_video(VideoSpec::new(colour));
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        })
+        .unwrap_or_else(|_| panic!("{name}: no answer within 15 s"))
+        .unwrap_or_else(|e| panic!("{name} could not join: {e}\n{}", node.log_tail()))
+    };
+    let green = call("green", (30, 200, 30), 880.0, 0.5);
+    let blue = call("blue", (30, 30, 220), 1320.0, 0.1);
+    common::wait_for("cascade connected", Duration::from_secs(20), || {
+        let c = node.conference(ROOM)?;
+        (c["cascade"]["state"] == "connected").then_some(())
+    });
+    let log = dir.path().join("viewer.jsonl");
+    let mut viewer = Browser::start(
+        &turn,
+        &log,
+        &[
+            "subscribe",
+            "--match",
+            "^(green|blue)$",
+            "--count",
+            "2",
+            "--duration",
+            "12",
+            "--expect-frames",
+        ],
+    );
+    let status = common::wait_child(&mut viewer.0, Duration::from_secs(60))
+        .expect("the viewer ends after its 12 s");
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let summary = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"summary\""))
+        .unwrap_or("(no summary line)");
+    eprintln!("[people] viewer summary: {summary}");
+    assert!(
+        status.success(),
+        "the viewer's checks failed ({status}): {summary}\n{}",
+        node.log_tail()
+    );
+    let summary: serde_json::Value = serde_json::from_str(summary).expect("summary is JSON");
+    let feeds = summary["feeds"].as_array().cloned().unwrap_or_default();
+    let mut seen: Vec<(String, String)> = feeds
+        .iter()
+        .map(|f| {
+            (
+                f["display"].as_str().unwrap_or_default().to_owned(),
+                f["video"]["dominant"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("blue".to_owned(), "blue".to_owned()),
+            ("green".to_owned(), "green".to_owned())
+        ],
+        "each room system should be a person of its own, showing its own picture"
+    );
+    drop((green, blue));
 }

@@ -246,6 +246,9 @@ pub trait MeetingConnector: Send {
         Ok(None)
     }
 
+    /// Changes the name our publication shows in the meeting.
+    async fn rename(&mut self, display: &str) -> Result<(), Error>;
+
     /// Closes one subscription.
     async fn unsubscribe(&mut self, subscription: SubscriptionId) -> Result<(), Error>;
 

@@ -1019,6 +1019,19 @@ impl MeetingConnector for JanusConnector {
         Ok(())
     }
 
+    async fn rename(&mut self, display: &str) -> Result<(), Error> {
+        let handle = self
+            .publisher_handle
+            .ok_or(Error::Misuse("rename before join"))?;
+        self.request_async(
+            handle,
+            json!({"request": "configure", "display": display}),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn set_stream_sending(
         &mut self,
         subscription: SubscriptionId,

@@ -245,6 +245,9 @@ pub struct VideoMixer {
     remote_sources: BTreeSet<ParticipantId>,
     /// Receivers that are cascade links: they never see remote sources.
     link_receivers: BTreeSet<ParticipantId>,
+    /// A link that shows the k-th local speaker (0: the active one): one
+    /// publisher per room-system speaker in the native meeting.
+    link_ranks: BTreeMap<ParticipantId, usize>,
     tick: u64,
     stats: VideoStats,
 }
@@ -269,6 +272,7 @@ impl VideoMixer {
             source_class_requests: Vec::new(),
             remote_sources: BTreeSet::new(),
             link_receivers: BTreeSet::new(),
+            link_ranks: BTreeMap::new(),
             tick: 0,
             stats: VideoStats::default(),
         })
@@ -362,6 +366,7 @@ impl VideoMixer {
     pub fn remove_receiver(&mut self, id: ParticipantId) -> Result<(), Error> {
         self.keyframe_requests.remove(&id);
         self.link_receivers.remove(&id);
+        self.link_ranks.remove(&id);
         self.receivers
             .remove(&id)
             .map(|_| ())
@@ -445,6 +450,16 @@ impl VideoMixer {
         }
     }
 
+    /// Makes a link show the local sources from the `rank`-th speaker on
+    /// (0, the default: the active speaker first).
+    pub fn set_link_rank(&mut self, id: ParticipantId, rank: usize) {
+        if rank == 0 {
+            self.link_ranks.remove(&id);
+        } else {
+            self.link_ranks.insert(id, rank);
+        }
+    }
+
     /// Every receiver's view, grouped.
     pub fn views(&self) -> BTreeMap<ViewKey, Vec<ParticipantId>> {
         let order = self.order();
@@ -460,9 +475,10 @@ impl VideoMixer {
         let mut views: BTreeMap<ViewKey, Vec<ParticipantId>> = BTreeMap::new();
         for (&rx, settings) in &self.receivers {
             let order = if self.link_receivers.contains(&rx) {
-                &local
+                let rank = self.link_ranks.get(&rx).copied().unwrap_or(0);
+                &local[rank.min(local.len())..]
             } else {
-                &order
+                &order[..]
             };
             let visible = order.len() - usize::from(order.contains(&rx));
             let layout = settings.layout.resolve(visible);
@@ -975,6 +991,32 @@ mod tests {
                 .find(|(_, rxs)| rxs.contains(&ParticipantId(1)))
                 .expect("1's view");
             assert!(local.occupants.contains(&Some(ParticipantId(4))));
+        }
+    }
+
+    #[test]
+    fn video_a_ranked_link_shows_the_next_local_speaker() {
+        let mut m = mixer_with(4);
+        m.set_source_remote(ParticipantId(4), true);
+        let (first, second) = (ParticipantId(8), ParticipantId(9));
+        for (link, rank) in [(first, 0), (second, 1)] {
+            m.set_receiver(link, settings(Layout::Grid1x1, ResolutionClass::Low180));
+            m.set_receiver_link(link, true);
+            m.set_link_rank(link, rank);
+        }
+        for (order, want) in [([4, 2, 1, 3], (2, 1)), ([3, 4, 2, 1], (3, 2))] {
+            m.set_speaker_order(&order.map(ParticipantId));
+            m.tick().unwrap();
+            let views = m.views();
+            let shown = |link| {
+                views
+                    .iter()
+                    .find(|(_, rxs)| rxs.contains(&link))
+                    .map(|(k, _)| k.occupants.clone())
+                    .expect("the link's view")
+            };
+            assert_eq!(shown(first), vec![Some(ParticipantId(want.0))]);
+            assert_eq!(shown(second), vec![Some(ParticipantId(want.1))]);
         }
     }
 

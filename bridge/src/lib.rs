@@ -19,6 +19,9 @@
 //!   packetized once → RTP out to each receiver of the view, paced at the
 //!   view frame rate. The conference task feeds it speaker order and layouts.
 //! - [`http`] serves `/metrics` ([`metrics`]), `/healthz` and `/api`.
+//! - [`cascade`] joins each conference to its native meeting over WebRTC;
+//!   [`turn_relay`] is the embedded TURN relay `tandem up` runs for it when
+//!   the site has no Edge of its own.
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
 #![forbid(unsafe_code)]
 
@@ -33,5 +36,6 @@ pub mod node;
 pub mod registry;
 pub mod rtcp_report;
 pub mod signalling;
+pub mod turn_relay;
 pub mod video;
 pub mod video_decode;

@@ -19,6 +19,7 @@ pub struct Config {
     pub conference: ConferenceConfig,
     pub video: VideoConfig,
     pub cascade: CascadeConfig,
+    pub turn: TurnRelayConfig,
     pub log: LogConfig,
 }
 
@@ -321,6 +322,48 @@ pub struct TurnConfig {
     pub secret: Option<String>,
 }
 
+/// The embedded TURN relay `tandem up` runs for sites without an Edge of
+/// their own (see [`crate::turn_relay`]). UDP only: webrtc-rs' TURN server
+/// has no TCP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnRelayConfig {
+    pub enabled: bool,
+    /// Where clients reach the relay (UDP). Port 0: chosen by the OS.
+    pub listen: SocketAddr,
+    /// Address written in relayed candidates (XOR-RELAYED-ADDRESS); default
+    /// the listen address. Relay sockets bind to the listen address.
+    pub relay_ip: Option<IpAddr>,
+    /// UDP ports of the relayed addresses.
+    pub relay_ports: PortRange,
+    pub realm: String,
+    /// TURN REST shared secret (coturn's `static-auth-secret`): usernames
+    /// are `EXPIRY:name`, passwords base64(HMAC-SHA1(secret, username)).
+    /// Unset: a random one, made at start and kept in memory, known only to
+    /// this process (its cascade agents).
+    pub secret: Option<String>,
+}
+
+impl Default for TurnRelayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3478),
+            relay_ip: None,
+            relay_ports: PortRange(49160..=49300),
+            realm: "tandem".into(),
+            secret: None,
+        }
+    }
+}
+
+impl TurnRelayConfig {
+    /// The address relayed candidates carry.
+    pub fn relay_ip(&self) -> IpAddr {
+        self.relay_ip.unwrap_or(self.listen.ip())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum IcePolicyConfig {
@@ -352,6 +395,7 @@ const SECTIONS: &[&str] = &[
     "conference",
     "video",
     "cascade",
+    "turn",
     "log",
 ];
 
@@ -468,6 +512,54 @@ impl Config {
                 "conference.mixed_speakers must be at least 1".into(),
             ));
         }
+        self.validate_turn()
+    }
+
+    fn validate_turn(&self) -> Result<(), ConfigError> {
+        let t = &self.turn;
+        if !t.enabled {
+            return Ok(());
+        }
+        if t.listen.ip().is_unspecified() && t.relay_ip.is_none_or(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::Invalid(format!(
+                "turn.relay_ip: must name the address peers send to when turn.listen is {}",
+                t.listen.ip()
+            )));
+        }
+        if t.relay_ip.is_some_and(|ip| ip.is_unspecified()) {
+            return Err(ConfigError::Invalid(
+                "turn.relay_ip: must be an address peers can send to, not unspecified".into(),
+            ));
+        }
+        if t.realm.trim().is_empty() {
+            return Err(ConfigError::Invalid("turn.realm must not be empty".into()));
+        }
+        if t.secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "turn.secret must not be empty (leave it unset for a random one)".into(),
+            ));
+        }
+        let r = &t.relay_ports.0;
+        let media_ip = self.media_listen();
+        let shares_ip =
+            |ip: IpAddr| ip == media_ip || ip.is_unspecified() || media_ip.is_unspecified();
+        if shares_ip(t.listen.ip()) {
+            for (k, m) in [
+                ("media.audio_ports", &self.media.audio_ports.0),
+                ("media.video_ports", &self.media.video_ports.0),
+            ] {
+                if r.start() <= m.end() && m.start() <= r.end() {
+                    return Err(ConfigError::Invalid(format!(
+                        "turn.relay_ports and {k} overlap"
+                    )));
+                }
+            }
+            if r.contains(&t.listen.port()) {
+                return Err(ConfigError::Invalid(
+                    "turn.listen's port lies inside turn.relay_ports".into(),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -581,6 +673,63 @@ mod tests {
             .expect_err("overlap")
             .to_string();
         assert!(err.contains("overlap"), "{err}");
+    }
+
+    #[test]
+    fn turn_relay_section() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert!(c.turn.enabled);
+        assert_eq!(c.turn.listen.to_string(), "127.0.0.1:3478");
+        assert_eq!(c.turn.relay_ip().to_string(), "127.0.0.1");
+        assert_eq!(c.turn.realm, "tandem");
+        assert!(c.turn.secret.is_none());
+        let c = Config::load(
+            None,
+            env(&[
+                ("TANDEM_TURN_LISTEN", "10.99.0.1:3479"),
+                ("TANDEM_TURN_RELAY_PORTS", "50000-50010"),
+                ("TANDEM_TURN_SECRET", "north"),
+                ("TANDEM_TURN_REALM", "edge.example"),
+            ]),
+        )
+        .expect("env");
+        assert_eq!(c.turn.relay_ip().to_string(), "10.99.0.1");
+        assert_eq!(c.turn.relay_ports, PortRange(50000..=50010));
+        assert_eq!(c.turn.secret.as_deref(), Some("north"));
+        let err = Config::load(None, env(&[("TANDEM_TURN_LISTEN", "0.0.0.0:3478")]))
+            .expect_err("unspecified listen, no relay_ip")
+            .to_string();
+        assert!(err.contains("turn.relay_ip"), "{err}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("TANDEM_TURN_LISTEN", "0.0.0.0:3478"),
+                ("TANDEM_TURN_RELAY_IP", "192.0.2.10"),
+            ]),
+        )
+        .expect("public relay ip");
+        assert_eq!(c.turn.relay_ip().to_string(), "192.0.2.10");
+        let err = Config::load(None, env(&[("TANDEM_TURN_RELAY_PORTS", "40900-41100")]))
+            .expect_err("overlap")
+            .to_string();
+        assert!(err.contains("turn.relay_ports"), "{err}");
+        let err = Config::load(None, env(&[("TANDEM_TURN_LISTEN", "127.0.0.1")]))
+            .expect_err("no port")
+            .to_string();
+        assert!(err.contains("turn.listen"), "{err}");
+        let err = Config::load(None, env(&[("TANDEM_TURN_SECRET", "")]))
+            .expect_err("empty secret")
+            .to_string();
+        assert!(err.contains("turn.secret"), "{err}");
+        // Off: nothing else about it is checked.
+        Config::load(
+            None,
+            env(&[
+                ("TANDEM_TURN_ENABLED", "false"),
+                ("TANDEM_TURN_RELAY_PORTS", "40900-41100"),
+            ]),
+        )
+        .expect("disabled relay");
     }
 
     #[test]

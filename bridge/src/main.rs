@@ -4,8 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use tandem_bridge::config::Config;
+use tandem_bridge::metrics::Metrics;
 use tandem_bridge::node::Node;
+use tandem_bridge::turn_relay::TurnRelay;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -17,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// All in one process on loopback: one MCU node with embedded defaults.
+    /// All in one process on loopback: one MCU node and the embedded TURN
+    /// relay, with embedded defaults.
     Up {
         /// TOML config; `TANDEM_<SECTION>_<KEY>` variables override it.
         #[arg(long)]
@@ -63,8 +68,22 @@ fn init_tracing(level: &str) {
         .init();
 }
 
-async fn up(config: Config, demo: bool) -> anyhow::Result<()> {
-    let node = Node::start(config.clone()).await?;
+async fn up(mut config: Config, demo: bool) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    // The relay first: the cascade agents learn its address and secret
+    // through the config the node starts with.
+    let relay = if config.turn.enabled {
+        let relay = TurnRelay::start(&config.turn, &metrics)
+            .await
+            .context("embedded TURN relay ([turn])")?;
+        if relay.offer_to_cascade(&mut config.cascade) {
+            tracing::info!(url = %relay.url(), "cascade uses the embedded TURN relay");
+        }
+        Some(relay)
+    } else {
+        None
+    };
+    let node = Node::start_with_metrics(config.clone(), metrics).await?;
     println!("Tandem is up.");
     println!(
         "  dial:    sip:<conference>@{}   (e.g. sip:4711@{})",
@@ -72,6 +91,17 @@ async fn up(config: Config, demo: bool) -> anyhow::Result<()> {
     );
     println!("  api:     http://{}/api/conferences", node.http_addr);
     println!("  metrics: http://{}/metrics", node.http_addr);
+    if let Some(relay) = &relay {
+        println!(
+            "  turn:    {}   (shared secret: {})",
+            relay.url(),
+            if relay.generated_secret() {
+                "generated, in memory only"
+            } else {
+                "[turn] secret"
+            }
+        );
+    }
     if demo {
         tandem_bridge::demo::start(&node).await?;
         println!("  demo:    synthetic room systems are talking in conference 1000");
@@ -84,5 +114,8 @@ async fn up(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     println!("Ending calls...");
     node.shutdown().await;
+    if let Some(relay) = relay {
+        relay.close().await;
+    }
     Ok(())
 }

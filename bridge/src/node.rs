@@ -29,8 +29,13 @@ pub struct Node {
 
 impl Node {
     pub async fn start(config: Config) -> anyhow::Result<Node> {
+        Node::start_with_metrics(config, Arc::new(Metrics::new())).await
+    }
+
+    /// As [`Node::start`], counting into `metrics`: `tandem up` shares them
+    /// with the embedded TURN relay, which starts first.
+    pub async fn start_with_metrics(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Node> {
         let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::default());
         let sip_addr = SocketAddr::new(config.sip.listen, config.sip.port);
         let udp = Arc::new(

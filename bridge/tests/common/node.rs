@@ -10,6 +10,8 @@ use super::{TempDir, http, ports, stop_child, tail};
 
 /// How many RTP ports each node gets for audio and for video.
 const MEDIA_PORTS: u16 = 100;
+/// Relayed addresses each node's embedded TURN relay may hand out.
+const TURN_RELAY_PORTS: u16 = 20;
 
 pub struct Node {
     child: Child,
@@ -17,6 +19,9 @@ pub struct Node {
     pub http_port: u16,
     pub audio_ports: (u16, u16),
     pub video_ports: (u16, u16),
+    /// The embedded TURN relay's UDP port on 127.0.0.1 (a test may move it
+    /// with `TANDEM_TURN_LISTEN`).
+    pub turn_port: u16,
     log: PathBuf,
     dir: TempDir,
 }
@@ -42,6 +47,10 @@ impl Node {
         let video = ports::block(MEDIA_PORTS, false);
         let audio_ports = (audio, audio + MEDIA_PORTS - 1);
         let video_ports = (video, video + MEDIA_PORTS - 1);
+        // `tandem up` runs the embedded TURN relay: each node its own ports,
+        // so that nodes of parallel tests don't fight over 3478.
+        let turn_port = ports::udp();
+        let turn_relay = ports::block(TURN_RELAY_PORTS, false);
         let log = dir.path().join("tandem.log");
         let log_file = File::create(&log).expect("create node log");
         let log_err = log_file.try_clone().expect("clone log handle");
@@ -63,6 +72,11 @@ impl Node {
             .env(
                 "TANDEM_MEDIA_VIDEO_PORTS",
                 format!("{}-{}", video_ports.0, video_ports.1),
+            )
+            .env("TANDEM_TURN_LISTEN", format!("127.0.0.1:{turn_port}"))
+            .env(
+                "TANDEM_TURN_RELAY_PORTS",
+                format!("{}-{}", turn_relay, turn_relay + TURN_RELAY_PORTS - 1),
             );
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -82,6 +96,7 @@ impl Node {
             http_port,
             audio_ports,
             video_ports,
+            turn_port,
             log,
             dir,
         };

@@ -60,7 +60,6 @@ impl Node {
         let (in_tx, in_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = mpsc::channel(1024);
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let seed = rand::random::<u64>();
         let cascades = Arc::new(Cascades::new(
             &config,
             ports.clone(),
@@ -78,7 +77,6 @@ impl Node {
             },
             udp.clone(),
             ev_tx,
-            seed,
             cascades.clone(),
         );
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));

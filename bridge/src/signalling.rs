@@ -114,7 +114,6 @@ impl Signalling {
         ports: MediaPorts,
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
-        seed: u64,
         cascades: Arc<Cascades>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
@@ -136,7 +135,8 @@ impl Signalling {
             udp,
             tcp: HashMap::new(),
             next_participant: 1,
-            seed: seed | 1,
+            // Tags, branches and SDP session IDs start somewhere new each run.
+            seed: rand::random::<u64>() | 1,
             byes_in_flight: HashMap::new(),
         }
     }

@@ -1348,7 +1348,7 @@ mod tests {
                 {"type":"video","mid":"2","feed_id":8,"send":true,
                  "simulcast":{"substream":1,"substream-target":1}}]}}}"#,
         )
-        .unwrap();
+        .expect("test JSON");
         let mut got = layers_forwarded(&info, 7);
         got.sort_by_key(|l| substream_of(*l));
         assert_eq!(got, vec![SimulcastLayer::Low180, SimulcastLayer::Hd720]);

@@ -259,7 +259,59 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
         );
         room.mark();
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // The browser's picture moves (its camera has a square sliding along
+    // the bottom): in green's pane showing red, luma changes between two
+    // pictures a second apart.
+    let panes = [
+        (0.0, 0.0, 0.5, 0.5),
+        (0.5, 0.0, 1.0, 0.5),
+        (0.0, 0.5, 0.5, 1.0),
+        (0.5, 0.5, 1.0, 1.0),
+        (0.0, 0.0, 1.0, 1.0),
+    ];
+    let red_pane = panes
+        .iter()
+        .copied()
+        .find(|&(x0, y0, x1, y1)| {
+            let m = |a: f64, b: f64| a + (b - a) * 0.15;
+            green
+                .seen_colour(
+                    m(x0, x1) as f32,
+                    m(y0, y1) as f32,
+                    m(x1, x0) as f32,
+                    m(y1, y0) as f32,
+                )
+                .is_some_and(|(r, g, b)| r > 150 && g < 90 && b < 90)
+        })
+        .expect("green sees red in a pane");
+    let changed = |a: &tandem_loadtest::Picture, b: &tandem_loadtest::Picture| {
+        let (w, h) = (a.width() as f64, a.height() as f64);
+        let (x0, y0, x1, y1) = red_pane;
+        let (ya, yb) = (a.planes().0, b.planes().0);
+        let mut n = 0;
+        for y in (y0 * h) as usize..(y1 * h) as usize {
+            for x in (x0 * w) as usize..(x1 * w) as usize {
+                let i = y * a.width() as usize + x;
+                if ya
+                    .get(i)
+                    .zip(yb.get(i))
+                    .is_some_and(|(p, q)| p.abs_diff(*q) > 40)
+                {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let before = green.seen().expect("green decoded a picture");
+    std::thread::sleep(Duration::from_secs(1));
+    let after = green.seen().expect("green decoded a picture");
+    let moved = changed(&before, &after);
+    assert!(
+        moved > 20 && before.width() == after.width(),
+        "the browser's picture in green's pane {red_pane:?} does not move ({moved} pixels changed)"
+    );
+    std::thread::sleep(Duration::from_secs(2));
     for (name, room) in [("green", &green), ("blue", &blue)] {
         let heard = room.heard();
         assert!(

@@ -424,40 +424,11 @@ impl<'a> Session<'a> {
             .await
             .map_err(|e| format!("join: {e}"))?;
         self.own_id = Some(joined.id);
-        let mut publisher = PublishSession::new(&ctx.settings.session, SystemTime::now())
-            .await
-            .map_err(|e| format!("publish session: {e}"))?;
-        let offer = publisher
-            .create_offer()
-            .await
-            .map_err(|e| format!("offer: {e}"))?;
-        let answer = self
-            .connector
-            .publish(offer)
-            .await
-            .map_err(|e| format!("publish: {e}"))?;
-        publisher
-            .handle_answer(answer)
-            .await
-            .map_err(|e| format!("answer: {e}"))?;
-        publisher
-            .wait_connected(CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| format!("publisher connection: {e}"))?;
-        self.publisher = Some(publisher);
+        self.publisher = Some(publish(&mut self.connector, ctx).await?);
         info!(conference = %ctx.conference, room = ctx.room, "cascade published into the meeting");
 
-        let link = add_internal_leg(ctx, &ctx.settings.display_name, LegSide::Link, true)
-            .await
-            .map_err(|e| format!("link leg: {e}"))?;
         // The link shows the local active speaker, full frame.
-        let _ = ctx
-            .commands
-            .send(ConferenceCommand::SetLayout {
-                participant: Some(link.participant),
-                layout: LayoutChoice::Fixed(Layout::Grid1x1),
-            })
-            .await;
+        let link = add_link_view(ctx, &ctx.settings.display_name, 0).await?;
         let (link_audio, link_video) = (link.audio.clone(), link.video.clone());
         self.link = Some(link);
         state.state = "connected";
@@ -1255,13 +1226,47 @@ async fn add_internal_leg(
     add_leg_ranked(ctx, name, side, shown, 0).await
 }
 
-/// A link leg that shows the `rank`-th local speaker.
-async fn add_internal_leg_ranked(
+/// Publishes into the meeting (joined already): offer, answer, media up.
+async fn publish(
+    connector: &mut JanusConnector,
     ctx: &AgentContext,
-    name: &str,
-    rank: usize,
-) -> Result<InternalLeg, String> {
-    add_leg_ranked(ctx, name, LegSide::Link, true, rank).await
+) -> Result<PublishSession, String> {
+    let mut publisher = PublishSession::new(&ctx.settings.session, SystemTime::now())
+        .await
+        .map_err(|e| format!("publish session: {e}"))?;
+    let offer = publisher
+        .create_offer()
+        .await
+        .map_err(|e| format!("offer: {e}"))?;
+    let answer = connector
+        .publish(offer)
+        .await
+        .map_err(|e| format!("publish: {e}"))?;
+    publisher
+        .handle_answer(answer)
+        .await
+        .map_err(|e| format!("answer: {e}"))?;
+    publisher
+        .wait_connected(CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| format!("publisher connection: {e}"))?;
+    Ok(publisher)
+}
+
+/// A link leg with a full-frame (1x1) view of the `rank`-th local speaker
+/// (0: the active one).
+async fn add_link_view(ctx: &AgentContext, name: &str, rank: usize) -> Result<InternalLeg, String> {
+    let link = add_leg_ranked(ctx, name, LegSide::Link, true, rank)
+        .await
+        .map_err(|e| format!("link leg: {e}"))?;
+    let _ = ctx
+        .commands
+        .send(ConferenceCommand::SetLayout {
+            participant: Some(link.participant),
+            layout: LayoutChoice::Fixed(Layout::Grid1x1),
+        })
+        .await;
+    Ok(link)
 }
 
 async fn add_leg_ranked(
@@ -1413,27 +1418,8 @@ async fn speaker_publisher(
         if let Ok(mut own) = own.lock() {
             own.insert(joined.id);
         }
-        let mut publisher = PublishSession::new(&ctx.settings.session, SystemTime::now())
-            .await
-            .map_err(|e| format!("publish session: {e}"))?;
-        let offer = publisher.create_offer().await.map_err(|e| format!("offer: {e}"))?;
-        let answer = connector.publish(offer).await.map_err(|e| format!("publish: {e}"))?;
-        publisher
-            .handle_answer(answer)
-            .await
-            .map_err(|e| format!("answer: {e}"))?;
-        publisher
-            .wait_connected(CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| format!("connection: {e}"))?;
-        let l = add_internal_leg_ranked(ctx, &name, rank).await?;
-        let _ = ctx
-            .commands
-            .send(ConferenceCommand::SetLayout {
-                participant: Some(l.participant),
-                layout: LayoutChoice::Fixed(Layout::Grid1x1),
-            })
-            .await;
+        let mut publisher = publish(&mut connector, ctx).await?;
+        let l = add_link_view(ctx, &name, rank).await?;
         let (socket, conf_video) = (l.video.clone(), l.conf_video);
         leg = Some(l);
         info!(conference = %ctx.conference, rank, %name, "room-system speaker published on its own");

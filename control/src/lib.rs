@@ -6,6 +6,10 @@
 //! vocabulary; the single-node `tandem up` places every conference locally.
 #![forbid(unsafe_code)]
 
+pub mod vmr;
+
+pub use vmr::{RoomDirectory, StaticRooms, Vmr};
+
 /// Why a conference was placed where it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlacementReason {

@@ -1,0 +1,268 @@
+//! The node registry: each MCU node keeps a record under `/tandem/nodes/<name>`
+//! on a lease of a few seconds ([`Membership`]); the record vanishes when the
+//! node stops renewing it (crash, SIGKILL, partition), which is how the
+//! control plane learns a node is gone.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::placement::Placement;
+use crate::store::{Mirror, SharedStore, StoreError, keys};
+use crate::vmr::{RoomDirectory, Vmr};
+
+/// What a node publishes about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeRecord {
+    pub name: String,
+    pub site: String,
+    /// Where its SIP listener takes calls (`host:port`).
+    pub sip: String,
+    /// Its HTTP API (`host:port`).
+    pub api: String,
+    /// Where it takes node-to-node links (QUIC), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<String>,
+    /// Participants it accepts before it is full.
+    pub max_participants: usize,
+    /// Participants on it now.
+    pub participants: usize,
+    /// The conferences it hosts a part of.
+    #[serde(default)]
+    pub conferences: Vec<String>,
+    /// CPU in use, in cores.
+    #[serde(default)]
+    pub cpu: f64,
+    /// Takes no new conferences (operator asked, or shutting down).
+    #[serde(default)]
+    pub draining: bool,
+    /// When this copy was written (Unix milliseconds).
+    #[serde(default)]
+    pub updated_ms: u64,
+    #[serde(default)]
+    pub version: String,
+}
+
+impl NodeRecord {
+    /// Whether it takes one more participant (`pending`: calls routed to it
+    /// that its record does not count yet).
+    pub fn has_room(&self, pending: usize) -> bool {
+        !self.draining && self.participants + pending < self.max_participants
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Load a node reports; the membership publishes it when it changes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Load {
+    pub participants: usize,
+    pub conferences: Vec<String>,
+    pub cpu: f64,
+    pub draining: bool,
+}
+
+/// A node's place in the cluster: its leased record, kept current, and the
+/// cluster state it reads (rooms, placements, other nodes).
+pub struct Membership {
+    store: SharedStore,
+    load: watch::Sender<Load>,
+    task: JoinHandle<()>,
+    lease: Arc<std::sync::Mutex<Option<i64>>>,
+    name: String,
+    rooms: Arc<Mirror>,
+    placements: Arc<Mirror>,
+    nodes: Arc<Mirror>,
+}
+
+impl Membership {
+    /// Registers `record` under a lease of `ttl` and keeps it alive (renewed
+    /// every third of the TTL, written again when the load changes, and
+    /// registered anew if the lease was lost, e.g. after etcd restarted
+    /// without its data). Waits for the first registration up to `ttl`; a
+    /// store that is down then is not fatal: it keeps trying.
+    pub async fn join(store: SharedStore, record: NodeRecord, ttl: Duration) -> Membership {
+        let (load_tx, load_rx) = watch::channel(Load {
+            participants: record.participants,
+            conferences: record.conferences.clone(),
+            cpu: record.cpu,
+            draining: record.draining,
+        });
+        let lease = Arc::new(std::sync::Mutex::new(None));
+        let (registered_tx, mut registered_rx) = watch::channel(false);
+        let name = record.name.clone();
+        let task = tokio::spawn(keep_registered(
+            store.clone(),
+            record,
+            ttl,
+            load_rx,
+            lease.clone(),
+            registered_tx,
+        ));
+        let _ = tokio::time::timeout(ttl, registered_rx.wait_for(|r| *r)).await;
+        Membership {
+            rooms: Arc::new(Mirror::start(store.clone(), keys::VMRS)),
+            placements: Arc::new(Mirror::start(store.clone(), keys::PLACEMENTS)),
+            nodes: Arc::new(Mirror::start(store.clone(), keys::NODES)),
+            store,
+            load: load_tx,
+            task,
+            lease,
+            name,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Publishes the node's load (written only when it changed).
+    pub fn set_load(&self, load: Load) {
+        self.load.send_if_modified(|l| {
+            let changed = *l != load;
+            *l = load;
+            changed
+        });
+    }
+
+    /// The rooms (VMRs), from a live copy.
+    pub fn rooms(&self) -> Arc<dyn RoomDirectory> {
+        Arc::new(MirroredRooms(self.rooms.clone()))
+    }
+
+    /// Where `conference` is placed, from a live copy.
+    pub fn placement(&self, conference: &str) -> Option<Placement> {
+        self.placements
+            .get(&keys::placement(conference))
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+    }
+
+    /// A node's record, from a live copy.
+    pub fn node(&self, name: &str) -> Option<NodeRecord> {
+        self.nodes
+            .get(&keys::node(name))
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// Leaves the cluster at once (revokes the lease) rather than letting
+    /// the record expire.
+    pub async fn leave(self) {
+        self.task.abort();
+        let lease = *self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = lease {
+            let _ = self.store.revoke(l).await;
+        }
+    }
+}
+
+/// Rooms read from a mirror of `/tandem/vmrs/`.
+pub struct MirroredRooms(pub Arc<Mirror>);
+
+impl RoomDirectory for MirroredRooms {
+    fn room(&self, id: &str) -> Option<Vmr> {
+        self.0
+            .get(&keys::vmr(id))
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+    }
+}
+
+async fn keep_registered(
+    store: SharedStore,
+    mut record: NodeRecord,
+    ttl: Duration,
+    mut load: watch::Receiver<Load>,
+    lease_slot: Arc<std::sync::Mutex<Option<i64>>>,
+    registered: watch::Sender<bool>,
+) {
+    let key = keys::node(&record.name);
+    let renew = ttl / 3;
+    let mut lease: Option<i64> = None;
+    let mut warned = false;
+    loop {
+        // Register (again) when there is no lease.
+        let l = match lease {
+            Some(l) => l,
+            None => match store.grant(ttl).await {
+                Ok(l) => l,
+                Err(e) => {
+                    if !warned {
+                        warn!(%e, "cannot register with the cluster store; retrying");
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        {
+            let current = load.borrow_and_update().clone();
+            record.participants = current.participants;
+            record.conferences = current.conferences;
+            record.cpu = current.cpu;
+            record.draining = current.draining;
+        }
+        record.updated_ms = now_ms();
+        let body = serde_json::to_vec(&record).unwrap_or_default();
+        match store.put(&key, body, Some(l)).await {
+            Ok(_) => {
+                if lease.is_none() {
+                    info!(node = %record.name, site = %record.site, lease = l, "registered with the cluster");
+                    warned = false;
+                }
+                lease = Some(l);
+                *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+                registered.send_replace(true);
+            }
+            Err(StoreError::LeaseExpired(_)) => {
+                lease = None;
+                continue;
+            }
+            Err(e) => {
+                if !warned {
+                    warn!(%e, "cannot publish the node record; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
+        // Renew until the load changes or the lease is lost.
+        let mut tick = tokio::time::interval(renew);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match store.keep_alive(l).await {
+                        Ok(()) => {}
+                        Err(StoreError::LeaseExpired(_)) => {
+                            warn!(node = %record.name, "lease expired; registering again");
+                            lease = None;
+                            break;
+                        }
+                        Err(_) => {} // store away: try again next tick
+                    }
+                }
+                changed = load.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Coalesce a burst of joins into one write.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+            }
+        }
+    }
+}

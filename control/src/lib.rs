@@ -7,12 +7,17 @@
 //! ([`store`]). It never touches media.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod config;
+pub mod front_door;
 pub mod metrics;
 pub mod placement;
 pub mod registry;
+pub mod service;
 pub mod store;
 pub mod vmr;
 
 pub use placement::{Placement, PlacementReason, Placer};
 pub use registry::{Load, Membership, NodeRecord};
+pub use service::Control;
 pub use vmr::{RoomDirectory, StaticRooms, Vmr};

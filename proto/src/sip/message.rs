@@ -248,6 +248,26 @@ impl Headers {
         self.entries.len() != before
     }
 
+    /// Removes the first value of a list header (the top Via, say), also when
+    /// several values share one line; returns it.
+    pub fn pop_first(&mut self, name: &str) -> Option<String> {
+        let name = expand_compact(name).to_owned();
+        let i = self.entries.iter().position(|(n, _)| name_eq(n, &name))?;
+        let line = self.entries[i].1.clone();
+        let mut values = CommaSplit {
+            rest: line.as_str(),
+            split: is_list_header(&name),
+        };
+        let first = values.next()?.to_owned();
+        let rest: Vec<&str> = values.collect();
+        if rest.is_empty() {
+            self.entries.remove(i);
+        } else {
+            self.entries[i].1 = rest.join(", ");
+        }
+        Some(first)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

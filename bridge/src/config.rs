@@ -21,6 +21,12 @@ pub struct Config {
     pub cascade: CascadeConfig,
     pub turn: TurnRelayConfig,
     pub log: LogConfig,
+    /// This node's place in a fleet (`tandem node`).
+    pub node: tandem_control::config::NodeConfig,
+    /// The control plane (`tandem control`, and `tandem up` in memory).
+    pub control: tandem_control::config::ControlConfig,
+    /// The SIP front door (`tandem control`).
+    pub front_door: tandem_control::config::FrontDoorConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +394,9 @@ impl Default for LogConfig {
 }
 
 const SECTIONS: &[&str] = &[
+    "node",
+    "control",
+    "front_door",
     "sip",
     "http",
     "media",
@@ -462,6 +471,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.control.validate().map_err(ConfigError::Invalid)?;
+        self.front_door.validate().map_err(ConfigError::Invalid)?;
+        if self.node.max_participants == 0 {
+            return Err(ConfigError::Invalid(
+                "node.max_participants: at least 1".into(),
+            ));
+        }
         let (a, v) = (&self.media.audio_ports.0, &self.media.video_ports.0);
         if a.start() <= v.end() && v.start() <= a.end() {
             return Err(ConfigError::Invalid(

@@ -346,3 +346,29 @@ async fn get_binding(State(s): State<ApiState>, Path(id): Path<String>) -> Respo
 async fn list_bindings(State(s): State<ApiState>) -> Response {
     Json(json!(s.cascades.bindings())).into_response()
 }
+
+/// `tandem control`'s HTTP face: the control API, `/metrics` from its own
+/// registry, `/healthz`, and JSON 404s.
+pub fn control_router(api: Router, registry: prometheus::Registry) -> Router {
+    let registry = Arc::new(registry);
+    api.route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut buf = Vec::new();
+                let _ = prometheus::Encoder::encode(
+                    &prometheus::TextEncoder::new(),
+                    &registry.gather(),
+                    &mut buf,
+                );
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    String::from_utf8(buf).unwrap_or_default(),
+                )
+            }
+        }),
+    )
+    .route("/healthz", get(|| async { "ok\n" }))
+    .fallback(|| async { api_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+}

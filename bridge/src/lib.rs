@@ -29,6 +29,7 @@
 
 pub mod bindings;
 pub mod cascade;
+pub mod cluster;
 pub mod conference;
 pub mod config;
 pub mod demo;

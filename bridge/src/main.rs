@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use tandem_bridge::cluster::ClusterMember;
 use tandem_bridge::config::Config;
+use tandem_control::Control;
 use tandem_bridge::metrics::Metrics;
 use tandem_bridge::node::Node;
 use tandem_bridge::turn_relay::TurnRelay;
@@ -31,6 +33,19 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// One MCU node of a fleet: registers with the control plane's etcd
+    /// (`[node] name, site, max_participants, control`) and takes the calls
+    /// the front door routes to it.
+    Node {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The control plane: node registry, placement, meeting rooms (REST
+    /// API) and the SIP front door, with state in etcd (`[control] etcd`).
+    Control {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the effective configuration (defaults, file, environment) and exit.
     Config {
         #[arg(long)]
@@ -45,11 +60,19 @@ fn main() -> anyhow::Result<()> {
             let config =
                 Config::load(config.as_deref(), std::env::vars()).context("configuration")?;
             init_tracing(&config.log.level);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("tandem")
-                .build()?;
-            runtime.block_on(up(config, demo))
+            runtime()?.block_on(up(config, demo))
+        }
+        Command::Node { config } => {
+            let config =
+                Config::load(config.as_deref(), std::env::vars()).context("configuration")?;
+            init_tracing(&config.log.level);
+            runtime()?.block_on(node(config))
+        }
+        Command::Control { config } => {
+            let config =
+                Config::load(config.as_deref(), std::env::vars()).context("configuration")?;
+            init_tracing(&config.log.level);
+            runtime()?.block_on(control(config))
         }
         Command::Config { config } => {
             let config =
@@ -58,6 +81,86 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tandem")
+        .build()
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn node(config: Config) -> anyhow::Result<()> {
+    if config.node.control.is_empty() {
+        anyhow::bail!(
+            "node.control: the control plane's etcd endpoints are needed (e.g. [\"http://127.0.0.1:2379\"]); `tandem up` runs a node on its own"
+        );
+    }
+    let store = tandem_control::store::open(
+        &config.node.control,
+        std::time::Duration::from_millis(config.control.request_timeout_ms),
+    )
+    .await
+    .context("node.control")?;
+    let node = Node::start(config.clone()).await?;
+    let member = ClusterMember::join(
+        &config,
+        store,
+        node.sip_addr,
+        node.http_addr,
+        None,
+        node.registry.clone(),
+    )
+    .await;
+    println!(
+        "Tandem node {} (site {}) is up: sip {}, api http://{}",
+        config.node.name, config.node.site, node.sip_addr, node.http_addr
+    );
+    wait_for_signal().await?;
+    println!("Ending calls...");
+    node.shutdown().await;
+    member.leave().await;
+    Ok(())
+}
+
+async fn control(config: Config) -> anyhow::Result<()> {
+    let registry = prometheus::Registry::new();
+    let mut control = Control::start(&config.control, &registry)
+        .await
+        .context("control plane ([control] etcd)")?;
+    let sip = std::net::SocketAddr::new(config.sip.listen, config.sip.port);
+    let sip = control
+        .open_front_door(
+            sip,
+            &config.front_door,
+            &config.control,
+            config.conference.auto_create,
+        )
+        .await?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP {} (http.listen)", config.http.listen))?;
+    let http = listener.local_addr()?;
+    let app = tandem_bridge::http::control_router(control.router(), registry);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    println!(
+        "Tandem control is up ({} state): front door sip:<conference>@{sip} ({:?}), api http://{http}/api/nodes",
+        control.store.kind(),
+        config.front_door.mode
+    );
+    wait_for_signal().await?;
+    Ok(())
 }
 
 fn init_tracing(level: &str) {

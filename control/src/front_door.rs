@@ -32,6 +32,8 @@ use crate::vmr::{RoomDirectory, valid_conference_id};
 const USER_AGENT: &str = concat!("Tandem-FrontDoor/", env!("CARGO_PKG_VERSION"));
 /// How long a routed INVITE's retransmissions, CANCEL and ACK follow it.
 const ROUTE_MEMORY: Duration = Duration::from_secs(40);
+/// How long a call's node is remembered after its last request.
+const DIALOG_MEMORY: Duration = Duration::from_secs(4 * 3600);
 
 /// What the front door needs to decide.
 pub struct FrontDoorSettings {
@@ -67,6 +69,9 @@ struct Inner {
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     /// (Call-ID, caller's branch) → the node an INVITE went to.
     routes: Mutex<HashMap<(String, String), (SocketAddr, String, Instant)>>,
+    /// Call-ID → its node, for callers that send in-dialog requests to us
+    /// rather than to the node's Contact (sipp's built-in scenarios do).
+    dialogs: Mutex<HashMap<String, (SocketAddr, String, Instant)>>,
 }
 
 pub struct FrontDoor {
@@ -117,6 +122,7 @@ impl FrontDoor {
             addr,
             tcp: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
+            dialogs: Mutex::new(HashMap::new()),
         });
         info!(%addr, mode = ?inner.settings.front_door.mode, "front door up");
         let tasks = vec![
@@ -251,15 +257,12 @@ fn handle(inner: &Arc<Inner>, msg: Message, from: SocketAddr, tcp: bool) {
                     tokio::spawn(async move { route_invite(&inner, req, from, tcp).await });
                 }
                 Method::Cancel | Method::Ack => follow_invite(inner, req, from, tcp),
+                _ if req.to_tag().is_some() => follow_dialog(inner, req, from, tcp),
                 Method::Options if req.to_tag().is_none() => {
                     let mut resp = Response::for_request(&req, 200, "OK").with_to_tag(&tag(&req));
                     resp.headers.push("Allow", "INVITE, ACK, CANCEL, OPTIONS");
                     resp.headers.push("Server", USER_AGENT);
                     send_to(inner, response_dest(&req, from), tcp, resp.to_bytes());
-                }
-                _ if req.to_tag().is_some() => {
-                    // Dialogs run between caller and node; we are not in them.
-                    reply(inner, &req, from, tcp, 481, "Call/Transaction Does Not Exist");
                 }
                 _ => reply(inner, &req, from, tcp, 405, "Method Not Allowed"),
             }
@@ -340,6 +343,27 @@ impl Inner {
             routes.retain(|_, (_, _, at)| now.duration_since(*at) < ROUTE_MEMORY);
         }
         routes.insert(route_key(req), (node, conference.to_owned(), now));
+        drop(routes);
+        let mut dialogs = self.dialogs.lock().unwrap_or_else(|p| p.into_inner());
+        if dialogs.len() > 100_000 {
+            dialogs.retain(|_, (_, _, at)| now.duration_since(*at) < DIALOG_MEMORY);
+        }
+        dialogs.insert(
+            req.call_id().unwrap_or_default().to_owned(),
+            (node, conference.to_owned(), now),
+        );
+    }
+
+    fn dialog(&self, req: &Request) -> Option<(SocketAddr, String)> {
+        let mut dialogs = self.dialogs.lock().unwrap_or_else(|p| p.into_inner());
+        let call_id = req.call_id()?;
+        let entry = dialogs.get_mut(call_id)?;
+        entry.2 = Instant::now();
+        let found = (entry.0, entry.1.clone());
+        if req.method == Method::Bye {
+            dialogs.remove(call_id);
+        }
+        Some(found)
     }
 
     fn remembered(&self, req: &Request) -> Option<(SocketAddr, String)> {
@@ -508,7 +532,7 @@ fn forward(
     }
     let branch = our_branch(&req);
     req.headers
-        .push_front("Via", format!("SIP/2.0 UDP {};branch={branch}", inner.addr));
+        .push_front("Via", format!("SIP/2.0/UDP {};branch={branch}", inner.addr));
     let bytes = req.to_bytes();
     let udp = inner.udp.clone();
     tokio::spawn(async move {
@@ -516,9 +540,20 @@ fn forward(
     });
 }
 
-/// CANCEL and the ACK of a failed INVITE go where their INVITE went.
+/// Requests inside a dialog normally go from caller to node directly (we do
+/// not Record-Route); one that comes to us goes to the node of its call.
+fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) {
+    match inner.dialog(&req) {
+        Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
+        None if req.method == Method::Ack => {}
+        None => reply(inner, &req, from, tcp, 481, "Call/Transaction Does Not Exist"),
+    }
+}
+
+/// CANCEL and the ACK of a failed INVITE go where their INVITE went (an ACK
+/// of a 2xx, with a branch of its own, where its call went).
 fn follow_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) {
-    match inner.remembered(&req) {
+    match inner.remembered(&req).or_else(|| inner.dialog(&req)) {
         Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
         None if req.method == Method::Cancel => {
             reply(inner, &req, from, tcp, 481, "Call/Transaction Does Not Exist")

@@ -198,6 +198,8 @@ pub struct Placer {
 
 /// Calls routed this long before a node's record was written are in it.
 const PENDING_MARGIN_MS: u64 = 500;
+/// A routed call not in the node's count after this long never arrived.
+const PENDING_LIFE_MS: u64 = 4000;
 
 impl Placer {
     pub fn new(
@@ -229,7 +231,9 @@ impl Placer {
         let Some(list) = p.get_mut(&node.name) else {
             return 0;
         };
-        list.retain(|t| *t + PENDING_MARGIN_MS > node.updated_ms);
+        // Counted by the node's record, or never arrived (a failed call).
+        let now = now_ms();
+        list.retain(|t| *t + PENDING_MARGIN_MS > node.updated_ms && now < *t + PENDING_LIFE_MS);
         list.len()
     }
 

@@ -1,0 +1,125 @@
+//! A node's membership in a fleet: its leased record in the cluster store
+//! (through `tandem_control`; the node never talks to etcd itself), kept
+//! current with its load: participants, conferences, CPU.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem_control::store::SharedStore;
+use tandem_control::{Load, Membership, NodeRecord};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::registry::Registry;
+
+pub struct ClusterMember {
+    pub membership: Arc<Membership>,
+    task: JoinHandle<()>,
+}
+
+impl ClusterMember {
+    /// Registers the node (`[node] name, site, max_participants`) and
+    /// publishes its load every 250 ms when it changed.
+    pub async fn join(
+        config: &Config,
+        store: SharedStore,
+        sip: std::net::SocketAddr,
+        api: std::net::SocketAddr,
+        span: Option<std::net::SocketAddr>,
+        registry: Arc<Registry>,
+    ) -> ClusterMember {
+        let record = NodeRecord {
+            name: config.node.name.clone(),
+            site: config.node.site.clone(),
+            sip: sip.to_string(),
+            api: api.to_string(),
+            span: span.map(|s| s.to_string()),
+            max_participants: config.node.max_participants,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..NodeRecord::default()
+        };
+        let ttl = Duration::from_secs(config.control.lease_ttl);
+        let membership = Arc::new(Membership::join(store, record, ttl).await);
+        let task = tokio::spawn(publish_load(membership.clone(), registry));
+        ClusterMember { membership, task }
+    }
+
+    /// Leaves the cluster at once (the control plane moves nothing: the
+    /// node's conferences ended with its calls).
+    pub async fn leave(self) {
+        self.task.abort();
+        if let Ok(m) = Arc::try_unwrap(self.membership) {
+            m.leave().await;
+        }
+    }
+}
+
+async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut cpu = CpuMeter::new();
+    loop {
+        tick.tick().await;
+        let mut participants = 0;
+        let mut conferences = Vec::new();
+        for c in registry.snapshots() {
+            let here = c
+                .participants
+                .iter()
+                .filter(|p| p.signalling == "sip")
+                .count();
+            participants += here;
+            conferences.push(c.id);
+        }
+        conferences.sort();
+        membership.set_load(Load {
+            participants,
+            conferences,
+            // Rounded so that noise does not rewrite the record each tick.
+            cpu: (cpu.cores() * 10.0).round() / 10.0,
+            draining: false,
+        });
+    }
+}
+
+/// CPU this process used since the last reading, in cores (from
+/// `/proc/self/stat`; 0 where there is none).
+struct CpuMeter {
+    last: Option<(f64, Instant)>,
+    value: f64,
+}
+
+impl CpuMeter {
+    fn new() -> Self {
+        CpuMeter {
+            last: None,
+            value: 0.0,
+        }
+    }
+
+    fn cores(&mut self) -> f64 {
+        let Some(now) = process_cpu_seconds() else {
+            return 0.0;
+        };
+        let at = Instant::now();
+        if let Some((then, when)) = self.last {
+            let wall = at.duration_since(when).as_secs_f64();
+            if wall >= 1.0 {
+                self.value = ((now - then) / wall).max(0.0);
+                self.last = Some((now, at));
+            }
+        } else {
+            self.last = Some((now, at));
+        }
+        self.value
+    }
+}
+
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}

@@ -197,7 +197,7 @@ pub struct Placer {
 }
 
 /// Calls routed this long before a node's record was written are in it.
-const PENDING_MARGIN_MS: u64 = 500;
+const PENDING_MARGIN_MS: u64 = 200;
 /// A routed call not in the node's count after this long never arrived.
 const PENDING_LIFE_MS: u64 = 4000;
 
@@ -388,8 +388,9 @@ impl Placer {
                 .find(|c| c.has_room())
                 .or_else(|| members.first().filter(|c| c.has_room()))
                 .or_else(|| members.iter().find(|c| c.has_room()));
+            // A room pooled to other sites is not spread to the caller's.
             let want_site_node = self.span_sites
-                && caller_site.is_some()
+                && caller_site.is_some_and(|s| pool.is_empty() || pool.iter().any(|p| p == s))
                 && !members.iter().any(|c| in_caller_site(&c));
             let span_reason = match target {
                 None => Some(PlacementReason::SpanFull),

@@ -40,6 +40,14 @@ impl Node {
 
     /// `tandem up ARGS...` (e.g. `--demo`) with extra `TANDEM_*` variables.
     pub fn start_full(extra_env: &[(&str, &str)], args: &[&str]) -> Node {
+        let mut all = vec!["up"];
+        all.extend_from_slice(args);
+        Node::launch(&all, extra_env)
+    }
+
+    /// `tandem ARGS...` (`node`, `control`, `up --demo`) on ports of its own,
+    /// waiting for `/healthz`.
+    pub fn launch(args: &[&str], extra_env: &[(&str, &str)]) -> Node {
         let dir = TempDir::new("node");
         let sip_port = ports::udp_tcp();
         let http_port = ports::block(1, true);
@@ -56,7 +64,7 @@ impl Node {
         let log_err = log_file.try_clone().expect("clone log handle");
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
-        cmd.arg("up").args(args).current_dir(dir.path());
+        cmd.args(args).current_dir(dir.path());
         // The node must see only what this test sets, not a developer's shell.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("TANDEM_") {
@@ -101,7 +109,8 @@ impl Node {
             dir,
         };
         eprintln!(
-            "[harness] tandem up (pid {}): sip udp/tcp {} http {} audio {}-{} log {}",
+            "[harness] tandem {} (pid {}): sip udp/tcp {} http {} audio {}-{} log {}",
+            args.join(" "),
             node.child.id(),
             sip_port,
             http_port,
@@ -228,6 +237,13 @@ impl Node {
             "kill -s {signal} {} failed (is kill(1) installed?)",
             self.pid()
         );
+    }
+
+    /// SIGKILL, as a crash or an OOM killer would: no BYE, no goodbye to the
+    /// cluster.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits up to `timeout` for the node to exit on its own; None if it is

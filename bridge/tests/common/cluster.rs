@@ -1,0 +1,161 @@
+//! A fleet on loopback: a real single-member etcd, `tandem control` (the
+//! front door and control API) and `tandem node`s in sites, each a process
+//! of its own, stopped on drop.
+
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Node, TempDir, peers, ports, stop_child, tail, wait_for};
+
+/// etcd 3 (Debian's etcd-server), data in a scratch directory.
+pub struct Etcd {
+    child: Option<Child>,
+    pub client_port: u16,
+    peer_port: u16,
+    dir: TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = TempDir::new("etcd");
+        let client_port = ports::block(1, true);
+        let peer_port = ports::block(1, true);
+        let mut etcd = Etcd {
+            child: None,
+            client_port,
+            peer_port,
+            dir,
+        };
+        etcd.spawn();
+        etcd
+    }
+
+    fn spawn(&mut self) {
+        let bin = peers::require("etcd", "etcd-server");
+        let log = File::create(self.dir.path().join("etcd.log")).expect("etcd log");
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let child = Command::new(bin)
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}")])
+            .args(["--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("run etcd");
+        self.child = Some(child);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        wait_for("etcd to answer /health", Duration::from_secs(20), || {
+            super::http::get(addr, "/health")
+                .ok()
+                .filter(|r| r.status == 200 && r.body.contains("true"))
+        });
+        eprintln!("[harness] etcd on {client}");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The TOML array `TANDEM_CONTROL_ETCD` / `TANDEM_NODE_CONTROL` take.
+    pub fn endpoints_env(&self) -> String {
+        format!("[\"{}\"]", self.endpoint())
+    }
+
+    /// Stops etcd (SIGTERM) and starts it again on the same data.
+    pub fn restart(&mut self, down_for: Duration) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(5));
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.dir.path().join("etcd.log"), 4000)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(3));
+        }
+    }
+}
+
+/// `tandem control` against `etcd`, callers' sites by source network
+/// (`sites`: name and CIDR), plus extra `TANDEM_*` settings.
+pub fn control(etcd: &Etcd, sites: &[(&str, &str)], extra: &[(&str, &str)]) -> Node {
+    let mut toml = String::new();
+    for (name, net) in sites {
+        toml.push_str(&format!(
+            "[[control.site]]\nname = \"{name}\"\nnetworks = [\"{net}\"]\n"
+        ));
+    }
+    let dir = TempDir::new("control-config");
+    let path = dir.path().join("control.toml");
+    std::fs::write(&path, toml).expect("write control.toml");
+    // The config file outlives this function: leak the scratch dir's guard.
+    let path = path.to_string_lossy().into_owned();
+    std::mem::forget(dir);
+    let endpoints = etcd.endpoints_env();
+    let mut env = vec![
+        ("TANDEM_CONTROL_ETCD", endpoints.as_str()),
+        ("TANDEM_CONTROL_LEASE_TTL", "3"),
+    ];
+    env.extend_from_slice(extra);
+    Node::launch(&["control", "--config", &path], &env)
+}
+
+/// `tandem node` named `name` in `site`, taking `max` participants.
+pub fn node(etcd: &Etcd, name: &str, site: &str, max: usize, extra: &[(&str, &str)]) -> Node {
+    let endpoints = etcd.endpoints_env();
+    let max = max.to_string();
+    let mut env = vec![
+        ("TANDEM_NODE_NAME", name),
+        ("TANDEM_NODE_SITE", site),
+        ("TANDEM_NODE_MAX_PARTICIPANTS", max.as_str()),
+        ("TANDEM_NODE_CONTROL", endpoints.as_str()),
+        ("TANDEM_CONTROL_LEASE_TTL", "3"),
+    ];
+    env.extend_from_slice(extra);
+    Node::launch(&["node"], &env)
+}
+
+/// Waits until the control plane lists `n` live nodes.
+pub fn wait_nodes(control: &Node, n: usize) {
+    wait_for(
+        &format!("{n} nodes registered"),
+        Duration::from_secs(20),
+        || {
+            let r = control.get("/api/nodes");
+            let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+            (v.as_array()?.len() == n).then_some(())
+        },
+    );
+}
+
+/// `GET /api/placements` of the control plane: conference → (nodes, reason).
+pub fn placements(control: &Node) -> Vec<serde_json::Value> {
+    let r = control.get("/api/placements");
+    assert_eq!(r.status, 200, "GET /api/placements: {}", r.body);
+    serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The placement of one conference, if any.
+pub fn placement(control: &Node, conference: &str) -> Option<serde_json::Value> {
+    placements(control)
+        .into_iter()
+        .find(|p| p["conference"] == conference)
+}

@@ -1,0 +1,260 @@
+//! The control plane with real etcd: `tandem control` (front door, placement,
+//! rooms API) and `tandem node`s in two sites, each a process, callers that
+//! are synthetic room systems from site-specific loopback addresses.
+//!
+//! Sites are told apart by the caller's source network: east callers bind
+//! 127.0.1.x, west callers 127.0.2.x (all of 127/8 is loopback on Linux).
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use common::cluster::{self, Etcd};
+use common::{Node, rooms, wait_for};
+use tandem_loadtest::{RoomSystem, RoomSystemConfig};
+
+const SITES: &[(&str, &str)] = &[("east", "127.0.1.0/24"), ("west", "127.0.2.0/24")];
+
+fn caller_ip(site: &str, n: u8) -> IpAddr {
+    let third = if site == "east" { 1 } else { 2 };
+    IpAddr::V4(Ipv4Addr::new(127, 0, third, 10 + n))
+}
+
+/// Calls `conference` through the front door from `site` with a tone.
+fn call(
+    rt: &tokio::runtime::Runtime,
+    front: &Node,
+    conference: &str,
+    name: &str,
+    site: &str,
+    n: u8,
+    hz: Option<f32>,
+) -> RoomSystem {
+    let mut cfg = RoomSystemConfig::new(front.sip_addr(), conference, name);
+    if let Some(hz) = hz {
+        cfg = cfg.with_tone(hz, 0.2);
+    }
+    cfg.local_ip = caller_ip(site, n);
+    let placed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+    });
+    match placed {
+        Ok(Ok(room)) => room,
+        Ok(Err(e)) => panic!(
+            "{name} from {site} could not join {conference} through the front door: {e}\n--- control log ---\n{}",
+            front.log_tail()
+        ),
+        Err(_) => panic!(
+            "{name} from {site}: no answer from {conference} within 15 s\n--- control log ---\n{}",
+            front.log_tail()
+        ),
+    }
+}
+
+/// Participants of `conference` on `node` (0 if it has none there).
+fn participants_on(node: &Node, conference: &str) -> usize {
+    node.conference(conference)
+        .and_then(|c| c["participants"].as_array().map(|a| a.len()))
+        .unwrap_or(0)
+}
+
+fn put_vmr(control: &Node, id: &str, body: &str) {
+    let r = control.request("PUT", &format!("/api/vmrs/{id}"), body);
+    assert!(
+        r.status == 201 || r.status == 200,
+        "PUT /api/vmrs/{id}: {} {}",
+        r.status,
+        r.body
+    );
+}
+
+fn print_table(control: &Node, nodes: &[(&str, Node)]) {
+    eprintln!("conference | nodes (home first) | reason | participants per node");
+    for p in cluster::placements(control) {
+        let conf = p["conference"].as_str().unwrap_or("?").to_string();
+        let per: Vec<String> = nodes
+            .iter()
+            .map(|(name, n)| format!("{name}:{}", participants_on(n, &conf)))
+            .collect();
+        eprintln!(
+            "{conf} | {} | {} | {}",
+            p["nodes"],
+            p["reasons"],
+            per.join(" ")
+        );
+    }
+}
+
+/// 30 calls to 6 conferences from two sites land as the policy says; then a
+/// node is SIGKILLed: its conferences move within the lease TTL + 2 s, new
+/// calls to them succeed, and calls on the other nodes keep their media.
+#[test]
+fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move() {
+    let etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, &[]);
+    let mut nodes: Vec<(&str, Node)> = vec![
+        ("node-a", cluster::node(&etcd, "node-a", "east", 20, &[])),
+        ("node-b", cluster::node(&etcd, "node-b", "east", 20, &[])),
+        ("node-c", cluster::node(&etcd, "node-c", "west", 10, &[])),
+    ];
+    cluster::wait_nodes(&control, 3);
+    fn node_of<'a>(nodes: &'a [(&str, Node)], name: &str) -> &'a Node {
+        nodes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, n)| n)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+    put_vmr(&control, "1004", r#"{"name":"West pool","pool":["west"]}"#);
+    put_vmr(&control, "1006", r#"{"name":"Both","pool":["west","east"]}"#);
+
+    let rt = rooms::runtime();
+    // (conference, callers' site, expected reason of the home)
+    let plan = [
+        ("1001", "east", "site"),
+        ("1002", "east", "site"),
+        ("1003", "west", "site"),
+        ("1004", "east", "pool"),
+        ("1005", "west", "overflow"),
+        ("1006", "east", "site"),
+    ];
+    let mut calls = Vec::new();
+    let mut homes = Vec::new();
+    for (i, (conf, site, reason)) in plan.iter().enumerate() {
+        for k in 0..5u8 {
+            let name = format!("{conf}-{site}-{k}");
+            // Two talkers per conference (the mixer mixes the three
+            // loudest; the others are quiet rooms).
+            let hz = (k < 2).then_some(300.0 + 100.0 * k as f32);
+            let room = call(&rt, &control, conf, &name, site, (i as u8) * 5 + k, hz);
+            calls.push((conf.to_string(), name, hz, room));
+        }
+        let p = cluster::placement(&control, conf)
+            .unwrap_or_else(|| panic!("conference {conf} has no placement"));
+        let home = p["nodes"][0].as_str().unwrap_or_default().to_string();
+        assert_eq!(p["reason"], *reason, "conference {conf}: placement {p}");
+        // The 5 calls are all on the home (it has room for them).
+        wait_for(
+            &format!("5 participants of {conf} on its home {home}"),
+            Duration::from_secs(10),
+            || (participants_on(node_of(&nodes, &home), conf) == 5).then_some(()),
+        );
+        homes.push((conf.to_string(), home));
+    }
+    print_table(&control, &nodes);
+    let home = |conf: &str| {
+        homes
+            .iter()
+            .find(|(c, _)| c == conf)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default()
+    };
+    // Site: east conferences on east nodes, the second on the other (least
+    // loaded) east node; west on the west node.
+    let east = ["node-a", "node-b"];
+    assert!(east.contains(&home("1001").as_str()));
+    assert!(east.contains(&home("1002").as_str()));
+    assert_ne!(home("1001"), home("1002"), "least loaded east node");
+    assert_eq!(home("1003"), "node-c");
+    // Pool: the room's pool (west) wins over the caller's site.
+    assert_eq!(home("1004"), "node-c");
+    // Overflow: west is full (10 of 10), so a west caller's new conference
+    // goes east.
+    assert!(east.contains(&home("1005").as_str()));
+    // The least loaded east node (5 against 10) for the east caller of a room
+    // pooled west-then-east... west first is the pool's order, but the
+    // caller's site is in the pool: site first.
+    let loads: Vec<usize> = east
+        .iter()
+        .map(|n| {
+            ["1001", "1002", "1005", "1006"]
+                .iter()
+                .filter(|c| home(c) == *n)
+                .count()
+        })
+        .collect();
+    assert_eq!(loads, vec![2, 2], "east nodes carry two conferences each");
+    let m = control.metrics();
+    assert!(common::http::metric_sum(&m, "tandem_front_door_calls_total", &[("outcome", "proxied")]).unwrap_or(0.0) >= 30.0);
+    assert!(common::http::metric_sum(&m, "tandem_placements_total", &[("reason", "overflow")]).unwrap_or(0.0) >= 1.0);
+
+    // Every participant hears the others of its conference (tone check on
+    // two conferences).
+    std::thread::sleep(Duration::from_secs(2));
+    for (conf, name, own_hz, room) in calls.iter().filter(|(c, ..)| c == "1001" || c == "1003") {
+        let heard = room.heard();
+        for k in 0..2 {
+            let hz = 300.0 + 100.0 * k as f32;
+            let own = *own_hz == Some(hz);
+            assert_eq!(
+                heard.contains(hz),
+                !own,
+                "{conf}: {name} hears {hz} Hz: {} (own tone: {own})",
+                heard.contains(hz)
+            );
+        }
+    }
+
+    // SIGKILL the node with 1002's home.
+    let victim = home("1002");
+    let moved: Vec<String> = homes
+        .iter()
+        .filter(|(_, h)| *h == victim)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let survivors: Vec<&(String, String, Option<f32>, RoomSystem)> = calls
+        .iter()
+        .filter(|(c, ..)| home(c) != victim)
+        .collect();
+    let before: Vec<u64> = survivors
+        .iter()
+        .map(|(.., r)| r.stats().packets_received)
+        .collect();
+    let killed = Instant::now();
+    nodes
+        .iter_mut()
+        .find(|(n, _)| *n == victim)
+        .expect("victim")
+        .1
+        .kill();
+    for conf in &moved {
+        let new_home = wait_for(
+            &format!("{conf} re-placed off {victim} within lease TTL (3 s) + 2 s"),
+            Duration::from_secs(5),
+            || {
+                let p = cluster::placement(&control, conf)?;
+                let h = p["nodes"][0].as_str()?.to_string();
+                (h != victim && p["reason"] == "failover").then_some(h)
+            },
+        );
+        eprintln!(
+            "{conf}: re-placed on {new_home} {:.1} s after SIGKILL",
+            killed.elapsed().as_secs_f64()
+        );
+    }
+    // A new call to a moved conference lands on its new home.
+    let conf = &moved[0];
+    let fresh = call(&rt, &control, conf, "after-failover", "east", 60, Some(1500.0));
+    let new_home = cluster::placement(&control, conf).expect("placement")["nodes"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    wait_for(
+        &format!("the new call on {conf}'s new home {new_home}"),
+        Duration::from_secs(10),
+        || (participants_on(node_of(&nodes, &new_home), conf) >= 1).then_some(()),
+    );
+    assert!(fresh.is_active());
+    // Calls on the surviving nodes kept their media throughout.
+    std::thread::sleep(Duration::from_secs(1));
+    for ((conf, name, _, room), before) in survivors.iter().zip(before) {
+        let now = room.stats().packets_received;
+        assert!(
+            now > before + 40,
+            "{conf}: {name} received {before} then {now} packets across the failover"
+        );
+    }
+    nodes.retain(|(n, _)| *n != victim);
+    print_table(&control, &nodes);
+}

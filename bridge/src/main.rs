@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use tandem_bridge::cluster::ClusterMember;
 use tandem_bridge::config::Config;
-use tandem_control::Control;
 use tandem_bridge::metrics::Metrics;
 use tandem_bridge::node::Node;
 use tandem_bridge::turn_relay::TurnRelay;
+use tandem_control::Control;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]

@@ -92,7 +92,7 @@ fn print_table(control: &Node, nodes: &[(&str, Node)]) {
 #[test]
 fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move() {
     let etcd = Etcd::start();
-    let control = cluster::control(&etcd, SITES, &[]);
+    let control = cluster::control(&etcd, SITES, "", &[]);
     let mut nodes: Vec<(&str, Node)> = vec![
         ("node-a", cluster::node(&etcd, "node-a", "east", 20, &[])),
         ("node-b", cluster::node(&etcd, "node-b", "east", 20, &[])),
@@ -107,7 +107,11 @@ fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move()
             .unwrap_or_else(|| panic!("no node {name}"))
     }
     put_vmr(&control, "1004", r#"{"name":"West pool","pool":["west"]}"#);
-    put_vmr(&control, "1006", r#"{"name":"Both","pool":["west","east"]}"#);
+    put_vmr(
+        &control,
+        "1006",
+        r#"{"name":"Both","pool":["west","east"]}"#,
+    );
 
     let rt = rooms::runtime();
     // (conference, callers' site, expected reason of the home)
@@ -176,8 +180,20 @@ fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move()
         .collect();
     assert_eq!(loads, vec![2, 2], "east nodes carry two conferences each");
     let m = control.metrics();
-    assert!(common::http::metric_sum(&m, "tandem_front_door_calls_total", &[("outcome", "proxied")]).unwrap_or(0.0) >= 30.0);
-    assert!(common::http::metric_sum(&m, "tandem_placements_total", &[("reason", "overflow")]).unwrap_or(0.0) >= 1.0);
+    assert!(
+        common::http::metric_sum(
+            &m,
+            "tandem_front_door_calls_total",
+            &[("outcome", "proxied")]
+        )
+        .unwrap_or(0.0)
+            >= 30.0
+    );
+    assert!(
+        common::http::metric_sum(&m, "tandem_placements_total", &[("reason", "overflow")])
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 
     // Every participant hears the others of its conference (tone check on
     // two conferences).
@@ -203,10 +219,8 @@ fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move()
         .filter(|(_, h)| *h == victim)
         .map(|(c, _)| c.clone())
         .collect();
-    let survivors: Vec<&(String, String, Option<f32>, RoomSystem)> = calls
-        .iter()
-        .filter(|(c, ..)| home(c) != victim)
-        .collect();
+    let survivors: Vec<&(String, String, Option<f32>, RoomSystem)> =
+        calls.iter().filter(|(c, ..)| home(c) != victim).collect();
     let before: Vec<u64> = survivors
         .iter()
         .map(|(.., r)| r.stats().packets_received)
@@ -235,7 +249,15 @@ fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move()
     }
     // A new call to a moved conference lands on its new home.
     let conf = &moved[0];
-    let fresh = call(&rt, &control, conf, "after-failover", "east", 60, Some(1500.0));
+    let fresh = call(
+        &rt,
+        &control,
+        conf,
+        "after-failover",
+        "east",
+        60,
+        Some(1500.0),
+    );
     let new_home = cluster::placement(&control, conf).expect("placement")["nodes"][0]
         .as_str()
         .unwrap_or_default()
@@ -257,4 +279,246 @@ fn calls_land_as_the_placement_policy_says_and_a_killed_nodes_conferences_move()
     }
     nodes.retain(|(n, _)| *n != victim);
     print_table(&control, &nodes);
+}
+
+/// What the front door and the rooms API refuse, and how: unknown conference
+/// (auto-create off) 404, too many hops 483, malformed REST input 400 with a
+/// JSON error; a second front door in redirect mode answers 302 naming the
+/// node, and the dial plan maps other URIs to conferences.
+#[test]
+fn the_front_door_refuses_clearly_redirects_when_asked_and_follows_the_dial_plan() {
+    let etcd = Etcd::start();
+    let rules = r#"
+[[front_door.rule]]
+pattern = '^meet-(\d+)@'
+conference = "$1"
+"#;
+    let proxy = cluster::control(
+        &etcd,
+        SITES,
+        rules,
+        &[("TANDEM_CONFERENCE_AUTO_CREATE", "false")],
+    );
+    let redirect = cluster::control(
+        &etcd,
+        SITES,
+        "",
+        &[
+            ("TANDEM_CONFERENCE_AUTO_CREATE", "false"),
+            ("TANDEM_FRONT_DOOR_MODE", "redirect"),
+        ],
+    );
+    let a = cluster::node(&etcd, "node-a", "east", 20, &[]);
+    cluster::wait_nodes(&proxy, 1);
+
+    // REST: malformed input is a 400 with a JSON error body.
+    for (body, code, what) in [
+        ("{not json", "bad_request", "not JSON"),
+        (
+            r#"{"id":"2001","colour":"red"}"#,
+            "bad_request",
+            "unknown field",
+        ),
+        (
+            r#"{"id":"2001","pin":"12ab"}"#,
+            "invalid",
+            "PIN with a letter",
+        ),
+        (r#"{"id":"a/b"}"#, "invalid", "bad ID"),
+        (r#"[1,2]"#, "bad_request", "not an object"),
+    ] {
+        let r = proxy.request("POST", "/api/vmrs", body);
+        assert_eq!(r.status, 400, "{what}: {} {}", r.status, r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {}", r.body));
+        assert_eq!(v["error"]["code"], code, "{what}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let r = proxy.request(
+        "POST",
+        "/api/vmrs",
+        r#"{"id":"2001","name":"Ops","layout":"2x2"}"#,
+    );
+    assert_eq!(r.status, 201, "create: {}", r.body);
+    let r = proxy.request("POST", "/api/vmrs", r#"{"id":"2001"}"#);
+    assert_eq!(r.status, 409, "duplicate: {}", r.body);
+    let r = proxy.request("PUT", "/api/vmrs/2001", r#"{"id":"2002"}"#);
+    assert_eq!(r.status, 400, "id differs from the path: {}", r.body);
+    let r = proxy.get("/api/vmrs/2999");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("not_found"), "{}", r.body);
+    let r = proxy.get("/api/openapi.json");
+    let spec: serde_json::Value = serde_json::from_str(&r.body).expect("OpenAPI JSON");
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    assert!(spec["paths"]["/api/vmrs/{id}"]["put"].is_object());
+    assert!(proxy.metric("tandem_control_api_errors_total", &[]) >= 8.0);
+
+    // SIP: unknown conference with auto-create off.
+    let invite = common::sip::request(
+        "INVITE",
+        &format!("sip:2999@{}", proxy.sip_addr()),
+        "127.0.1.5:5999".parse().expect("addr"),
+        "UDP",
+        "",
+        "",
+    );
+    let sock = common::sip::udp_socket();
+    let local = sock.local_addr().expect("local");
+    let invite = invite.replace("127.0.1.5:5999", &local.to_string());
+    sock.send_to(invite.as_bytes(), proxy.sip_addr())
+        .expect("send");
+    let got = common::sip::collect_responses(&sock, Duration::from_secs(3));
+    assert!(
+        got.iter().any(|r| r.code == 404),
+        "unknown conference: {:?}",
+        got.iter().map(|r| r.code).collect::<Vec<_>>()
+    );
+    // Max-Forwards 0: 483.
+    let hops = common::sip::request(
+        "INVITE",
+        &format!("sip:2001@{}", proxy.sip_addr()),
+        local,
+        "UDP",
+        "",
+        "",
+    )
+    .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    sock.send_to(hops.as_bytes(), proxy.sip_addr())
+        .expect("send");
+    let got = common::sip::collect_responses(&sock, Duration::from_secs(3));
+    assert!(
+        got.iter().any(|r| r.code == 483),
+        "{:?}",
+        got.iter().map(|r| r.code).collect::<Vec<_>>()
+    );
+    assert!(proxy.metric("tandem_front_door_calls_total", &[("outcome", "not_found")]) >= 1.0);
+    assert!(proxy.metric("tandem_front_door_calls_total", &[("outcome", "loop")]) >= 1.0);
+
+    // Redirect: 302 naming the node; calling it there joins the room.
+    let invite = common::sip::request(
+        "INVITE",
+        &format!("sip:2001@{}", redirect.sip_addr()),
+        local,
+        "UDP",
+        "",
+        "",
+    );
+    sock.send_to(invite.as_bytes(), redirect.sip_addr())
+        .expect("send");
+    let got = common::sip::collect_responses(&sock, Duration::from_secs(3));
+    let moved = got.iter().find(|r| r.code == 302).unwrap_or_else(|| {
+        panic!(
+            "no 302: {:?}",
+            got.iter().map(|r| r.code).collect::<Vec<_>>()
+        )
+    });
+    let contact = moved.header("Contact").expect("302 has a Contact");
+    assert_eq!(
+        contact,
+        format!("<sip:2001@{}>", a.sip_addr()),
+        "302 names node-a"
+    );
+    let rt = rooms::runtime();
+    let direct = rooms::call(
+        &rt,
+        &a,
+        "2001",
+        "redirected",
+        tandem_loadtest::Codec::Opus,
+        Some((500.0, 0.2)),
+    );
+    // The dial plan: meet-2001 is conference 2001.
+    let planned = call(
+        &rt,
+        &proxy,
+        "meet-2001",
+        "dial-plan",
+        "east",
+        1,
+        Some(700.0),
+    );
+    wait_for(
+        "both callers in 2001 on node-a",
+        Duration::from_secs(10),
+        || (participants_on(&a, "2001") == 2).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        planned.heard().contains(500.0),
+        "the dial-plan caller hears the redirected one"
+    );
+    assert!(direct.heard().contains(700.0), "and the other way round");
+}
+
+/// etcd restarts under running calls: no call drops, the node registers
+/// again, and new calls are routed once it is back (503 meanwhile).
+#[test]
+fn an_etcd_restart_drops_no_call() {
+    let mut etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, "", &[]);
+    let a = cluster::node(&etcd, "node-a", "east", 20, &[]);
+    cluster::wait_nodes(&control, 1);
+    let rt = rooms::runtime();
+    let one = call(&rt, &control, "3001", "one", "east", 1, Some(400.0));
+    let two = call(&rt, &control, "3001", "two", "east", 2, Some(900.0));
+    wait_for("2 in 3001", Duration::from_secs(10), || {
+        (participants_on(&a, "3001") == 2).then_some(())
+    });
+    let before = one.stats().packets_received;
+    etcd.stop();
+    // While etcd is away, a new conference cannot be placed: 503 with
+    // Retry-After, said at once.
+    let sock = common::sip::udp_socket();
+    let local = sock.local_addr().expect("local");
+    let invite = common::sip::request(
+        "INVITE",
+        &format!("sip:3999@{}", control.sip_addr()),
+        local,
+        "UDP",
+        "",
+        "",
+    );
+    sock.send_to(invite.as_bytes(), control.sip_addr())
+        .expect("send");
+    let got = common::sip::collect_responses(&sock, Duration::from_secs(8));
+    let refused = got.iter().find(|r| r.code == 503).unwrap_or_else(|| {
+        panic!(
+            "no 503 while etcd is down: {:?}",
+            got.iter().map(|r| r.code).collect::<Vec<_>>()
+        )
+    });
+    assert!(refused.header("Retry-After").is_some());
+    etcd.start_again();
+    one.mark();
+    two.mark();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        one.is_active() && two.is_active(),
+        "calls still up after the etcd restart"
+    );
+    assert!(
+        one.stats().packets_received > before + 150,
+        "media kept flowing"
+    );
+    assert!(one.heard().contains(900.0) && two.heard().contains(400.0));
+    assert!(!one.heard().contains(400.0), "nobody hears themselves");
+    // The node is registered (again) and new calls route.
+    cluster::wait_nodes(&control, 1);
+    let three = call(&rt, &control, "3001", "three", "east", 3, None);
+    wait_for(
+        "3 in 3001 after the restart",
+        Duration::from_secs(10),
+        || (participants_on(&a, "3001") == 3).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(three.heard().contains(400.0) && three.heard().contains(900.0));
+    let _ = a;
 }

@@ -74,7 +74,11 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }
 
@@ -138,7 +142,11 @@ fn checked_id(api: &ControlApi, id: &str) -> ApiResult<()> {
 fn not_found(api: &ControlApi, what: &str, id: &str) -> ApiError {
     counted(
         api,
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {id:?}")),
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} {id:?}"),
+        ),
     )
 }
 
@@ -182,7 +190,12 @@ async fn list_vmrs(State(api): State<ControlApi>) -> ApiResult<Json<Vec<Vmr>>> {
 /// A room from a request body: JSON, known fields only, valid values. The
 /// path's ID fills in or must match the body's.
 fn parse_vmr(api: &ControlApi, body: &[u8], path_id: Option<&str>) -> ApiResult<Vmr> {
-    let bad = |m: String| counted(api, ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m));
+    let bad = |m: String| {
+        counted(
+            api,
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
+        )
+    };
     let mut value: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
     let Some(obj) = value.as_object_mut() else {
@@ -194,7 +207,11 @@ fn parse_vmr(api: &ControlApi, body: &[u8], path_id: Option<&str>) -> ApiResult<
                 obj.insert("id".into(), Value::String(id.to_owned()));
             }
             Some(Value::String(b)) if b == id => {}
-            Some(_) => return Err(bad(format!("id in the body differs from the path's {id:?}"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "id in the body differs from the path's {id:?}"
+                )));
+            }
         }
     }
     let vmr: Vmr = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
@@ -225,7 +242,10 @@ async fn create_vmr(
             ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                format!("room {:?} exists (PUT /api/vmrs/{} replaces it)", vmr.id, vmr.id),
+                format!(
+                    "room {:?} exists (PUT /api/vmrs/{} replaces it)",
+                    vmr.id, vmr.id
+                ),
             ),
         ))
     }

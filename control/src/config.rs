@@ -50,11 +50,15 @@ impl ControlConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (i, s) in self.site.iter().enumerate() {
             if !crate::vmr::valid_conference_id(&s.name) {
-                return Err(format!("control.site[{i}].name: {:?} is not a site name", s.name));
+                return Err(format!(
+                    "control.site[{i}].name: {:?} is not a site name",
+                    s.name
+                ));
             }
             for n in &s.networks {
-                Cidr::parse(n)
-                    .ok_or_else(|| format!("control.site[{i}].networks: {n:?} is not a CIDR block"))?;
+                Cidr::parse(n).ok_or_else(|| {
+                    format!("control.site[{i}].networks: {n:?} is not a CIDR block")
+                })?;
             }
         }
         if self.lease_ttl == 0 {

@@ -106,7 +106,10 @@ impl FrontDoor {
             })
             .collect::<Result<Vec<_>, regex::Error>>()?;
         let udp = Arc::new(UdpSocket::bind(settings.listen).await.map_err(|e| {
-            anyhow::anyhow!("binding front door SIP UDP {} (sip.port): {e}", settings.listen)
+            anyhow::anyhow!(
+                "binding front door SIP UDP {} (sip.port): {e}",
+                settings.listen
+            )
         })?);
         let addr = udp.local_addr()?;
         let tcp = TcpListener::bind(addr)
@@ -145,7 +148,11 @@ async fn udp_loop(inner: Arc<Inner>) {
                 if e.kind() == tandem_proto::sip::message::ParseErrorKind::Keepalive {
                     continue;
                 }
-                inner.metrics.front_door_calls.with_label_values(&["bad_request"]).inc();
+                inner
+                    .metrics
+                    .front_door_calls
+                    .with_label_values(&["bad_request"])
+                    .inc();
                 if let Some(resp) = e.bad_request() {
                     send_to(&inner, from, false, resp.to_bytes());
                 }
@@ -181,7 +188,9 @@ async fn tcp_connection(inner: Arc<Inner>, stream: TcpStream, from: SocketAddr) 
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     'conn: loop {
-        let Ok(n) = rd.read(&mut chunk).await else { break };
+        let Ok(n) = rd.read(&mut chunk).await else {
+            break;
+        };
         if n == 0 {
             break;
         }
@@ -201,7 +210,11 @@ async fn tcp_connection(inner: Arc<Inner>, stream: TcpStream, from: SocketAddr) 
                     break;
                 }
                 Err(e) => {
-                    inner.metrics.front_door_calls.with_label_values(&["bad_request"]).inc();
+                    inner
+                        .metrics
+                        .front_door_calls
+                        .with_label_values(&["bad_request"])
+                        .inc();
                     if let Some(resp) = e.bad_request() {
                         send_to(&inner, from, true, resp.to_bytes());
                     }
@@ -245,9 +258,20 @@ fn handle(inner: &Arc<Inner>, msg: Message, from: SocketAddr, tcp: bool) {
         Message::Response(resp) => relay_response(inner, resp, from),
         Message::Request(req) => {
             if req.call_id().is_none() || req.cseq().is_none() || req.top_via().is_none() {
-                inner.metrics.front_door_calls.with_label_values(&["bad_request"]).inc();
+                inner
+                    .metrics
+                    .front_door_calls
+                    .with_label_values(&["bad_request"])
+                    .inc();
                 if req.method != Method::Ack && req.top_via().is_some() {
-                    reply(inner, &req, from, tcp, 400, "Bad Request (missing Call-ID or CSeq)");
+                    reply(
+                        inner,
+                        &req,
+                        from,
+                        tcp,
+                        400,
+                        "Bad Request (missing Call-ID or CSeq)",
+                    );
                 }
                 return;
             }
@@ -382,7 +406,11 @@ async fn route_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: b
         return;
     }
     if req.max_forwards() == Some(0) {
-        inner.metrics.front_door_calls.with_label_values(&["loop"]).inc();
+        inner
+            .metrics
+            .front_door_calls
+            .with_label_values(&["loop"])
+            .inc();
         reply(inner, &req, from, tcp, 483, "Too Many Hops");
         return;
     }
@@ -391,7 +419,11 @@ async fn route_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: b
             inner.remember(&req, node, &conference);
             match inner.settings.front_door.mode {
                 FrontDoorMode::Proxy => {
-                    inner.metrics.front_door_calls.with_label_values(&["proxied"]).inc();
+                    inner
+                        .metrics
+                        .front_door_calls
+                        .with_label_values(&["proxied"])
+                        .inc();
                     forward(inner, req, from, tcp, node, &conference);
                 }
                 FrontDoorMode::Redirect => {
@@ -546,7 +578,14 @@ fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) 
     match inner.dialog(&req) {
         Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
         None if req.method == Method::Ack => {}
-        None => reply(inner, &req, from, tcp, 481, "Call/Transaction Does Not Exist"),
+        None => reply(
+            inner,
+            &req,
+            from,
+            tcp,
+            481,
+            "Call/Transaction Does Not Exist",
+        ),
     }
 }
 
@@ -555,9 +594,14 @@ fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) 
 fn follow_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) {
     match inner.remembered(&req).or_else(|| inner.dialog(&req)) {
         Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
-        None if req.method == Method::Cancel => {
-            reply(inner, &req, from, tcp, 481, "Call/Transaction Does Not Exist")
-        }
+        None if req.method == Method::Cancel => reply(
+            inner,
+            &req,
+            from,
+            tcp,
+            481,
+            "Call/Transaction Does Not Exist",
+        ),
         None => {} // an ACK for a 2xx that came our way by mistake: drop
     }
 }
@@ -568,7 +612,11 @@ fn relay_response(inner: &Inner, mut resp: Response, from: SocketAddr) {
         .top_via()
         .is_some_and(|v| v.sent_by() == inner.addr.to_string());
     if !ours {
-        inner.metrics.front_door_calls.with_label_values(&["stray_response"]).inc();
+        inner
+            .metrics
+            .front_door_calls
+            .with_label_values(&["stray_response"])
+            .inc();
         debug!(%from, "response not via us; dropped");
         return;
     }
@@ -600,11 +648,23 @@ mod tests {
     #[test]
     fn the_top_via_is_popped_also_from_a_shared_line() {
         let mut h = Headers::new();
-        h.push("Via", "SIP/2.0 UDP a:1;branch=z9hG4bK1, SIP/2.0 UDP b:2;branch=z9hG4bK2");
+        h.push(
+            "Via",
+            "SIP/2.0 UDP a:1;branch=z9hG4bK1, SIP/2.0 UDP b:2;branch=z9hG4bK2",
+        );
         h.push("v", "SIP/2.0 UDP c:3;branch=z9hG4bK3");
-        assert_eq!(h.pop_first("Via").as_deref(), Some("SIP/2.0 UDP a:1;branch=z9hG4bK1"));
-        assert_eq!(h.pop_first("Via").as_deref(), Some("SIP/2.0 UDP b:2;branch=z9hG4bK2"));
-        assert_eq!(h.pop_first("Via").as_deref(), Some("SIP/2.0 UDP c:3;branch=z9hG4bK3"));
+        assert_eq!(
+            h.pop_first("Via").as_deref(),
+            Some("SIP/2.0 UDP a:1;branch=z9hG4bK1")
+        );
+        assert_eq!(
+            h.pop_first("Via").as_deref(),
+            Some("SIP/2.0 UDP b:2;branch=z9hG4bK2")
+        );
+        assert_eq!(
+            h.pop_first("Via").as_deref(),
+            Some("SIP/2.0 UDP c:3;branch=z9hG4bK3")
+        );
         assert_eq!(h.pop_first("Via"), None);
     }
 }

@@ -303,10 +303,7 @@ impl Placer {
             let candidates: Vec<Candidate<'_>> = records
                 .iter()
                 .zip(&pending)
-                .map(|(node, p)| Candidate {
-                    node,
-                    pending: *p,
-                })
+                .map(|(node, p)| Candidate { node, pending: *p })
                 .collect();
             let by_name = |name: &str| candidates.iter().find(|c| c.node.name == name);
             let current = self.store.get(&key).await?;
@@ -355,8 +352,8 @@ impl Placer {
             placement.nodes.retain(|n| by_name(n).is_some());
             let home_lost = alive.first() == Some(&false);
             if placement.nodes.is_empty() {
-                let (node, _) = choose(&candidates, caller_site, pool, &[])
-                    .map_err(RouteError::NoCapacity)?;
+                let (node, _) =
+                    choose(&candidates, caller_site, pool, &[]).map_err(RouteError::NoCapacity)?;
                 placement.nodes = vec![node.name.clone()];
                 placement.reasons = vec![PlacementReason::Failover];
                 placement.reason = PlacementReason::Failover;
@@ -374,12 +371,10 @@ impl Placer {
                 placement.reason = PlacementReason::Failover;
                 placement.reasons[0] = PlacementReason::Failover;
             }
-            let members: Vec<&Candidate<'_>> = placement
-                .nodes
-                .iter()
-                .filter_map(|n| by_name(n))
-                .collect();
-            let in_caller_site = |c: &&&Candidate<'_>| caller_site.is_some_and(|s| c.node.site == s);
+            let members: Vec<&Candidate<'_>> =
+                placement.nodes.iter().filter_map(|n| by_name(n)).collect();
+            let in_caller_site =
+                |c: &&&Candidate<'_>| caller_site.is_some_and(|s| c.node.site == s);
             // A member in the caller's site with room; else the home; else
             // any member with room.
             let target = members

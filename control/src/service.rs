@@ -64,7 +64,10 @@ impl Control {
         let vmrs = Arc::new(Mirror::start(store.clone(), keys::VMRS));
         let timeout = Duration::from_millis(config.request_timeout_ms) * 3;
         if !nodes.ready(timeout).await {
-            tracing::warn!(kind = store.kind(), "cluster store not answering yet; going on");
+            tracing::warn!(
+                kind = store.kind(),
+                "cluster store not answering yet; going on"
+            );
         }
         let placer = Arc::new(Placer::new(
             store.clone(),
@@ -139,7 +142,9 @@ async fn watch_nodes(nodes: Arc<Mirror>, placer: Arc<Placer>, metrics: Arc<Contr
         for (name, site) in &known {
             if !records.iter().any(|r| &r.name == name) {
                 let _ = metrics.node_participants.remove_label_values(&[name, site]);
-                let _ = metrics.node_max_participants.remove_label_values(&[name, site]);
+                let _ = metrics
+                    .node_max_participants
+                    .remove_label_values(&[name, site]);
                 let _ = metrics.node_cpu.remove_label_values(&[name, site]);
             }
         }

@@ -100,10 +100,7 @@ impl Vmr {
         if let Some(layout) = &self.layout
             && !LAYOUTS.contains(&layout.as_str())
         {
-            return Err(invalid(
-                "layout",
-                format!("one of {}", LAYOUTS.join(", ")),
-            ));
+            return Err(invalid("layout", format!("one of {}", LAYOUTS.join(", "))));
         }
         if self.max_participants == Some(0) {
             return Err(invalid("max_participants", "at least 1"));

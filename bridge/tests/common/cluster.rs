@@ -69,12 +69,15 @@ impl Etcd {
         format!("[\"{}\"]", self.endpoint())
     }
 
-    /// Stops etcd (SIGTERM) and starts it again on the same data.
-    pub fn restart(&mut self, down_for: Duration) {
+    /// Stops etcd (SIGTERM).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, Duration::from_secs(5));
         }
-        std::thread::sleep(down_for);
+    }
+
+    /// Starts it again on the same data.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 
@@ -92,9 +95,11 @@ impl Drop for Etcd {
 }
 
 /// `tandem control` against `etcd`, callers' sites by source network
-/// (`sites`: name and CIDR), plus extra `TANDEM_*` settings.
-pub fn control(etcd: &Etcd, sites: &[(&str, &str)], extra: &[(&str, &str)]) -> Node {
-    let mut toml = String::new();
+/// (`sites`: name and CIDR), more config file lines (`toml`), and extra
+/// `TANDEM_*` settings.
+pub fn control(etcd: &Etcd, sites: &[(&str, &str)], toml: &str, extra: &[(&str, &str)]) -> Node {
+    let mut toml = toml.to_string();
+    toml.push('\n');
     for (name, net) in sites {
         toml.push_str(&format!(
             "[[control.site]]\nname = \"{name}\"\nnetworks = [\"{net}\"]\n"

@@ -182,7 +182,11 @@ impl Store for EtcdStore {
             .clone()
             .watch(
                 prefix,
-                Some(WatchOptions::new().with_prefix().with_start_revision(after + 1)),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(after + 1),
+                ),
             )
             .await
             .map_err(unavailable)?;

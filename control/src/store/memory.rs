@@ -152,16 +152,15 @@ impl Store for MemoryStore {
 
     async fn list(&self, prefix: &str) -> Result<(Vec<Entry>, i64)> {
         Ok(self.with(|s| {
-            let entries = s
-                .kv
-                .range(prefix.to_owned()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, (v, rev, _))| Entry {
-                    key: k.clone(),
-                    value: v.clone(),
-                    mod_revision: *rev,
-                })
-                .collect();
+            let entries =
+                s.kv.range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, (v, rev, _))| Entry {
+                        key: k.clone(),
+                        value: v.clone(),
+                        mod_revision: *rev,
+                    })
+                    .collect();
             (entries, s.revision)
         }))
     }
@@ -291,6 +290,11 @@ mod tests {
                 .await
                 .expect("cas")
         );
-        assert!(!store.compare_and_delete("/k", e.mod_revision).await.expect("cad"));
+        assert!(
+            !store
+                .compare_and_delete("/k", e.mod_revision)
+                .await
+                .expect("cad")
+        );
     }
 }

@@ -122,7 +122,11 @@ impl Measured {
         op: &str,
         f: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let timer = self.metrics.store_seconds.with_label_values(&[op]).start_timer();
+        let timer = self
+            .metrics
+            .store_seconds
+            .with_label_values(&[op])
+            .start_timer();
         let r = f.await;
         timer.observe_duration();
         if matches!(r, Err(StoreError::Unavailable(_))) {
@@ -153,8 +157,11 @@ impl Store for Measured {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> Result<bool> {
-        self.time("txn", self.inner.compare_and_put(key, expected, value, lease))
-            .await
+        self.time(
+            "txn",
+            self.inner.compare_and_put(key, expected, value, lease),
+        )
+        .await
     }
     async fn compare_and_delete(&self, key: &str, expected: i64) -> Result<bool> {
         self.time("txn", self.inner.compare_and_delete(key, expected))

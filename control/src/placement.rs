@@ -189,6 +189,10 @@ pub enum RouteError {
 pub struct Placer {
     store: SharedStore,
     nodes: Arc<Mirror>,
+    /// A live copy of the placements: a call to a placed conference is
+    /// routed without a store round trip (writes still compare-and-put
+    /// against the store, and a lost race reads the store itself).
+    placements: Mirror,
     metrics: Arc<ControlMetrics>,
     /// Calls routed per node, by when (Unix ms), not yet in its record.
     pending: Mutex<HashMap<String, Vec<u64>>>,
@@ -209,6 +213,7 @@ impl Placer {
         span_sites: bool,
     ) -> Placer {
         Placer {
+            placements: Mirror::start(store.clone(), keys::PLACEMENTS),
             store,
             nodes,
             metrics,
@@ -297,7 +302,7 @@ impl Placer {
         let key = keys::placement(conference);
         // A lost compare-and-put means another front door placed it first:
         // read theirs and go on from there.
-        for _ in 0..8 {
+        for attempt in 0..8 {
             let records = self.nodes();
             let pending: Vec<usize> = records.iter().map(|n| self.pending_for(n)).collect();
             let candidates: Vec<Candidate<'_>> = records
@@ -306,7 +311,10 @@ impl Placer {
                 .map(|(node, p)| Candidate { node, pending: *p })
                 .collect();
             let by_name = |name: &str| candidates.iter().find(|c| c.node.name == name);
-            let current = self.store.get(&key).await?;
+            let current = match self.placements.get(&key) {
+                Some(e) if attempt == 0 => Some(e),
+                _ => self.store.get(&key).await?,
+            };
             let (revision, existing) = match &current {
                 Some(e) => (
                     e.mod_revision,

@@ -102,7 +102,8 @@ impl Candidate<'_> {
 
     /// Fraction of capacity in use (then CPU, then name, for a stable order).
     fn load_key(&self) -> (u64, u64, &str) {
-        let used = (self.node.participants + self.pending) as u64 * 1_000_000
+        let used = (self.node.participants.saturating_add(self.pending) as u64)
+            .saturating_mul(1_000_000)
             / self.node.max_participants.max(1) as u64;
         (used, (self.node.cpu * 1000.0) as u64, &self.node.name)
     }

@@ -51,7 +51,7 @@ impl NodeRecord {
     /// Whether it takes one more participant (`pending`: calls routed to it
     /// that its record does not count yet).
     pub fn has_room(&self, pending: usize) -> bool {
-        !self.draining && self.participants + pending < self.max_participants
+        !self.draining && self.participants.saturating_add(pending) < self.max_participants
     }
 }
 

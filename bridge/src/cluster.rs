@@ -73,6 +73,7 @@ async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>) {
         conferences.sort();
         membership.set_load(Load {
             participants,
+            counted_ms: tandem_control::registry::now_ms(),
             conferences,
             // Rounded so that noise does not rewrite the record each tick.
             cpu: (cpu.cores() * 10.0).round() / 10.0,

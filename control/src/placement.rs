@@ -201,8 +201,9 @@ pub struct Placer {
     span_sites: bool,
 }
 
-/// Calls routed this long before a node's record was written are in it.
-const PENDING_MARGIN_MS: u64 = 200;
+/// Calls routed this long before a node counted its load are in the count
+/// (the INVITE's way from front door to node).
+const PENDING_MARGIN_MS: u64 = 50;
 /// A routed call not in the node's count after this long never arrived.
 const PENDING_LIFE_MS: u64 = 4000;
 

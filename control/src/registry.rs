@@ -40,7 +40,7 @@ pub struct NodeRecord {
     /// Takes no new conferences (operator asked, or shutting down).
     #[serde(default)]
     pub draining: bool,
-    /// When this copy was written (Unix milliseconds).
+    /// When its load was counted (Unix milliseconds).
     #[serde(default)]
     pub updated_ms: u64,
     #[serde(default)]
@@ -65,6 +65,9 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Load {
     pub participants: usize,
+    /// When `participants` was counted (Unix ms): the record says so, and
+    /// the front door knows which calls it routed are in the count.
+    pub counted_ms: u64,
     pub conferences: Vec<String>,
     pub cpu: f64,
     pub draining: bool,
@@ -92,6 +95,7 @@ impl Membership {
     pub async fn join(store: SharedStore, record: NodeRecord, ttl: Duration) -> Membership {
         let (load_tx, load_rx) = watch::channel(Load {
             participants: record.participants,
+            counted_ms: now_ms(),
             conferences: record.conferences.clone(),
             cpu: record.cpu,
             draining: record.draining,
@@ -124,10 +128,14 @@ impl Membership {
         &self.name
     }
 
-    /// Publishes the node's load (written only when it changed).
+    /// Publishes the node's load (written only when it changed; the count's
+    /// time alone is no change).
     pub fn set_load(&self, load: Load) {
         self.load.send_if_modified(|l| {
-            let changed = *l != load;
+            let changed = Load {
+                counted_ms: l.counted_ms,
+                ..load.clone()
+            } != *l;
             *l = load;
             changed
         });
@@ -212,8 +220,8 @@ async fn keep_registered(
             record.conferences = current.conferences;
             record.cpu = current.cpu;
             record.draining = current.draining;
+            record.updated_ms = current.counted_ms;
         }
-        record.updated_ms = now_ms();
         let body = serde_json::to_vec(&record).unwrap_or_default();
         match store.put(&key, body, Some(l)).await {
             Ok(_) => {

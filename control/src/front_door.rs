@@ -68,11 +68,14 @@ struct Inner {
     /// TCP connections from callers, by their address.
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     /// (Call-ID, caller's branch) → the node an INVITE went to.
-    routes: Mutex<HashMap<(String, String), (SocketAddr, String, Instant)>>,
+    routes: Mutex<HashMap<(String, String), Remembered>>,
     /// Call-ID → its node, for callers that send in-dialog requests to us
     /// rather than to the node's Contact (sipp's built-in scenarios do).
-    dialogs: Mutex<HashMap<String, (SocketAddr, String, Instant)>>,
+    dialogs: Mutex<HashMap<String, Remembered>>,
 }
+
+/// Where a request went: the node, the conference, when.
+type Remembered = (SocketAddr, String, Instant);
 
 pub struct FrontDoor {
     pub addr: SocketAddr,
@@ -187,10 +190,7 @@ async fn tcp_connection(inner: Arc<Inner>, stream: TcpStream, from: SocketAddr) 
     });
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    'conn: loop {
-        let Ok(n) = rd.read(&mut chunk).await else {
-            break;
-        };
+    'conn: while let Ok(n) = rd.read(&mut chunk).await {
         if n == 0 {
             break;
         }

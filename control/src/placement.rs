@@ -119,8 +119,8 @@ pub fn choose<'a>(
 ) -> Result<(&'a NodeRecord, PlacementReason), NoCapacity> {
     let eligible: Vec<&Candidate<'a>> = nodes
         .iter()
-        .filter(|c| !exclude.iter().any(|e| *e == c.node.name))
-        .filter(|c| pool.is_empty() || pool.iter().any(|s| *s == c.node.site))
+        .filter(|c| !exclude.contains(&c.node.name))
+        .filter(|c| pool.is_empty() || pool.contains(&c.node.site))
         .collect();
     if eligible.is_empty() {
         return Err(NoCapacity::NoNodes);

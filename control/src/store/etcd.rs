@@ -138,17 +138,15 @@ impl Store for EtcdStore {
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
         let mut keepers = self.keepers.lock().await;
-        if !keepers.contains_key(&lease) {
-            let pair = self
-                .client
-                .clone()
-                .lease_keep_alive(lease)
-                .await
-                .map_err(unavailable)?;
-            keepers.insert(lease, pair);
-        }
-        let Some((keeper, stream)) = keepers.get_mut(&lease) else {
-            return Err(StoreError::Unavailable("keep-alive stream".into()));
+        let (keeper, stream) = match keepers.entry(lease) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                self.client
+                    .clone()
+                    .lease_keep_alive(lease)
+                    .await
+                    .map_err(unavailable)?,
+            ),
         };
         let result = async {
             keeper.keep_alive().await.map_err(unavailable)?;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Renders the node's spoken prompts (PIN entry, lobby) with espeak-ng into
-# bridge/assets/prompts/<name>.raw: 8 kHz (telephone band: small, and what G.711 carries anyway), 16-bit signed little-endian, mono,
+# bridge/assets/prompts/<name>.raw: 8 kHz (the telephone band: small, and all
+# that G.711 carries anyway), 16-bit signed little-endian, mono,
 # leading and trailing silence trimmed, peak-normalised to -3 dBFS. The files
 # are committed, so building Tandem never needs espeak-ng; run this only to
 # change a prompt's words or voice (and keep the texts in bridge/src/ivr.rs's

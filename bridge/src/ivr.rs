@@ -564,7 +564,10 @@ mod tests {
         press(&mut door, now, "99#");
         assert_eq!(door.poll_event(), Some(DoorEvent::PinWrong));
         let (_, peaks) = run(&mut door, &mut now, 100);
-        assert!(peaks.iter().any(|p| *p > 5000), "the wrong-PIN prompt plays");
+        assert!(
+            peaks.iter().any(|p| *p > 5000),
+            "the wrong-PIN prompt plays"
+        );
         press(&mut door, now, "4321");
         assert_eq!(door.poll_event(), Some(DoorEvent::PinWrong));
         assert_eq!(door.state(), "pin");
@@ -611,7 +614,10 @@ mod tests {
         assert_eq!(door.state(), "lobby");
         run(&mut door, &mut now, 5);
         press(&mut door, now, "4711#");
-        assert_eq!(door.poll_event(), Some(DoorEvent::ConferenceId("4711".into())));
+        assert_eq!(
+            door.poll_event(),
+            Some(DoorEvent::ConferenceId("4711".into()))
+        );
         door.handle_verdict(now, Verdict::NotFound);
         assert_eq!(door.state(), "lobby");
         press(&mut door, now, "1#");

@@ -71,17 +71,20 @@ pub struct LegSetup {
 pub struct DoorSetup {
     pub kind: DoorKind,
     pub settings: DoorSettings,
-    /// The RTP stream it already receives (a leg moved from the lobby), so
+    /// The RTP streams it already has (a leg moved from the lobby), so
     /// the caller sees one stream continue rather than a new SSRC.
     pub rtp: Option<RtpOut>,
 }
 
 /// Where a leg's outgoing RTP stream stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RtpOut {
     pub ssrc: u32,
     pub sequence: u16,
     pub timestamp: u32,
+    /// The last key press seen coming in: the end packets of the `#` that
+    /// closed the lobby entry arrive after the move and must not count again.
+    pub dtmf: DtmfDetector,
 }
 
 /// A leg taken out of its conference with its sockets, to be added to
@@ -813,7 +816,7 @@ impl Conference {
             ),
         ];
         let now = Instant::now();
-        let ssrc = rtp_out.map_or_else(|| self.next_ssrc(), |r| r.ssrc);
+        let ssrc = rtp_out.as_ref().map_or_else(|| self.next_ssrc(), |r| r.ssrc);
         let jitter = new_jitter(&self.ctx, &s.media);
         let clock = rtp_clock(s.media.codec);
         self.ctx
@@ -840,10 +843,10 @@ impl Conference {
                 jitter,
                 pcm: VecDeque::with_capacity(FRAME_SAMPLES * 4),
                 stats: ReceiveStats::new(clock),
-                dtmf: DtmfDetector::default(),
+                dtmf: rtp_out.as_ref().map(|r| r.dtmf.clone()).unwrap_or_default(),
                 ssrc,
-                out_seq: rtp_out.map_or((ssrc >> 16) as u16, |r| r.sequence),
-                out_ts: rtp_out.map_or(ssrc.rotate_left(7), |r| r.timestamp),
+                out_seq: rtp_out.as_ref().map_or((ssrc >> 16) as u16, |r| r.sequence),
+                out_ts: rtp_out.as_ref().map_or(ssrc.rotate_left(7), |r| r.timestamp),
                 out_packets: 0,
                 out_octets: 0,
                 in_packets: 0,
@@ -1010,6 +1013,7 @@ impl Conference {
                 ssrc: leg.ssrc,
                 sequence: leg.out_seq,
                 timestamp: leg.out_ts,
+                dtmf: leg.dtmf.clone(),
             },
             setup: Box::new(LegSetup {
                 participant: id,

@@ -302,14 +302,14 @@ impl Door {
     /// A key press (RFC 4733 or SIP INFO). `#` ends an entry, `*` clears
     /// it; a digit stops the prompt (barge-in).
     pub fn handle_digit(&mut self, now: Instant, digit: char) {
-        if self.mode != Mode::Collect {
+        // A lone `#` (the end of an entry already taken, say) changes nothing.
+        if self.mode != Mode::Collect || (digit == '#' && self.digits.is_empty()) {
             return;
         }
         self.playing = None;
         self.queue.clear();
         self.waiting_since = Some(now);
         match digit {
-            '#' if self.digits.is_empty() => {}
             '#' => self.submit(),
             '*' => self.digits.clear(),
             d if d.is_ascii_digit() => {

@@ -1347,6 +1347,7 @@ async fn add_leg_ranked(
         side,
         shown,
         link_rank,
+        door: None,
     };
     ctx.commands
         .send(ConferenceCommand::AddLeg(Box::new(setup)))

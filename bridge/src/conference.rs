@@ -31,6 +31,7 @@ use tandem_proto::rtp::stats::ReceiveStats;
 use tandem_proto::sdp::{AudioCodec, Direction, NegotiatedAudio, VideoStream};
 
 use crate::driver::net::{Delivery, MediaSockets, PortAllocator, spawn_datagram_reader};
+use crate::ivr::{Door, DoorEvent, DoorKind, DoorOutcome, DoorSettings, Verdict};
 use crate::metrics::{MediaCounters, Metrics};
 use crate::rtcp_report;
 pub use crate::video::VideoSettings;
@@ -60,6 +61,47 @@ pub struct LegSetup {
     /// For a link: it shows the local speakers from this rank on (0: the
     /// active speaker).
     pub link_rank: usize,
+    /// Held at the door (PIN entry, the lobby) before it is mixed and shown.
+    pub door: Option<DoorSetup>,
+}
+
+/// A leg that starts at the door: not mixed, not shown, hearing the door's
+/// prompts instead of the conference until it is admitted.
+#[derive(Debug, Clone)]
+pub struct DoorSetup {
+    pub kind: DoorKind,
+    pub settings: DoorSettings,
+    /// The RTP streams it already has (a leg moved from the lobby), so
+    /// the caller sees one stream continue rather than a new SSRC.
+    pub rtp: Option<RtpOut>,
+}
+
+/// Where a leg's outgoing RTP stream stands.
+#[derive(Debug, Clone)]
+pub struct RtpOut {
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
+    /// The last key press seen coming in: the end packets of the `#` that
+    /// closed the lobby entry arrive after the move and must not count again.
+    pub dtmf: DtmfDetector,
+}
+
+/// A leg taken out of its conference with its sockets, to be added to
+/// another (see [`ConferenceCommand::HandOver`]).
+pub struct Detached {
+    pub setup: Box<LegSetup>,
+    pub rtp: RtpOut,
+}
+
+impl std::fmt::Debug for Detached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detached")
+            .field("participant", &self.setup.participant)
+            .field("call_id", &self.setup.call_id)
+            .field("port", &self.setup.sockets.port)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which side of a cascade a leg is on.
@@ -113,6 +155,17 @@ pub enum ConferenceCommand {
         participant: ParticipantId,
         shown: bool,
     },
+    /// The conference ID a lobby caller entered cannot be joined.
+    LobbyVerdict {
+        participant: ParticipantId,
+        verdict: Verdict,
+    },
+    /// Takes the leg out without closing its sockets or freeing its ports
+    /// and hands it back as [`ConferenceEvent::HandedOver`] (a lobby caller
+    /// moving to its conference: same dialog, same sockets).
+    HandOver {
+        participant: ParticipantId,
+    },
 }
 
 #[derive(Debug)]
@@ -129,6 +182,22 @@ pub enum ConferenceEvent {
     /// offered no RTCP feedback.
     PictureFastUpdate {
         call_id: String,
+    },
+    /// A lobby caller entered a conference ID.
+    LobbyEntry {
+        call_id: String,
+        participant: ParticipantId,
+        digits: String,
+    },
+    /// The door's goodbye has played: end the call with BYE.
+    DoorHangup {
+        call_id: String,
+        outcome: DoorOutcome,
+    },
+    /// The leg asked for by [`ConferenceCommand::HandOver`].
+    HandedOver {
+        call_id: String,
+        leg: Detached,
     },
 }
 
@@ -191,6 +260,9 @@ pub struct NativeSnapshot {
 pub struct ParticipantSnapshot {
     pub id: String,
     pub name: String,
+    /// `joined`, or at the door: `lobby` or `pin` (entering an ID or a
+    /// PIN), `joining`, `leaving` (hearing the goodbye).
+    pub state: &'static str,
     pub signalling: &'static str,
     pub audio_codec: &'static str,
     pub video: bool,
@@ -282,6 +354,36 @@ struct Leg {
     side: LegSide,
     /// When this leg pressed `*`, for `*8`.
     star_at: Option<Instant>,
+    /// At the door: not in the mixer nor the layouts yet.
+    door: Option<Box<AtDoor>>,
+}
+
+/// A leg at the door: the door core, the leg's own encoder for its prompts
+/// (a prompt playing to one leg is that leg's output), and the video it will
+/// bring once admitted.
+struct AtDoor {
+    door: Door,
+    encoder: Box<dyn tandem_mixer::audio::codec::AudioEncoder>,
+    pcm: Vec<i16>,
+    /// Samples per packet (ptime at 48 kHz).
+    frame: usize,
+    video: Option<(VideoStream, MediaSockets)>,
+}
+
+impl AtDoor {
+    fn new(
+        door: Door,
+        media: &NegotiatedAudio,
+        video: Option<(VideoStream, MediaSockets)>,
+    ) -> Result<Self, tandem_mixer::CodecError> {
+        Ok(AtDoor {
+            door,
+            encoder: codec::encoder(codec_kind(media.codec), media.ptime)?,
+            pcm: Vec::with_capacity(FRAME_SAMPLES * 3),
+            frame: media.ptime as usize * FRAME_SAMPLES / 20,
+            video,
+        })
+    }
 }
 
 impl Leg {
@@ -487,7 +589,17 @@ impl Conference {
                         codec: codec_kind(media.codec),
                         ptime_ms: media.ptime,
                     };
-                    if let Err(e) = self.mixer.set_output_format(participant, fmt) {
+                    if let Some(at) = leg.door.as_mut() {
+                        // At the door the leg has its own encoder, not the mixer's.
+                        match codec::encoder(fmt.codec, fmt.ptime_ms) {
+                            Ok(e) => {
+                                at.encoder = e;
+                                at.pcm.clear();
+                                at.frame = media.ptime as usize * FRAME_SAMPLES / 20;
+                            }
+                            Err(e) => warn!(%e, "door encoder for new codec"),
+                        }
+                    } else if let Err(e) = self.mixer.set_output_format(participant, fmt) {
                         warn!(%e, "output format change");
                     }
                     leg.marker_pending = true;
@@ -543,6 +655,19 @@ impl Conference {
                 }
             }
             ConferenceCommand::Dtmf { participant, digit } => self.handle_dtmf(participant, digit),
+            ConferenceCommand::LobbyVerdict {
+                participant,
+                verdict,
+            } => {
+                if let Some(at) = self
+                    .legs
+                    .get_mut(&participant)
+                    .and_then(|l| l.door.as_mut())
+                {
+                    at.door.handle_verdict(Instant::now(), verdict);
+                }
+            }
+            ConferenceCommand::HandOver { participant } => self.hand_over(participant),
             ConferenceCommand::VideoKeyframeRequest { participant } => {
                 if let Some(engine) = &self.video {
                     engine.send(VideoInput::KeyframeRequest { participant });
@@ -557,6 +682,10 @@ impl Conference {
             return;
         };
         let now = Instant::now();
+        if let Some(at) = leg.door.as_mut() {
+            at.door.handle_digit(now, digit);
+            return;
+        }
         let after_star = leg
             .star_at
             .take()
@@ -592,7 +721,11 @@ impl Conference {
             });
             match engine {
                 Ok(engine) => {
-                    for (id, leg) in self.legs.iter().filter(|(_, l)| l.shown) {
+                    for (id, leg) in self
+                        .legs
+                        .iter()
+                        .filter(|(_, l)| l.shown && l.door.is_none())
+                    {
                         engine.send(VideoInput::AddSource {
                             participant: *id,
                             name: leg.name.clone(),
@@ -611,7 +744,7 @@ impl Conference {
     }
 
     fn add_leg(&mut self, mut s: LegSetup) {
-        let video = s.video.take();
+        let mut video = s.video.take();
         let kind = codec_kind(s.media.codec);
         let decoder = match codec::decoder(kind) {
             Ok(d) => d,
@@ -624,7 +757,27 @@ impl Conference {
                 return;
             }
         };
-        if let Err(e) = self.mixer.add_participant(
+        // A leg at the door joins neither the mixer nor the layouts: it
+        // keeps its video aside until it is admitted.
+        let mut rtp_out = None;
+        let door = match s.door.take() {
+            Some(d) => {
+                rtp_out = d.rtp;
+                let door = Door::new(d.kind, d.settings);
+                match AtDoor::new(door, &s.media, video.take()) {
+                    Ok(at) => Some(Box::new(at)),
+                    Err(e) => {
+                        warn!(%e, call_id = %s.call_id, "no encoder; leg not added");
+                        self.ctx.ports.release(s.sockets.port);
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
+        if door.is_some() {
+            self.ctx.metrics.ivr.waiting.inc();
+        } else if let Err(e) = self.mixer.add_participant(
             s.participant,
             OutputFormat {
                 codec: kind,
@@ -663,7 +816,7 @@ impl Conference {
             ),
         ];
         let now = Instant::now();
-        let ssrc = self.next_ssrc();
+        let ssrc = rtp_out.as_ref().map_or_else(|| self.next_ssrc(), |r| r.ssrc);
         let jitter = new_jitter(&self.ctx, &s.media);
         let clock = rtp_clock(s.media.codec);
         self.ctx
@@ -690,10 +843,10 @@ impl Conference {
                 jitter,
                 pcm: VecDeque::with_capacity(FRAME_SAMPLES * 4),
                 stats: ReceiveStats::new(clock),
-                dtmf: DtmfDetector::default(),
+                dtmf: rtp_out.as_ref().map(|r| r.dtmf.clone()).unwrap_or_default(),
                 ssrc,
-                out_seq: (ssrc >> 16) as u16,
-                out_ts: ssrc.rotate_left(7),
+                out_seq: rtp_out.as_ref().map_or((ssrc >> 16) as u16, |r| r.sequence),
+                out_ts: rtp_out.as_ref().map_or(ssrc.rotate_left(7), |r| r.timestamp),
                 out_packets: 0,
                 out_octets: 0,
                 in_packets: 0,
@@ -706,14 +859,33 @@ impl Conference {
                 timed_out: false,
                 lost_reported: 0,
                 jb_reported: [0; 4],
-                marker_pending: true,
+                marker_pending: rtp_out.is_none(),
                 has_video: false,
                 shown: s.shown,
                 side,
                 star_at: None,
+                door,
             },
         );
-        let participant = s.participant;
+        self.attach_video(s.participant, video, side, link_rank);
+    }
+
+    /// The video half of adding a leg (at once, or when admitted from the door).
+    fn attach_video(
+        &mut self,
+        participant: ParticipantId,
+        video: Option<(VideoStream, MediaSockets)>,
+        side: LegSide,
+        link_rank: usize,
+    ) {
+        if self
+            .legs
+            .get(&participant)
+            .is_some_and(|l| l.door.is_some())
+        {
+            // At the door: neither a source nor a receiver yet.
+            return;
+        }
         let call_id = self
             .legs
             .get(&participant)
@@ -761,12 +933,133 @@ impl Conference {
         }
     }
 
+    /// Mixes and shows a leg the door let in.
+    fn admit(&mut self, id: ParticipantId) {
+        let Some(leg) = self.legs.get_mut(&id) else {
+            return;
+        };
+        let Some(at) = leg.door.take() else {
+            return;
+        };
+        let metrics = &self.ctx.metrics;
+        metrics.ivr.waiting.dec();
+        metrics
+            .ivr
+            .calls
+            .with_label_values(&[DoorOutcome::Joined.label()])
+            .inc();
+        let fmt = OutputFormat {
+            codec: codec_kind(leg.media.codec),
+            ptime_ms: leg.media.ptime,
+        };
+        if let Err(e) = self.mixer.add_participant(id, fmt) {
+            warn!(%e, call_id = %leg.call_id, "mixer refused leg from the door");
+        }
+        let _ = self.mixer.set_muted(id, leg.muted);
+        // Nothing was buffered at the door; start the playout afresh.
+        leg.jitter = new_jitter(&self.ctx, &leg.media);
+        leg.pcm.clear();
+        let side = leg.side;
+        info!(conference = %self.ctx.id, participant = id.0, name = %leg.name, "admitted from the door");
+        let AtDoor { video, .. } = *at;
+        self.attach_video(id, video, side, 0);
+    }
+
+    /// Takes a leg out with its sockets open and its ports held, and hands
+    /// it to signalling to add to another conference.
+    fn hand_over(&mut self, id: ParticipantId) {
+        let Some(mut leg) = self.legs.remove(&id) else {
+            return;
+        };
+        self.speaker_order.retain(|p| *p != id);
+        for r in &leg.receivers {
+            r.abort();
+        }
+        let _ = self.mixer.remove_participant(id);
+        let metrics = &self.ctx.metrics;
+        metrics
+            .participants
+            .with_label_values(&[leg.signalling, codec_name(leg.media.codec)])
+            .dec();
+        let video = match leg.door.take() {
+            Some(at) => {
+                metrics.ivr.waiting.dec();
+                at.video
+            }
+            None => None,
+        };
+        let sockets = match MediaSockets::reopen(leg.port, &leg.rtp, &leg.rtcp) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(%e, call_id = %leg.call_id, "cannot move the leg's sockets; ending the call");
+                self.ctx.ports.release(leg.port);
+                if let Some((_, v)) = video {
+                    self.ctx.video_ports.release(v.port);
+                }
+                let _ = self.ctx.events.try_send(ConferenceEvent::MediaTimeout {
+                    call_id: leg.call_id,
+                });
+                return;
+            }
+        };
+        // Where the caller's media really comes from, learnt here.
+        let mut media = leg.media.clone();
+        media.remote = leg.remote.or(media.remote);
+        media.remote_rtcp = leg.remote_rtcp.or(media.remote_rtcp);
+        info!(conference = %self.ctx.id, participant = id.0, name = %leg.name, "leg handed over");
+        let call_id = leg.call_id.clone();
+        let detached = Detached {
+            rtp: RtpOut {
+                ssrc: leg.ssrc,
+                sequence: leg.out_seq,
+                timestamp: leg.out_ts,
+                dtmf: leg.dtmf.clone(),
+            },
+            setup: Box::new(LegSetup {
+                participant: id,
+                name: leg.name,
+                call_id: leg.call_id,
+                signalling: leg.signalling,
+                media,
+                sockets,
+                video,
+                side: LegSide::Local,
+                shown: true,
+                link_rank: 0,
+                door: None,
+            }),
+        };
+        if let Err(e) = self.ctx.events.try_send(ConferenceEvent::HandedOver {
+            call_id,
+            leg: detached,
+        }) {
+            // Signalling is gone or swamped: free what the leg held.
+            if let mpsc::error::TrySendError::Full(ConferenceEvent::HandedOver { leg, .. })
+            | mpsc::error::TrySendError::Closed(ConferenceEvent::HandedOver { leg, .. }) = e
+            {
+                self.ctx.ports.release(leg.setup.sockets.port);
+                if let Some((_, v)) = &leg.setup.video {
+                    self.ctx.video_ports.release(v.port);
+                }
+            }
+        }
+    }
+
     fn remove_leg(&mut self, id: ParticipantId) {
         let Some(leg) = self.legs.remove(&id) else {
             return;
         };
         self.speaker_order.retain(|p| *p != id);
-        if let Some(engine) = &self.video {
+        if let Some(at) = &leg.door {
+            let ivr = &self.ctx.metrics.ivr;
+            ivr.waiting.dec();
+            ivr.calls
+                .with_label_values(&[at.door.outcome().label()])
+                .inc();
+            if let Some((_, v)) = &at.video {
+                self.ctx.video_ports.release(v.port);
+            }
+        } else if let Some(engine) = &self.video {
             // The video thread releases the leg's video port.
             engine.send(VideoInput::Remove { participant: id });
         }
@@ -849,7 +1142,8 @@ impl Conference {
         // Symmetric RTP (RFC 4961): answer to where the media really comes from.
         leg.remote = Some(pkt.from);
         leg.stats.handle_rtp(pkt.at, &packet);
-        if leg.may_receive() {
+        // At the door nobody hears the caller: nothing to buffer or decode.
+        if leg.may_receive() && leg.door.is_none() {
             leg.jitter.push(
                 pkt.at,
                 packet.sequence,
@@ -865,6 +1159,9 @@ impl Conference {
         self.mixed.clear();
         self.mixed.extend(self.mixer.mixed_speakers());
         for (id, leg) in self.legs.iter_mut() {
+            if leg.door.is_some() {
+                continue;
+            }
             let heard = !self.ctx.skip_silent_decode || self.mixed.contains(id);
             let mut ready = false;
             while !ready && leg.pcm.len() < FRAME_SAMPLES {
@@ -901,31 +1198,11 @@ impl Conference {
                 let Some(leg) = self.legs.get_mut(receiver) else {
                     continue;
                 };
-                let samples = rtp_clock(leg.media.codec) * leg.media.ptime / 1000;
-                let (Some(dest), true) = (leg.remote, leg.may_send()) else {
-                    // On hold or no address yet: keep the timeline moving.
-                    leg.out_ts = leg.out_ts.wrapping_add(samples);
-                    continue;
-                };
-                self.send_buf.clear();
-                RtpHeader {
-                    marker: std::mem::take(&mut leg.marker_pending),
-                    payload_type: leg.media.pt,
-                    sequence: leg.out_seq,
-                    timestamp: MediaTime(leg.out_ts),
-                    ssrc: Ssrc(leg.ssrc),
-                }
-                .write(&payload.bytes, &mut self.send_buf);
-                leg.out_seq = leg.out_seq.wrapping_add(1);
-                leg.out_ts = leg.out_ts.wrapping_add(samples);
-                if leg.rtp.try_send_to(&self.send_buf, dest).is_ok() {
-                    leg.out_packets += 1;
-                    leg.out_octets += payload.bytes.len() as u64;
-                    self.counters.rtp_out.inc();
-                    self.counters.bytes_out.inc_by(payload.bytes.len() as u64);
-                }
+                send_audio(leg, &payload.bytes, &mut self.send_buf, &self.counters);
             }
         }
+        // 2b. The door: each waiting leg hears its own prompt, encoded for it.
+        self.door_tick(now);
         let speaker = self.mixer.active_speaker();
         if speaker != self.last_speaker {
             let gauge = &metrics.active_speaker;
@@ -950,6 +1227,59 @@ impl Conference {
         // 4. Housekeeping, spread out: RTCP reports, media timeouts, counters.
         if self.ticks.is_multiple_of(10) {
             self.housekeeping(now);
+        }
+    }
+
+    /// Plays each door's audio to its leg and acts on what the doors decided.
+    fn door_tick(&mut self, now: Instant) {
+        let mut events: Vec<(ParticipantId, String, DoorEvent)> = Vec::new();
+        for (id, leg) in self.legs.iter_mut() {
+            let Some(at) = leg.door.as_mut() else {
+                continue;
+            };
+            at.door.handle_tick(now, &mut at.pcm);
+            if at.pcm.len() >= at.frame {
+                let mut bytes = Vec::with_capacity(256);
+                let encoded = at.encoder.encode(&at.pcm[..at.frame], &mut bytes);
+                at.pcm.drain(..at.frame);
+                if encoded.is_ok() {
+                    self.ctx.metrics.audio_encodes.inc();
+                    send_audio(leg, &bytes, &mut self.send_buf, &self.counters);
+                }
+            }
+            let Some(at) = leg.door.as_mut() else {
+                continue;
+            };
+            while let Some(ev) = at.door.poll_event() {
+                events.push((*id, leg.call_id.clone(), ev));
+            }
+        }
+        let metrics = self.ctx.metrics.clone();
+        let ivr = &metrics.ivr;
+        for (participant, call_id, ev) in events {
+            match ev {
+                DoorEvent::PinAccepted => {
+                    ivr.pin_attempts.with_label_values(&["accepted"]).inc();
+                }
+                DoorEvent::PinWrong => {
+                    ivr.pin_attempts.with_label_values(&["wrong"]).inc();
+                    info!(conference = %self.ctx.id, participant = participant.0, "wrong PIN");
+                }
+                DoorEvent::ConferenceId(digits) => {
+                    let _ = self.ctx.events.try_send(ConferenceEvent::LobbyEntry {
+                        call_id,
+                        participant,
+                        digits,
+                    });
+                }
+                DoorEvent::Admit => self.admit(participant),
+                DoorEvent::Hangup(outcome) => {
+                    let _ = self
+                        .ctx
+                        .events
+                        .try_send(ConferenceEvent::DoorHangup { call_id, outcome });
+                }
+            }
         }
     }
 
@@ -1012,6 +1342,7 @@ impl Conference {
             .map(|(id, leg)| ParticipantSnapshot {
                 id: id.0.to_string(),
                 name: leg.name.clone(),
+                state: leg.door.as_ref().map_or("joined", |at| at.door.state()),
                 signalling: leg.signalling,
                 audio_codec: codec_name(leg.media.codec),
                 video: leg.has_video,
@@ -1044,7 +1375,7 @@ impl Conference {
         let local = |id: &ParticipantId| {
             self.legs
                 .get(id)
-                .is_some_and(|l| l.side == LegSide::Local && l.shown)
+                .is_some_and(|l| l.side == LegSide::Local && l.shown && l.door.is_none())
         };
         let mut ids: Vec<ParticipantId> =
             self.speaker_order.iter().copied().filter(local).collect();
@@ -1123,6 +1454,33 @@ fn new_jitter(ctx: &ConferenceContext, media: &NegotiatedAudio) -> JitterBuffer 
         ctx.jitter_min,
         ctx.jitter_max,
     )
+}
+
+/// Sends one encoded audio payload to `leg` as its next RTP packet.
+fn send_audio(leg: &mut Leg, payload: &[u8], buf: &mut Vec<u8>, counters: &MediaCounters) {
+    let samples = rtp_clock(leg.media.codec) * leg.media.ptime / 1000;
+    let (Some(dest), true) = (leg.remote, leg.may_send()) else {
+        // On hold or no address yet: keep the timeline moving.
+        leg.out_ts = leg.out_ts.wrapping_add(samples);
+        return;
+    };
+    buf.clear();
+    RtpHeader {
+        marker: std::mem::take(&mut leg.marker_pending),
+        payload_type: leg.media.pt,
+        sequence: leg.out_seq,
+        timestamp: MediaTime(leg.out_ts),
+        ssrc: Ssrc(leg.ssrc),
+    }
+    .write(payload, buf);
+    leg.out_seq = leg.out_seq.wrapping_add(1);
+    leg.out_ts = leg.out_ts.wrapping_add(samples);
+    if leg.rtp.try_send_to(buf, dest).is_ok() {
+        leg.out_packets += 1;
+        leg.out_octets += payload.len() as u64;
+        counters.rtp_out.inc();
+        counters.bytes_out.inc_by(payload.len() as u64);
+    }
 }
 
 fn send_rtcp(leg: &mut Leg, now: Instant, wall: SystemTime) {

@@ -27,6 +27,11 @@ pub struct Config {
     pub control: tandem_control::config::ControlConfig,
     /// The SIP front door (`tandem control`).
     pub front_door: tandem_control::config::FrontDoorConfig,
+    pub lobby: LobbyConfig,
+    /// Meeting rooms (PIN, layout, size) for a node without a control
+    /// plane: `[[room]]` tables with a VMR's fields (`id`, `name`, `pin`,
+    /// `layout`, `max_participants`, ...).
+    pub room: Vec<tandem_control::Vmr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -385,6 +390,62 @@ pub struct LogConfig {
     pub level: String,
 }
 
+/// The lobby (an IVR number that asks for the conference ID) and the door's
+/// attempts and timers, which PIN entry uses too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LobbyConfig {
+    /// What callers dial for the lobby (`sip:<number>@node`): a name or
+    /// digits (`"lobby"`, `8000`). Empty: no lobby.
+    #[serde(deserialize_with = "string_or_number")]
+    pub number: String,
+    /// Wrong PINs, or unknown conference IDs, before the goodbye.
+    pub attempts: u32,
+    /// No digit for this long after a prompt repeats it, seconds.
+    pub digit_timeout_s: u32,
+    /// Longest a caller may stay at the door (lobby or PIN), seconds.
+    pub max_wait_s: u32,
+}
+
+impl Default for LobbyConfig {
+    fn default() -> Self {
+        Self {
+            number: "lobby".into(),
+            attempts: 3,
+            digit_timeout_s: 5,
+            max_wait_s: 60,
+        }
+    }
+}
+
+impl LobbyConfig {
+    pub fn door_settings(&self) -> crate::ivr::DoorSettings {
+        crate::ivr::DoorSettings {
+            attempts: self.attempts,
+            digit_timeout: std::time::Duration::from_secs(u64::from(self.digit_timeout_s)),
+            max_wait: std::time::Duration::from_secs(u64::from(self.max_wait_s)),
+        }
+    }
+
+    /// Whether `user` (a Request-URI user part) is the lobby.
+    pub fn is_lobby(&self, user: &str) -> bool {
+        !self.number.is_empty() && self.number == user
+    }
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum StringOrNumber {
+        S(String),
+        N(u64),
+    }
+    Ok(match StringOrNumber::deserialize(d)? {
+        StringOrNumber::S(s) => s,
+        StringOrNumber::N(n) => n.to_string(),
+    })
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
@@ -406,6 +467,7 @@ const SECTIONS: &[&str] = &[
     "cascade",
     "turn",
     "log",
+    "lobby",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -528,7 +590,39 @@ impl Config {
                 "conference.mixed_speakers must be at least 1".into(),
             ));
         }
+        self.validate_lobby()?;
         self.validate_turn()
+    }
+
+    fn validate_lobby(&self) -> Result<(), ConfigError> {
+        let l = &self.lobby;
+        if !l.number.is_empty() && !tandem_control::vmr::valid_conference_id(&l.number) {
+            return Err(ConfigError::Invalid(format!(
+                "lobby.number: {:?} is not a conference ID (letters, digits, '-', '_', '.')",
+                l.number
+            )));
+        }
+        for (k, v) in [
+            ("lobby.attempts", l.attempts),
+            ("lobby.digit_timeout_s", l.digit_timeout_s),
+            ("lobby.max_wait_s", l.max_wait_s),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{k} must be at least 1")));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, room) in self.room.iter().enumerate() {
+            room.validate()
+                .map_err(|e| ConfigError::Invalid(format!("room[{i}].{e}")))?;
+            if !seen.insert(room.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "room[{i}].id: {:?} is listed twice",
+                    room.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn validate_turn(&self) -> Result<(), ConfigError> {
@@ -605,6 +699,19 @@ fn env_value(raw: &str) -> toml::Value {
 /// own, so the first bad one is named exactly.
 fn serde_path_to_error(table: toml::Table) -> Result<Config, ConfigError> {
     for (section, value) in &table {
+        if section == "room" {
+            let toml::Value::Array(rooms) = value else {
+                return Err(ConfigError::Invalid(
+                    "room must be an array of tables ([[room]])".into(),
+                ));
+            };
+            for (i, room) in rooms.iter().enumerate() {
+                if let Err(e) = tandem_control::Vmr::deserialize(room.clone()) {
+                    return Err(ConfigError::Invalid(format!("room[{i}]: {}", e.message())));
+                }
+            }
+            continue;
+        }
         if !SECTIONS.contains(&section.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "unknown section [{section}] (known: {})",
@@ -754,6 +861,41 @@ mod tests {
         let c = Config::load(Some(&path), env(&[])).expect("example config parses");
         assert_eq!(c.sip.port, Config::default().sip.port);
         assert_eq!(c.media.video_ports, Config::default().media.video_ports);
+    }
+
+    #[test]
+    fn lobby_and_rooms() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert!(c.lobby.is_lobby("lobby"));
+        let c = Config::load(None, env(&[("TANDEM_LOBBY_NUMBER", "8000")])).expect("numeric");
+        assert!(c.lobby.is_lobby("8000"));
+        let c = Config::load(None, env(&[("TANDEM_LOBBY_NUMBER", "")])).expect("off");
+        assert!(!c.lobby.is_lobby(""));
+        let err = Config::load(None, env(&[("TANDEM_LOBBY_ATTEMPTS", "0")]))
+            .expect_err("zero attempts")
+            .to_string();
+        assert!(err.contains("lobby.attempts"), "{err}");
+        let dir = std::env::temp_dir().join(format!("tandem-config-rooms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "[[room]]\nid = \"4711\"\npin = \"1234\"\nlayout = \"1x1\"\n[[room]]\nid = \"sales\"\nmax_participants = 2\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path), env(&[])).expect("rooms");
+        assert_eq!(c.room.len(), 2);
+        assert_eq!(c.room[0].pin.as_deref(), Some("1234"));
+        std::fs::write(&path, "[[room]]\nid = \"4711\"\npin = \"12a\"\n").expect("write");
+        let err = Config::load(Some(&path), env(&[]))
+            .expect_err("bad pin")
+            .to_string();
+        assert!(err.contains("room[0].pin"), "{err}");
+        std::fs::write(&path, "[[room]]\nid = \"4711\"\ncolour = 1\n").expect("write");
+        let err = Config::load(Some(&path), env(&[]))
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("room[0]") && err.contains("colour"), "{err}");
     }
 
     #[test]

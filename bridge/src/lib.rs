@@ -35,6 +35,7 @@ pub mod config;
 pub mod demo;
 pub mod driver;
 pub mod http;
+pub mod ivr;
 pub mod metrics;
 pub mod node;
 pub mod registry;

@@ -33,7 +33,48 @@ pub struct Metrics {
     pub video: VideoMetrics,
     pub cascade: CascadeMetrics,
     pub turn: TurnMetrics,
+    pub ivr: IvrMetrics,
     process: ProcessMetrics,
+}
+
+/// The door: PIN entry and the lobby (`ivr.rs`).
+pub struct IvrMetrics {
+    /// PIN entries, by result: accepted, wrong.
+    pub pin_attempts: IntCounterVec,
+    /// Calls that left the door, by outcome: joined, wrong_pin, not_found,
+    /// timeout, full, hangup (the caller left while asked).
+    pub calls: IntCounterVec,
+    /// Callers at the door now (entering a PIN or a conference ID, or
+    /// hearing the joining or goodbye prompt).
+    pub waiting: IntGauge,
+}
+
+impl IvrMetrics {
+    fn new(r: &Registry) -> Self {
+        let waiting = IntGauge::new(
+            "tandem_ivr_participants",
+            "Callers at the door now: entering a PIN or a conference ID, or hearing a prompt before joining or leaving",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(waiting.clone()))
+            .expect("unique metric name");
+        Self {
+            pin_attempts: counter_vec(
+                r,
+                "tandem_pin_attempts_total",
+                "Conference PIN entries, by result (accepted, wrong)",
+                &["result"],
+            ),
+            calls: counter_vec(
+                r,
+                "tandem_ivr_calls_total",
+                "Calls that left the door (PIN entry or lobby), by outcome \
+                 (joined, wrong_pin, not_found, timeout, full, hangup)",
+                &["outcome"],
+            ),
+            waiting,
+        }
+    }
 }
 
 /// The embedded TURN relay's figures (`[turn]`, issue 4). Counted from what
@@ -566,6 +607,7 @@ impl Metrics {
             video: VideoMetrics::new(&r),
             cascade: CascadeMetrics::new(&r),
             turn: TurnMetrics::new(&r),
+            ivr: IvrMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,
         }

@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use tandem_control::{RoomDirectory, StaticRooms};
+
 use crate::bindings::Cascades;
 use crate::config::Config;
 use crate::driver::{net, sip};
@@ -33,8 +35,20 @@ impl Node {
     }
 
     /// As [`Node::start`], counting into `metrics`: `tandem up` shares them
-    /// with the embedded TURN relay, which starts first.
+    /// with the embedded TURN relay, which starts first. Meeting rooms come
+    /// from the config's `[[room]]` tables (none by default).
     pub async fn start_with_metrics(config: Config, metrics: Arc<Metrics>) -> anyhow::Result<Node> {
+        let rooms = Arc::new(StaticRooms::with(config.room.iter().cloned()));
+        Node::start_with(config, metrics, rooms).await
+    }
+
+    /// As [`Node::start_with_metrics`], reading meeting rooms (PIN, default
+    /// layout, size) from `rooms`: the control plane's live directory.
+    pub async fn start_with(
+        config: Config,
+        metrics: Arc<Metrics>,
+        rooms: Arc<dyn RoomDirectory>,
+    ) -> anyhow::Result<Node> {
         let config = Arc::new(config);
         let registry = Arc::new(Registry::default());
         let sip_addr = SocketAddr::new(config.sip.listen, config.sip.port);
@@ -78,6 +92,7 @@ impl Node {
             udp.clone(),
             ev_tx,
             cascades.clone(),
+            rooms,
         );
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
         let background = vec![

@@ -29,12 +29,16 @@ use tandem_proto::sip::transaction::{
     Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
 };
 
+use tandem_control::{RoomDirectory, Vmr};
+
 use crate::bindings::Cascades;
 use crate::conference::{
-    self, ConferenceCommand, ConferenceContext, ConferenceEvent, LegSetup, LegSide, VideoSettings,
+    self, ConferenceCommand, ConferenceContext, ConferenceEvent, Detached, DoorSetup, LegSetup,
+    LegSide, VideoSettings,
 };
 use crate::config::Config;
 use crate::driver::net::{MediaPorts, MediaSockets, PortAllocator};
+use crate::ivr::{DoorKind, Verdict};
 use crate::metrics::Metrics;
 use crate::registry::{ConferenceHandle, Registry};
 
@@ -76,6 +80,19 @@ struct Call {
     transport: Transport,
     started: Instant,
     bye_sent: bool,
+    /// Where the leg starts: at the door (the lobby, a room's PIN) or in.
+    door: Option<DoorKind>,
+    /// A lobby caller on the way to this conference (the lobby is handing
+    /// the leg over), with its room's PIN.
+    moving_to: Option<(String, Option<String>)>,
+}
+
+/// Where a conference a lobby caller selected lives (see [`Signalling::locate`]).
+enum Placement {
+    /// On this node; with its room record, if it has one.
+    Local(Option<Vmr>),
+    /// Unknown here, and not to be created.
+    NotFound,
 }
 
 struct ConferenceEntry {
@@ -99,6 +116,8 @@ pub struct Signalling {
     next_participant: u64,
     /// Joins conferences to their native meetings while they have calls.
     cascades: Arc<Cascades>,
+    /// Meeting rooms: PIN, default layout, size (read for every INVITE).
+    rooms: Arc<dyn RoomDirectory>,
     seed: u64,
     contact: String,
     sent_by: String,
@@ -115,6 +134,7 @@ impl Signalling {
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         cascades: Arc<Cascades>,
+        rooms: Arc<dyn RoomDirectory>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
@@ -122,6 +142,7 @@ impl Signalling {
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
             cascades,
+            rooms,
             sent_by,
             config,
             metrics,
@@ -528,9 +549,16 @@ impl Signalling {
                 return;
             }
         };
+        let lobby = self.config.lobby.is_lobby(&conference);
+        let room = if lobby {
+            None
+        } else {
+            self.rooms.room(&conference)
+        };
+        let limit = self.max_participants(room.as_ref());
         let existing = self.conferences.get(&conference).map(|c| c.legs);
         match existing {
-            None if !self.config.conference.auto_create => {
+            None if !self.config.conference.auto_create && !lobby && room.is_none() => {
                 self.metrics
                     .calls
                     .with_label_values(&["unknown_conference"])
@@ -538,7 +566,7 @@ impl Signalling {
                 self.reply(now, &key, &req, 404, "Not Found (unknown conference)");
                 return;
             }
-            Some(n) if n >= self.config.conference.max_participants => {
+            Some(n) if n >= limit => {
                 self.metrics
                     .calls
                     .with_label_values(&["conference_full"])
@@ -676,6 +704,12 @@ impl Signalling {
                 transport,
                 started: now,
                 bye_sent: false,
+                door: if lobby {
+                    Some(DoorKind::Lobby)
+                } else {
+                    room.and_then(|r| r.pin).map(DoorKind::Pin)
+                },
+                moving_to: None,
             },
         );
         self.respond(now, &key, resp);
@@ -806,6 +840,11 @@ impl Signalling {
             }
             (None, _) => None,
         };
+        let door = call.door.take().map(|kind| DoorSetup {
+            kind,
+            settings: self.config.lobby.door_settings(),
+            rtp: None,
+        });
         let setup = LegSetup {
             participant: call.participant,
             name: call.name.clone(),
@@ -817,54 +856,21 @@ impl Signalling {
             side: LegSide::Local,
             shown: true,
             link_rank: 0,
+            door,
         };
         let conference = call.conference.clone();
-        let entry = self
-            .conferences
-            .entry(conference.clone())
-            .or_insert_with(|| {
-                let ctx = ConferenceContext {
-                    id: conference.clone(),
-                    metrics: self.metrics.clone(),
-                    ports: self.ports.clone(),
-                    events: self.events_tx.clone(),
-                    mixed_speakers: self.config.conference.mixed_speakers,
-                    jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
-                    jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
-                    rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
-                    skip_silent_decode: self.config.media.skip_silent_decode,
-                    video: self.config.video.enabled.then(|| VideoSettings {
-                        fps: self.config.video.fps,
-                        layout: self.config.video.layout().unwrap_or_default(),
-                        max_class: self
-                            .config
-                            .video
-                            .max_class()
-                            .unwrap_or(tandem_mixer::video::ResolutionClass::Hd720),
-                        freeze_timeout: Duration::from_millis(u64::from(
-                            self.config.video.freeze_timeout_ms,
-                        )),
-                        decode_threads: self.config.video.threads(self.config.video.decode_threads),
-                        encode_threads: self.config.video.threads(self.config.video.encode_threads),
-                    }),
-                    video_ports: self.video_ports.clone(),
-                };
-                let (commands, snapshot, task) = conference::spawn(ctx);
-                let handle = ConferenceHandle {
-                    id: conference.clone(),
-                    commands,
-                    snapshot,
-                };
-                self.registry.insert(handle.clone());
-                self.metrics.conferences.inc();
-                // A bound conference joins its native meeting (the cascade).
-                self.cascades.conference_started(&handle);
-                ConferenceEntry {
-                    handle,
-                    task,
-                    legs: 0,
-                }
-            });
+        self.add_to_conference(&conference, setup);
+    }
+
+    /// Hands a leg to its conference, starting the conference first if needed.
+    fn add_to_conference(&mut self, conference: &str, setup: LegSetup) {
+        if !self.conferences.contains_key(conference) {
+            let entry = self.start_conference(conference);
+            self.conferences.insert(conference.to_string(), entry);
+        }
+        let Some(entry) = self.conferences.get_mut(conference) else {
+            return;
+        };
         entry.legs += 1;
         if entry
             .handle
@@ -876,7 +882,160 @@ impl Signalling {
         }
     }
 
+    fn start_conference(&mut self, conference: &str) -> ConferenceEntry {
+        let lobby = self.config.lobby.is_lobby(conference);
+        // The room's layout is the conference's default (the API can change it).
+        let room_layout = self
+            .rooms
+            .room(conference)
+            .and_then(|r| r.layout)
+            .and_then(|l| l.parse().ok());
+        let ctx = ConferenceContext {
+            id: conference.to_string(),
+            metrics: self.metrics.clone(),
+            ports: self.ports.clone(),
+            events: self.events_tx.clone(),
+            mixed_speakers: self.config.conference.mixed_speakers,
+            jitter_min: Duration::from_millis(u64::from(self.config.media.jitter_min_ms)),
+            jitter_max: Duration::from_millis(u64::from(self.config.media.jitter_max_ms)),
+            rtp_timeout: Duration::from_secs(u64::from(self.config.media.rtp_timeout_s)),
+            skip_silent_decode: self.config.media.skip_silent_decode,
+            // The lobby shows nobody anything: its callers bring their video
+            // to the conference they choose.
+            video: (self.config.video.enabled && !lobby).then(|| VideoSettings {
+                fps: self.config.video.fps,
+                layout: room_layout
+                    .unwrap_or_else(|| self.config.video.layout().unwrap_or_default()),
+                max_class: self
+                    .config
+                    .video
+                    .max_class()
+                    .unwrap_or(tandem_mixer::video::ResolutionClass::Hd720),
+                freeze_timeout: Duration::from_millis(u64::from(
+                    self.config.video.freeze_timeout_ms,
+                )),
+                decode_threads: self.config.video.threads(self.config.video.decode_threads),
+                encode_threads: self.config.video.threads(self.config.video.encode_threads),
+            }),
+            video_ports: self.video_ports.clone(),
+        };
+        let (commands, snapshot, task) = conference::spawn(ctx);
+        let handle = ConferenceHandle {
+            id: conference.to_string(),
+            commands,
+            snapshot,
+        };
+        self.registry.insert(handle.clone());
+        self.metrics.conferences.inc();
+        if !lobby {
+            // A bound conference joins its native meeting (the cascade).
+            self.cascades.conference_started(&handle);
+        }
+        ConferenceEntry {
+            handle,
+            task,
+            legs: 0,
+        }
+    }
+
+    /// Participants `room`'s conference accepts: the node's limit, or the
+    /// room's when smaller.
+    fn max_participants(&self, room: Option<&Vmr>) -> usize {
+        let node = self.config.conference.max_participants;
+        room.and_then(|r| r.max_participants)
+            .map_or(node, |m| m.min(node))
+    }
+
+    /// Where the conference a lobby caller selected lives. Today every
+    /// conference is on this node: a known room, or any valid ID when
+    /// `auto_create` is on. This is the hook for a fleet: when the control
+    /// plane places conferences on other nodes, a `Remote { node }` answer
+    /// here would have the lobby transfer (REFER) or bridge the leg there
+    /// over the node-to-node link, instead of handing it over locally.
+    fn locate(&self, id: &str) -> Placement {
+        if !valid_conference_id(id) || self.config.lobby.is_lobby(id) {
+            return Placement::NotFound;
+        }
+        let room = self.rooms.room(id);
+        if room.is_some() || self.conferences.contains_key(id) || self.config.conference.auto_create
+        {
+            Placement::Local(room)
+        } else {
+            Placement::NotFound
+        }
+    }
+
+    /// A lobby caller entered `digits`: move it there, or tell the lobby why not.
+    fn handle_lobby_entry(&mut self, call_id: &str, participant: ParticipantId, digits: String) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let lobby = call.conference.clone();
+        let verdict = match self.locate(&digits) {
+            Placement::NotFound => Some(Verdict::NotFound),
+            Placement::Local(room) => {
+                let legs = self.conferences.get(&digits).map_or(0, |c| c.legs);
+                if legs >= self.max_participants(room.as_ref()) {
+                    Some(Verdict::Full)
+                } else {
+                    info!(%call_id, conference = %digits, "lobby: moving the caller");
+                    if let Some(call) = self.calls.get_mut(call_id) {
+                        call.moving_to = Some((digits, room.and_then(|r| r.pin)));
+                    }
+                    None
+                }
+            }
+        };
+        let command = match verdict {
+            Some(verdict) => {
+                info!(%call_id, ?verdict, "lobby: conference not joined");
+                ConferenceCommand::LobbyVerdict {
+                    participant,
+                    verdict,
+                }
+            }
+            None => ConferenceCommand::HandOver { participant },
+        };
+        if let Some(c) = self.conferences.get(&lobby) {
+            let _ = c.handle.commands.try_send(command);
+        }
+    }
+
+    /// The lobby let go of a leg: it joins the conference its caller chose,
+    /// at the door if the room has a PIN, else after "you are now joining".
+    fn handle_handed_over(&mut self, call_id: &str, leg: Detached) {
+        let moving = self
+            .calls
+            .get_mut(call_id)
+            .filter(|c| !c.bye_sent)
+            .and_then(|c| c.moving_to.take().map(|m| (c.conference.clone(), m)));
+        let Some((from, (target, pin))) = moving else {
+            // The call ended meanwhile: free what the leg held.
+            self.ports.release(leg.setup.sockets.port);
+            if let Some((_, v)) = &leg.setup.video {
+                self.video_ports.release(v.port);
+            }
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(call_id) {
+            call.conference = target.clone();
+        }
+        self.leave_conference(&from, None);
+        let mut setup = leg.setup;
+        setup.door = Some(DoorSetup {
+            kind: pin.map_or(DoorKind::Joining, DoorKind::Pin),
+            settings: self.config.lobby.door_settings(),
+            rtp: Some(leg.rtp),
+        });
+        self.add_to_conference(&target, *setup);
+    }
+
     fn send_bye(&mut self, now: Instant, call_id: &str) {
+        self.send_bye_with_reason(now, call_id, None);
+    }
+
+    /// BYE with a `Reason` header (RFC 3326) saying why the node hung up.
+    fn send_bye_with_reason(&mut self, now: Instant, call_id: &str, reason: Option<&str>) {
         let Some(call) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -884,7 +1043,8 @@ impl Signalling {
             return;
         }
         call.bye_sent = true;
-        if let Some(key) = self.send_in_dialog(now, call_id, Method::Bye, None) {
+        let headers: Vec<(&str, &str)> = reason.map(|r| ("Reason", r)).into_iter().collect();
+        if let Some(key) = self.send_in_dialog_with(now, call_id, Method::Bye, None, &headers) {
             self.byes_in_flight.insert(key, call_id.to_string());
         }
     }
@@ -898,6 +1058,18 @@ impl Signalling {
         method: Method,
         body: Option<(&str, Vec<u8>)>,
     ) -> Option<TransactionKey> {
+        self.send_in_dialog_with(now, call_id, method, body, &[])
+    }
+
+    /// As [`Self::send_in_dialog`], with extra headers.
+    fn send_in_dialog_with(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        method: Method,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Option<TransactionKey> {
         self.seed = self.seed.wrapping_add(1);
         let branch = dialog::new_branch(self.seed);
         let call = self.calls.get_mut(call_id)?;
@@ -905,6 +1077,9 @@ impl Signalling {
             .dialog
             .create_request(method, &self.contact, &self.sent_by, &branch);
         req.headers.push("User-Agent", USER_AGENT);
+        for (name, value) in headers {
+            req.headers.push(*name, *value);
+        }
         if let Some((content_type, bytes)) = body {
             req.headers.push("Content-Type", content_type);
             req.body = bytes;
@@ -930,23 +1105,31 @@ impl Signalling {
             }
             return;
         }
+        self.leave_conference(&call.conference, Some(call.participant));
+    }
+
+    /// A leg leaves `conference` (with `RemoveLeg` when it is still there),
+    /// which ends when it was the last.
+    fn leave_conference(&mut self, conference: &str, participant: Option<ParticipantId>) {
         let mut empty = false;
-        if let Some(entry) = self.conferences.get_mut(&call.conference) {
-            let _ = entry
-                .handle
-                .commands
-                .try_send(ConferenceCommand::RemoveLeg {
-                    participant: call.participant,
-                });
+        if let Some(entry) = self.conferences.get_mut(conference) {
+            if let Some(participant) = participant {
+                let _ = entry
+                    .handle
+                    .commands
+                    .try_send(ConferenceCommand::RemoveLeg { participant });
+            }
             entry.legs = entry.legs.saturating_sub(1);
             empty = entry.legs == 0;
         }
-        if empty && let Some(entry) = self.conferences.remove(&call.conference) {
-            self.registry.remove(&call.conference);
+        if empty && let Some(entry) = self.conferences.remove(conference) {
+            self.registry.remove(conference);
             self.metrics.conferences.dec();
             // The agent takes its legs out and drops its command sender, so
             // the conference task still ends.
-            self.cascades.conference_ended(&call.conference);
+            if !self.config.lobby.is_lobby(conference) {
+                self.cascades.conference_ended(conference);
+            }
             // Dropping the last command sender ends the task once it has
             // processed the RemoveLeg above.
             drop(entry.handle);
@@ -963,6 +1146,17 @@ impl Signalling {
             }
             ConferenceEvent::Dtmf { call_id, digit } => {
                 debug!(%call_id, %digit, "DTMF");
+            }
+            ConferenceEvent::LobbyEntry {
+                call_id,
+                participant,
+                digits,
+            } => self.handle_lobby_entry(&call_id, participant, digits),
+            ConferenceEvent::HandedOver { call_id, leg } => self.handle_handed_over(&call_id, leg),
+            ConferenceEvent::DoorHangup { call_id, outcome } => {
+                info!(%call_id, outcome = outcome.label(), "the door ends the call");
+                self.send_bye_with_reason(now, &call_id, outcome.reason_header());
+                self.end_call(&call_id, outcome.label());
             }
             ConferenceEvent::PictureFastUpdate { call_id } => {
                 let in_call = self.calls.get(&call_id).is_some_and(|c| !c.bye_sent);

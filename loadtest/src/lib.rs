@@ -44,7 +44,7 @@ pub mod video;
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use perceive::Heard;
-pub use room_system::{CallOptions, MediaStats, RoomSystem, RoomSystemConfig};
+pub use room_system::{CallOptions, DtmfMethod, MediaStats, RoomSystem, RoomSystemConfig};
 pub use video::{
     KeyframeRequest, Picture, ReceiverStats, Rgb, SenderStats, VideoClip, VideoSource, VideoSpec,
     VideoStats,

@@ -161,6 +161,10 @@ pub struct MediaStats {
     pub remote_rtp: Option<SocketAddr>,
     /// The node hung up on us.
     pub ended_by_remote: bool,
+    /// The `Reason` header (RFC 3326) of the node's BYE.
+    pub bye_reason: Option<String>,
+    /// DTMF digits sent (RFC 4733 events or SIP INFO).
+    pub dtmf_sent: u64,
 }
 
 enum Command {
@@ -168,7 +172,43 @@ enum Command {
     SetVideoPaused(bool),
     SetVideoColour(Rgb),
     RequestKeyframe(KeyframeRequest),
+    Dtmf { digits: String, method: DtmfMethod },
     Hangup(oneshot::Sender<Result<()>>),
+}
+
+/// How [`RoomSystem::send_dtmf`] signals key presses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtmfMethod {
+    /// RFC 4733 telephone-event packets in the audio stream (100 ms per key,
+    /// three end packets, 100 ms between keys).
+    Rfc4733,
+    /// One SIP INFO `application/dtmf-relay` per key, 200 ms apart.
+    Info,
+}
+
+/// RFC 4733 sending: ticks of the event, and of the pause after it.
+const DTMF_TICKS: u32 = 5;
+const DTMF_END_PACKETS: u32 = 3;
+const DTMF_GAP_TICKS: u32 = 5;
+
+/// The key press being sent.
+struct DtmfTone {
+    event: u8,
+    /// The event's RTP timestamp (its start).
+    timestamp: u32,
+    /// Packets sent so far for it (events then end packets), then gap ticks.
+    tick: u32,
+}
+
+/// RFC 4733 event code of a key.
+fn dtmf_event(key: char) -> Option<u8> {
+    Some(match key {
+        '0'..='9' => key as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        'A'..='D' => key as u8 - b'A' + 12,
+        _ => return None,
+    })
 }
 
 /// The newest `cap` decoded samples.
@@ -374,6 +414,11 @@ impl RoomSystem {
             media: None,
             video,
             video_ticker: None,
+            dtmf_pt: None,
+            dtmf_queue: VecDeque::new(),
+            dtmf_tone: None,
+            info_queue: VecDeque::new(),
+            info_ticker: None,
         };
         tokio::spawn(driver.run());
         match established_rx.await {
@@ -460,6 +505,16 @@ impl RoomSystem {
     /// effect on a replayed clip).
     pub fn set_video_colour(&self, colour: Rgb) {
         let _ = self.commands.send(Command::SetVideoColour(colour));
+    }
+
+    /// Presses `digits` (0-9, `*`, `#`, A-D), one after the other, by
+    /// `method`. Returns at once; the keys go out over the next moments
+    /// (about 300 ms per key in band, 200 ms by INFO).
+    pub fn send_dtmf(&self, digits: &str, method: DtmfMethod) {
+        let _ = self.commands.send(Command::Dtmf {
+            digits: digits.to_owned(),
+            method,
+        });
     }
 
     /// Sends a PLI or a FIR for the video we receive now (not rate limited;
@@ -579,6 +634,14 @@ struct Driver {
     video: Option<VideoLeg>,
     /// The picture clock; apart from `video` so `select!` can borrow both.
     video_ticker: Option<Interval>,
+    /// The answer's telephone-event payload type.
+    dtmf_pt: Option<u8>,
+    /// Keys waiting to be pressed, in band, and the one being pressed.
+    dtmf_queue: VecDeque<u8>,
+    dtmf_tone: Option<DtmfTone>,
+    /// Keys waiting to go out by INFO, and the clock that paces them.
+    info_queue: VecDeque<char>,
+    info_ticker: Option<Interval>,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -654,6 +717,7 @@ impl Driver {
                     }
                 }
                 () = next_picture(&mut self.video_ticker) => self.send_picture(),
+                () = next_picture(&mut self.info_ticker) => self.send_info_key(),
                 cmd = self.commands.recv(), if self.commands_open => self.handle_command(cmd),
             }
         }
@@ -696,7 +760,9 @@ impl Driver {
                         (Err(e), _) => Err(e),
                     };
                     match result {
-                        Ok((answer, video)) => {
+                        Ok((audio, video)) => {
+                            self.dtmf_pt = sdp::telephone_event_pt(&answer);
+                            let answer = audio;
                             self.start_media(&answer);
                             if let Some(video) = video {
                                 self.start_video(video);
@@ -729,7 +795,11 @@ impl Driver {
                 UacEvent::RemoteHangup => {
                     self.media = None;
                     self.video_ticker = None;
-                    self.shared.lock().stats.ended_by_remote = true;
+                    self.info_ticker = None;
+                    let reason = self.uac.remote_bye_reason().map(str::to_owned);
+                    let mut observed = self.shared.lock();
+                    observed.stats.ended_by_remote = true;
+                    observed.stats.bye_reason = reason;
                 }
                 UacEvent::HungUp { .. } => {
                     for tx in self.hangups.drain(..) {
@@ -772,7 +842,80 @@ impl Driver {
         });
     }
 
+    /// The next INFO key press, if any; the pacing clock stops when none is left.
+    fn send_info_key(&mut self) {
+        match self.info_queue.pop_front() {
+            Some(key) => {
+                self.uac.send_info(
+                    "application/dtmf-relay",
+                    &format!("Signal={key}\r\nDuration=160\r\n"),
+                );
+                self.shared.lock().stats.dtmf_sent += 1;
+            }
+            None => self.info_ticker = None,
+        }
+    }
+
+    /// While a key is being pressed in band, the packet of this tick is a
+    /// telephone-event (RFC 4733 §2.5): the event's start timestamp, its
+    /// duration so far, the E bit on the last three. Returns false when
+    /// the tick carries audio.
+    fn dtmf_payload(&mut self, timestamp: u32, ts_step: u32, out: &mut Vec<u8>) -> Option<bool> {
+        self.dtmf_pt?;
+        if self.dtmf_tone.is_none() {
+            let event = self.dtmf_queue.pop_front()?;
+            self.dtmf_tone = Some(DtmfTone {
+                event,
+                timestamp,
+                tick: 0,
+            });
+        }
+        let tone = self.dtmf_tone.as_mut()?;
+        let t = tone.tick;
+        tone.tick += 1;
+        if t >= DTMF_TICKS + DTMF_END_PACKETS {
+            // The pause between keys carries audio.
+            if t + 1 >= DTMF_TICKS + DTMF_END_PACKETS + DTMF_GAP_TICKS {
+                self.dtmf_tone = None;
+            }
+            return None;
+        }
+        let end = t >= DTMF_TICKS;
+        let duration = ts_step * (t.min(DTMF_TICKS - 1) + 1);
+        out.clear();
+        out.push(tone.event);
+        out.push((u8::from(end) << 7) | 10); // volume -10 dBm0
+        out.extend_from_slice(&(duration.min(u32::from(u16::MAX)) as u16).to_be_bytes());
+        if t == DTMF_TICKS + DTMF_END_PACKETS - 1 {
+            self.shared.lock().stats.dtmf_sent += 1;
+        }
+        Some(t == 0)
+    }
+
     async fn send_frame(&mut self, payload: &mut Vec<u8>, packet: &mut Vec<u8>) {
+        let (timestamp, ts_step) = match &self.media {
+            Some(m) => (m.header.timestamp, m.ts_step),
+            None => return,
+        };
+        if let (Some(pt), Some(first)) = (self.dtmf_pt, self.dtmf_payload(timestamp, ts_step, payload))
+            && let Some(media) = self.media.as_mut()
+            && let Some(tone) = &self.dtmf_tone
+        {
+            let header = RtpHeader {
+                payload_type: pt,
+                marker: first,
+                timestamp: tone.timestamp,
+                ..media.header
+            };
+            packet.clear();
+            rtp::write_packet(&header, payload, packet);
+            if self.rtp.send_to(packet, media.remote).await.is_ok() {
+                self.shared.packets_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            media.header.sequence = media.header.sequence.wrapping_add(1);
+            media.header.timestamp = media.header.timestamp.wrapping_add(media.ts_step);
+            return;
+        }
         let Some(media) = self.media.as_mut() else {
             return;
         };
@@ -857,6 +1000,20 @@ impl Driver {
                     self.publish_video(None);
                 }
             }
+            Some(Command::Dtmf { digits, method }) => match method {
+                DtmfMethod::Rfc4733 => {
+                    self.dtmf_queue
+                        .extend(digits.chars().filter_map(dtmf_event));
+                }
+                DtmfMethod::Info => {
+                    self.info_queue.extend(digits.chars());
+                    if self.info_ticker.is_none() {
+                        let mut t = tokio::time::interval(Duration::from_millis(200));
+                        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        self.info_ticker = Some(t);
+                    }
+                }
+            },
             Some(Command::Hangup(tx)) => {
                 self.media = None;
                 self.video_ticker = None;

@@ -9,6 +9,19 @@ use std::net::{IpAddr, SocketAddr};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 
+/// The telephone-event payload type of an answer (RFC 4733), if it has one.
+pub fn telephone_event_pt(sdp: &str) -> Option<u8> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
+        .find_map(|v| {
+            let (pt, enc) = v.split_once(' ')?;
+            enc.to_ascii_lowercase()
+                .starts_with("telephone-event/")
+                .then(|| pt.trim().parse().ok())
+                .flatten()
+        })
+}
+
 /// The telephone-event payload type we offer alongside the codec.
 pub const TELEPHONE_EVENT_PT: u8 = 101;
 
@@ -82,12 +95,14 @@ pub fn offer_with_video(
     }
     let _ = write!(
         s,
-        "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\n\
+        "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/{}\r\n\
          a=fmtp:{TELEPHONE_EVENT_PT} 0-15\r\n\
          a=ptime:{ptime_ms}\r\n\
          a=rtcp:{rtp_port}\r\n\
          a=rtcp-mux\r\n\
-         a=sendrecv\r\n"
+         a=sendrecv\r\n",
+        // RFC 4733 events at the codec's clock rate (RFC 7587 §7 for Opus).
+        codec.clock_rate()
     );
     if let Some(VideoOffer { port, bitrate_bps }) = video {
         let kbps = bitrate_bps.div_ceil(1000);

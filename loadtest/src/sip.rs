@@ -420,6 +420,8 @@ pub struct Uac {
     transmits: VecDeque<Transmit>,
     events: VecDeque<UacEvent>,
     malformed: u64,
+    /// The `Reason` header (RFC 3326) of the far end's BYE.
+    remote_bye_reason: Option<String>,
 }
 
 impl Uac {
@@ -473,6 +475,7 @@ impl Uac {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             malformed: 0,
+            remote_bye_reason: None,
             cfg,
         };
         uac.transmits.push_back(Transmit {
@@ -516,6 +519,30 @@ impl Uac {
             CallState::Established => self.send_bye(now),
             CallState::Terminating | CallState::Terminated => {}
         }
+    }
+
+    /// The `Reason` header of the BYE the far end sent, if any.
+    pub fn remote_bye_reason(&self) -> Option<&str> {
+        self.remote_bye_reason.as_deref()
+    }
+
+    /// Sends an in-dialog INFO with `body` (DTMF as `application/dtmf-relay`,
+    /// say). Not retransmitted: on loopback a lost INFO is a lost key press,
+    /// as on a real line without reliable INFO.
+    pub fn send_info(&mut self, content_type: &str, body: &str) {
+        if self.state != CallState::Established {
+            return;
+        }
+        self.cseq += 1;
+        let branch = format!("z9hG4bK{}-{}", self.cfg.branch_seed, self.cseq);
+        let payload = self
+            .build_message("INFO", self.cseq, &branch)
+            .with_body(content_type, body.to_owned())
+            .to_bytes();
+        self.transmits.push_back(Transmit {
+            to: self.next_hop,
+            payload,
+        });
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -669,6 +696,7 @@ impl Uac {
             "OPTIONS" => (200, "OK", None),
             _ if !ours => (481, "Call/Transaction Does Not Exist", None),
             "BYE" => {
+                self.remote_bye_reason = msg.header("Reason").map(str::to_owned);
                 if matches!(self.state, CallState::Established | CallState::Terminating) {
                     self.state = CallState::Terminated;
                     self.timer = None;
@@ -730,6 +758,13 @@ impl Uac {
     }
 
     fn build_request(&self, method: &str, cseq: u32, branch: &str, to: SocketAddr) -> Transmit {
+        Transmit {
+            to,
+            payload: self.build_message(method, cseq, branch).to_bytes(),
+        }
+    }
+
+    fn build_message(&self, method: &str, cseq: u32, branch: &str) -> Message {
         // Until a 2xx names a Contact, the remote target is the INVITE's
         // Request-URI, which is what the ACK of a non-2xx must carry.
         let mut m = Message::request(method, &self.remote_target)
@@ -741,16 +776,11 @@ impl Uac {
         for route in &self.route_set {
             m = m.with("Route", route.clone());
         }
-        let m = m
-            .with("From", self.from.clone())
+        m.with("From", self.from.clone())
             .with("To", self.to.clone())
             .with("Call-ID", self.cfg.call_id.clone())
             .with("CSeq", format!("{cseq} {method}"))
-            .with("User-Agent", "tandem-loadtest");
-        Transmit {
-            to,
-            payload: m.to_bytes(),
-        }
+            .with("User-Agent", "tandem-loadtest")
     }
 }
 

@@ -115,6 +115,29 @@ pub struct MediaSockets {
     pub rtcp: tokio::net::UdpSocket,
 }
 
+impl MediaSockets {
+    /// The same two sockets (the same ports, bindings and DSCP marks) under
+    /// new handles, for a leg that moves from one conference task to
+    /// another (lobby → conference): the old handles' readers are being
+    /// aborted and may still hold them for a moment.
+    pub fn reopen(
+        port: u16,
+        rtp: &tokio::net::UdpSocket,
+        rtcp: &tokio::net::UdpSocket,
+    ) -> std::io::Result<MediaSockets> {
+        fn dup(s: &tokio::net::UdpSocket) -> std::io::Result<tokio::net::UdpSocket> {
+            let std: std::net::UdpSocket = socket2::SockRef::from(s).try_clone()?.into();
+            std.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(std)
+        }
+        Ok(MediaSockets {
+            port,
+            rtp: dup(rtp)?,
+            rtcp: dup(rtcp)?,
+        })
+    }
+}
+
 impl PortAllocator {
     pub fn new(ip: IpAddr, range: PortRange) -> Self {
         let first = *range.0.start();

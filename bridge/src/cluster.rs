@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tandem_control::store::SharedStore;
-use tandem_control::{Load, Membership, NodeRecord};
+use tandem_control::{Load, Membership, NodeRecord, RoomDirectory, Vmr};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 pub struct ClusterMember {
@@ -19,7 +20,7 @@ pub struct ClusterMember {
 
 impl ClusterMember {
     /// Registers the node (`[node] name, site, max_participants`) and
-    /// publishes its load every 250 ms when it changed.
+    /// publishes its load (checked every 100 ms) when it changed.
     pub async fn join(
         config: &Config,
         store: SharedStore,
@@ -27,6 +28,7 @@ impl ClusterMember {
         api: std::net::SocketAddr,
         span: Option<std::net::SocketAddr>,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
     ) -> ClusterMember {
         let record = NodeRecord {
             name: config.node.name.clone(),
@@ -40,7 +42,7 @@ impl ClusterMember {
         };
         let ttl = Duration::from_secs(config.control.lease_ttl);
         let membership = Arc::new(Membership::join(store, record, ttl).await);
-        let task = tokio::spawn(publish_load(membership.clone(), registry));
+        let task = tokio::spawn(publish_load(membership.clone(), registry, metrics));
         ClusterMember { membership, task }
     }
 
@@ -54,22 +56,15 @@ impl ClusterMember {
     }
 }
 
-async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut cpu = CpuMeter::new();
     loop {
         tick.tick().await;
-        let mut participants = 0;
-        let mut conferences = Vec::new();
-        for c in registry.snapshots() {
-            let here = c
-                .participants
-                .iter()
-                .filter(|p| p.signalling == "sip")
-                .count();
-            participants += here;
-            conferences.push(c.id);
-        }
+        // Counted by signalling as it answers and ends calls: exact, and at
+        // the time it says.
+        let participants = metrics.sip_calls.get().max(0) as usize;
+        let mut conferences: Vec<String> = registry.snapshots().into_iter().map(|c| c.id).collect();
         conferences.sort();
         membership.set_load(Load {
             participants,
@@ -123,4 +118,14 @@ fn process_cpu_seconds() -> Option<f64> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
+}
+
+/// Rooms from several directories, the first that knows a room winning: a
+/// node's own `[[room]]` tables, then the control plane's.
+pub struct Rooms(pub Vec<Arc<dyn RoomDirectory>>);
+
+impl RoomDirectory for Rooms {
+    fn room(&self, id: &str) -> Option<Vmr> {
+        self.0.iter().find_map(|d| d.room(id))
+    }
 }

@@ -816,7 +816,9 @@ impl Conference {
             ),
         ];
         let now = Instant::now();
-        let ssrc = rtp_out.as_ref().map_or_else(|| self.next_ssrc(), |r| r.ssrc);
+        let ssrc = rtp_out
+            .as_ref()
+            .map_or_else(|| self.next_ssrc(), |r| r.ssrc);
         let jitter = new_jitter(&self.ctx, &s.media);
         let clock = rtp_clock(s.media.codec);
         self.ctx
@@ -846,7 +848,9 @@ impl Conference {
                 dtmf: rtp_out.as_ref().map(|r| r.dtmf.clone()).unwrap_or_default(),
                 ssrc,
                 out_seq: rtp_out.as_ref().map_or((ssrc >> 16) as u16, |r| r.sequence),
-                out_ts: rtp_out.as_ref().map_or(ssrc.rotate_left(7), |r| r.timestamp),
+                out_ts: rtp_out
+                    .as_ref()
+                    .map_or(ssrc.rotate_left(7), |r| r.timestamp),
                 out_packets: 0,
                 out_octets: 0,
                 in_packets: 0,

@@ -6,12 +6,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use tandem_bridge::cluster::ClusterMember;
+use tandem_bridge::cluster::{ClusterMember, Rooms};
 use tandem_bridge::config::Config;
 use tandem_bridge::metrics::Metrics;
 use tandem_bridge::node::Node;
 use tandem_bridge::turn_relay::TurnRelay;
 use tandem_control::Control;
+use tandem_control::registry::MirroredRooms;
+use tandem_control::store::{Mirror, keys};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -111,7 +113,16 @@ async fn node(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("node.control")?;
-    let node = Node::start(config.clone()).await?;
+    let rooms = Arc::new(Rooms(vec![
+        Arc::new(tandem_control::StaticRooms::with(
+            config.room.iter().cloned(),
+        )),
+        Arc::new(MirroredRooms(Arc::new(Mirror::start(
+            store.clone(),
+            keys::VMRS,
+        )))),
+    ]));
+    let node = Node::start_with(config.clone(), Arc::new(Metrics::new()), rooms).await?;
     let member = ClusterMember::join(
         &config,
         store,
@@ -119,6 +130,7 @@ async fn node(config: Config) -> anyhow::Result<()> {
         node.http_addr,
         None,
         node.registry.clone(),
+        node.metrics.clone(),
     )
     .await;
     println!(
@@ -186,13 +198,44 @@ async fn up(mut config: Config, demo: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let node = Node::start_with_metrics(config.clone(), metrics).await?;
+    // The control plane in memory: the rooms API and node registry on the
+    // node's own HTTP port; the node reads its rooms from it.
+    let store: tandem_control::store::SharedStore =
+        Arc::new(tandem_control::store::MemoryStore::new());
+    let control = Control::with_store(
+        &config.control,
+        store.clone(),
+        Arc::new(tandem_control::metrics::ControlMetrics::new(
+            metrics.registry(),
+        )),
+    )
+    .await?;
+    let rooms = Arc::new(Rooms(vec![
+        Arc::new(tandem_control::StaticRooms::with(
+            config.room.iter().cloned(),
+        )),
+        control.rooms.clone(),
+    ]));
+    let node = Node::start_serving(config.clone(), metrics, rooms, Some(control.router())).await?;
+    let member = ClusterMember::join(
+        &config,
+        store,
+        node.sip_addr,
+        node.http_addr,
+        None,
+        node.registry.clone(),
+        node.metrics.clone(),
+    )
+    .await;
     println!("Tandem is up.");
     println!(
         "  dial:    sip:<conference>@{}   (e.g. sip:4711@{})",
         node.sip_addr, node.sip_addr
     );
-    println!("  api:     http://{}/api/conferences", node.http_addr);
+    println!(
+        "  api:     http://{}/api/conferences   rooms: /api/vmrs",
+        node.http_addr
+    );
     println!("  metrics: http://{}/metrics", node.http_addr);
     if let Some(relay) = &relay {
         println!(
@@ -217,6 +260,8 @@ async fn up(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     println!("Ending calls...");
     node.shutdown().await;
+    member.leave().await;
+    drop(control);
     if let Some(relay) = relay {
         relay.close().await;
     }

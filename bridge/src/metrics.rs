@@ -11,6 +11,10 @@ pub struct Metrics {
     registry: Registry,
     pub conferences: IntGauge,
     pub participants: IntGaugeVec,
+    /// SIP calls on this node (in a conference, at a PIN prompt or in the
+    /// lobby): what `[node] max_participants` limits and the control plane
+    /// sees as the node's load.
+    pub sip_calls: IntGauge,
     pub sip_requests: IntCounterVec,
     pub sip_responses: IntCounterVec,
     pub malformed: IntCounterVec,
@@ -490,9 +494,17 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(participants.clone()))
             .expect("unique metric name");
+        let sip_calls = IntGauge::new(
+            "tandem_sip_calls",
+            "SIP calls on this node: in a conference, at a PIN prompt or in the lobby",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(sip_calls.clone()))
+            .expect("unique metric name");
         Self {
             conferences,
             participants,
+            sip_calls,
             sip_requests: counter_vec(
                 &r,
                 "tandem_sip_requests_total",
@@ -627,6 +639,12 @@ impl Metrics {
     /// Counts one malformed input.
     pub fn malformed(&self, protocol: &str, kind: &str) {
         self.malformed.with_label_values(&[protocol, kind]).inc();
+    }
+
+    /// The registry behind `/metrics` (the control plane's figures join it
+    /// in `tandem up`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition for `/metrics`.

@@ -49,6 +49,17 @@ impl Node {
         metrics: Arc<Metrics>,
         rooms: Arc<dyn RoomDirectory>,
     ) -> anyhow::Result<Node> {
+        Node::start_serving(config, metrics, rooms, None).await
+    }
+
+    /// As [`Node::start_with`], serving `api` (more routes, e.g. the control
+    /// plane's in `tandem up`) beside the node's own.
+    pub async fn start_serving(
+        config: Config,
+        metrics: Arc<Metrics>,
+        rooms: Arc<dyn RoomDirectory>,
+        api: Option<axum::Router>,
+    ) -> anyhow::Result<Node> {
         let config = Arc::new(config);
         let registry = Arc::new(Registry::default());
         let sip_addr = SocketAddr::new(config.sip.listen, config.sip.port);
@@ -99,11 +110,14 @@ impl Node {
             tokio::spawn(sip::udp_reader(udp, in_tx.clone(), metrics.clone())),
             tokio::spawn(sip::tcp_acceptor(tcp, in_tx, metrics.clone())),
             tokio::spawn({
-                let app = http::router(ApiState {
+                let mut app = http::router(ApiState {
                     metrics: metrics.clone(),
                     registry: registry.clone(),
                     cascades,
                 });
+                if let Some(api) = api {
+                    app = app.merge(api);
+                }
                 async move {
                     let _ = axum::serve(http_listener, app).await;
                 }

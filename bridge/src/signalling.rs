@@ -555,6 +555,17 @@ impl Signalling {
         } else {
             self.rooms.room(&conference)
         };
+        if self.calls.len() >= self.config.node.max_participants {
+            // The node is full ([node] max_participants): the control plane
+            // places nothing more here; a caller that comes anyway is told
+            // to come back.
+            self.metrics.calls.with_label_values(&["node_full"]).inc();
+            let mut resp = Response::for_request(&req, 503, "Service Unavailable (node full)")
+                .with_to_tag(&self.new_tag());
+            resp.headers.push("Retry-After", "10");
+            self.respond(now, &key, resp);
+            return;
+        }
         let limit = self.max_participants(room.as_ref());
         let existing = self.conferences.get(&conference).map(|c| c.legs);
         match existing {
@@ -712,6 +723,7 @@ impl Signalling {
                 moving_to: None,
             },
         );
+        self.metrics.sip_calls.set(self.calls.len() as i64);
         self.respond(now, &key, resp);
         self.metrics.calls.with_label_values(&["answered"]).inc();
         // With the offer in the INVITE, media may flow before the ACK arrives.
@@ -1093,6 +1105,7 @@ impl Signalling {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
+        self.metrics.sip_calls.set(self.calls.len() as i64);
         self.metrics
             .call_duration
             .with_label_values(&["sip"])

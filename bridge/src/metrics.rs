@@ -33,6 +33,7 @@ pub struct Metrics {
     pub video: VideoMetrics,
     pub cascade: CascadeMetrics,
     pub turn: TurnMetrics,
+    pub span: crate::span::SpanMetrics,
     process: ProcessMetrics,
 }
 
@@ -566,6 +567,7 @@ impl Metrics {
             video: VideoMetrics::new(&r),
             cascade: CascadeMetrics::new(&r),
             turn: TurnMetrics::new(&r),
+            span: crate::span::SpanMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,
         }

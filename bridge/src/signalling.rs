@@ -99,6 +99,8 @@ pub struct Signalling {
     next_participant: u64,
     /// Joins conferences to their native meetings while they have calls.
     cascades: Arc<Cascades>,
+    /// Links satellite conferences to their homes while they have calls.
+    spans: Arc<crate::span::Spans>,
     seed: u64,
     contact: String,
     sent_by: String,
@@ -115,6 +117,7 @@ impl Signalling {
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         cascades: Arc<Cascades>,
+        spans: Arc<crate::span::Spans>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
@@ -122,6 +125,7 @@ impl Signalling {
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
             cascades,
+            spans,
             sent_by,
             config,
             metrics,
@@ -819,12 +823,24 @@ impl Signalling {
             link_rank: 0,
         };
         let conference = call.conference.clone();
-        let entry = self
-            .conferences
-            .entry(conference.clone())
-            .or_insert_with(|| {
+        let entry = self.open_conference(&conference);
+        entry.legs += 1;
+        if entry
+            .handle
+            .commands
+            .try_send(ConferenceCommand::AddLeg(Box::new(setup)))
+            .is_err()
+        {
+            warn!(%conference, "conference command queue full; leg not added");
+        }
+    }
+
+    /// The conference `conference`, started if it is not running yet.
+    fn open_conference(&mut self, conference: &str) -> &mut ConferenceEntry {
+        if !self.conferences.contains_key(conference) {
+            let entry = {
                 let ctx = ConferenceContext {
-                    id: conference.clone(),
+                    id: conference.to_owned(),
                     metrics: self.metrics.clone(),
                     ports: self.ports.clone(),
                     events: self.events_tx.clone(),
@@ -851,7 +867,7 @@ impl Signalling {
                 };
                 let (commands, snapshot, task) = conference::spawn(ctx);
                 let handle = ConferenceHandle {
-                    id: conference.clone(),
+                    id: conference.to_owned(),
                     commands,
                     snapshot,
                 };
@@ -859,20 +875,39 @@ impl Signalling {
                 self.metrics.conferences.inc();
                 // A bound conference joins its native meeting (the cascade).
                 self.cascades.conference_started(&handle);
+                self.spans.conference_started(&handle);
                 ConferenceEntry {
                     handle,
                     task,
                     legs: 0,
                 }
-            });
-        entry.legs += 1;
-        if entry
-            .handle
-            .commands
-            .try_send(ConferenceCommand::AddLeg(Box::new(setup)))
-            .is_err()
-        {
-            warn!(%conference, "conference command queue full; leg not added");
+            };
+            self.conferences.insert(conference.to_owned(), entry);
+        }
+        self.conferences
+            .get_mut(conference)
+            .expect("inserted above")
+    }
+
+    /// One holder (a call or a span link) less; the conference ends with
+    /// its last.
+    fn release_conference(&mut self, conference: &str) {
+        let mut empty = false;
+        if let Some(entry) = self.conferences.get_mut(conference) {
+            entry.legs = entry.legs.saturating_sub(1);
+            empty = entry.legs == 0;
+        }
+        if empty && let Some(entry) = self.conferences.remove(conference) {
+            self.registry.remove(conference);
+            self.metrics.conferences.dec();
+            // The agent takes its legs out and drops its command sender, so
+            // the conference task still ends.
+            self.cascades.conference_ended(conference);
+            self.spans.conference_ended(conference);
+            // Dropping the last command sender ends the task once it has
+            // processed any RemoveLeg sent before.
+            drop(entry.handle);
+            drop(entry.task);
         }
     }
 
@@ -930,28 +965,15 @@ impl Signalling {
             }
             return;
         }
-        let mut empty = false;
-        if let Some(entry) = self.conferences.get_mut(&call.conference) {
+        if let Some(entry) = self.conferences.get(&call.conference) {
             let _ = entry
                 .handle
                 .commands
                 .try_send(ConferenceCommand::RemoveLeg {
                     participant: call.participant,
                 });
-            entry.legs = entry.legs.saturating_sub(1);
-            empty = entry.legs == 0;
         }
-        if empty && let Some(entry) = self.conferences.remove(&call.conference) {
-            self.registry.remove(&call.conference);
-            self.metrics.conferences.dec();
-            // The agent takes its legs out and drops its command sender, so
-            // the conference task still ends.
-            self.cascades.conference_ended(&call.conference);
-            // Dropping the last command sender ends the task once it has
-            // processed the RemoveLeg above.
-            drop(entry.handle);
-            drop(entry.task);
-        }
+        self.release_conference(&call.conference);
     }
 
     fn handle_conference_event(&mut self, now: Instant, ev: ConferenceEvent) {
@@ -964,6 +986,16 @@ impl Signalling {
             ConferenceEvent::Dtmf { call_id, digit } => {
                 debug!(%call_id, %digit, "DTMF");
             }
+            ConferenceEvent::SpanHold { conference, reply } => {
+                let known = self.conferences.contains_key(&conference);
+                let handle = (known || self.config.conference.auto_create).then(|| {
+                    let entry = self.open_conference(&conference);
+                    entry.legs += 1;
+                    entry.handle.clone()
+                });
+                let _ = reply.send(handle);
+            }
+            ConferenceEvent::SpanRelease { conference } => self.release_conference(&conference),
             ConferenceEvent::PictureFastUpdate { call_id } => {
                 let in_call = self.calls.get(&call_id).is_some_and(|c| !c.bye_sent);
                 if in_call {

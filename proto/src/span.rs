@@ -185,12 +185,18 @@ pub enum ControlFrame {
     Hello(Hello),
     Welcome(Welcome),
     /// The home refuses the link (bad secret, unknown conference).
-    Refuse { reason: String },
+    Refuse {
+        reason: String,
+    },
     Roster(Roster),
     /// The receiver of `flow` lost pictures: send it a keyframe.
-    KeyframeRequest { flow: FlowId },
+    KeyframeRequest {
+        flow: FlowId,
+    },
     /// The sender ends the link on purpose (it does not reconnect).
-    Bye { reason: String },
+    Bye {
+        reason: String,
+    },
 }
 
 const T_HELLO: u8 = 1;

@@ -731,6 +731,11 @@ impl Conference {
             .mixer
             .set_remote(s.participant, side == LegSide::Remote);
         let _ = self.mixer.set_link(s.participant, side == LegSide::Link);
+        // A span link's audio is another node's mix: always mixed.
+        let _ = self.mixer.set_priority(
+            s.participant,
+            side == LegSide::Remote && s.signalling == crate::span::SIGNALLING,
+        );
         let rtp = Arc::new(s.sockets.rtp);
         let rtcp = Arc::new(s.sockets.rtcp);
         let receivers = vec![

@@ -702,6 +702,14 @@ impl Spans {
             info!(conference = %hello.conference, error = %e, "span link from a satellite ended");
         }
         conn.close(CLOSE_BYE.into(), b"bye");
+        let _ = ctx
+            .handle
+            .commands
+            .send(ConferenceCommand::SpanLink {
+                link: ctx.link,
+                state: None,
+            })
+            .await;
         let _ = self
             .holds
             .send(ConferenceEvent::SpanRelease {
@@ -1030,10 +1038,18 @@ async fn add_leg(
         LegSide::Remote => "sendonly",
         LegSide::Local => "sendrecv",
     };
+    // A video in leg carries no audio (the far node's mix has its own
+    // leg): inactive, so the conference neither sends it audio nor waits
+    // for any (no media timeout).
+    let audio_direction = if side == LegSide::Remote && video {
+        "inactive"
+    } else {
+        direction
+    };
     let mut offer = format!(
         "v=0\r\no=tandem-span 1 1 IN IP4 127.0.0.1\r\ns=span\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {ap} RTP/AVP {OPUS_PT}\r\na=rtpmap:{OPUS_PT} opus/48000/2\r\n\
-         a=fmtp:{OPUS_PT} useinbandfec=1\r\na=rtcp-mux\r\na={direction}\r\n"
+         a=fmtp:{OPUS_PT} useinbandfec=1\r\na=rtcp-mux\r\na={audio_direction}\r\n"
     );
     if video {
         let kbps = ctx.settings.video_kbps;

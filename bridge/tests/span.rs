@@ -158,6 +158,15 @@ fn rooms_on_two_nodes_hear_each_other_never_themselves_and_agree_on_the_speaker(
             heard.duration().as_secs_f32()
         );
     }
+    let span_metrics = |n: &Node| -> String {
+        n.metrics()
+            .lines()
+            .filter(|l| l.starts_with("tandem_span") || l.starts_with("tandem_malformed"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    eprintln!("--- A metrics ---\n{}\n--- B metrics ---\n{}", span_metrics(&a), span_metrics(&b));
+    let _ = std::fs::write("/tmp/span-a-metrics.txt", a.metrics());
     assert!(
         problems.is_empty(),
         "{problems:#?}\n--- A ---\n{}\n--- B ---\n{}",

@@ -168,6 +168,9 @@ struct Participant {
     remote: bool,
     /// It is a cascade link: it must not hear remote participants.
     link: bool,
+    /// Always mixed while it speaks, beyond `max_mixed_speakers`: the mix
+    /// of another node's part of the conference (many people in one).
+    priority: bool,
 }
 
 /// The audio mixer of one conference. See the module docs.
@@ -256,6 +259,7 @@ impl AudioMixer {
             own: None,
             remote: false,
             link: false,
+            priority: false,
         });
         self.detector.add(id);
         Ok(())
@@ -319,6 +323,16 @@ impl AudioMixer {
         if link && p.own.is_none() {
             p.own = Some(Accumulator::new(p.format)?);
         }
+        Ok(())
+    }
+
+    /// Marks `id` as always mixed while it speaks, outside the
+    /// `max_mixed_speakers` count (a spanned conference's link: its audio
+    /// is another node's mix, and must never lose its place to a local
+    /// talker by the switch margin).
+    pub fn set_priority(&mut self, id: ParticipantId, priority: bool) -> Result<(), Error> {
+        let i = self.slot(id)?;
+        self.participants[i].priority = priority;
         Ok(())
     }
 
@@ -587,6 +601,16 @@ impl AudioMixer {
             p.mixed = keep;
             keep
         });
+        // Priority talkers (other nodes' mixes) are always in.
+        for &(id, _) in self.detector.speaking() {
+            if let Some(&i) = self.index.get(&id) {
+                let p = &mut self.participants[i];
+                if p.priority && !p.mixed && !p.muted {
+                    p.mixed = true;
+                    self.mixed.push(i);
+                }
+            }
+        }
         // Fill free slots loudest first, then let a clearly louder talker
         // replace the quietest mixed one (one change per tick).
         for &(id, level) in self.detector.speaking() {
@@ -597,7 +621,12 @@ impl AudioMixer {
             if p.mixed || p.muted {
                 continue;
             }
-            if self.mixed.len() < max {
+            let counted = self
+                .mixed
+                .iter()
+                .filter(|&&j| !self.participants[j].priority)
+                .count();
+            if counted < max {
                 self.mixed.push(i);
                 self.participants[i].mixed = true;
                 continue;
@@ -606,6 +635,7 @@ impl AudioMixer {
                 .mixed
                 .iter()
                 .enumerate()
+                .filter(|&(_, &j)| !self.participants[j].priority)
                 .map(|(k, &j)| {
                     (
                         k,
@@ -746,6 +776,31 @@ mod tests {
                 assert!(goertzel(x, tone, 48000.0) > 3000.0);
             }
         }
+    }
+
+    #[test]
+    fn a_priority_talker_is_mixed_beyond_the_limit_and_never_displaced() {
+        let ids: Vec<ParticipantId> = (1..=5).map(ParticipantId).collect();
+        let mut mixer = AudioMixer::new(MixerConfig::default());
+        for id in &ids {
+            mixer.add_participant(*id, fmt(CodecKind::Opus, 20)).unwrap();
+        }
+        // The quietest talker is another node's mix.
+        let link_in = ids[4];
+        mixer.set_priority(link_in, true).unwrap();
+        let freqs = [400.0, 700.0, 1100.0, 1300.0, 1700.0];
+        for t in 0..50 {
+            for (k, id) in ids.iter().enumerate() {
+                let amplitude = if *id == link_in { 1500.0 } else { 8000.0 };
+                mixer
+                    .push_frame(*id, &sine_at(freqs[k], 48000.0, amplitude, t * 960, 960))
+                    .unwrap();
+            }
+            mixer.tick();
+        }
+        let mixed: Vec<ParticipantId> = mixer.mixed_speakers().collect();
+        assert!(mixed.contains(&link_in), "{mixed:?}");
+        assert_eq!(mixed.len(), 4, "three local talkers and the link: {mixed:?}");
     }
 
     #[test]

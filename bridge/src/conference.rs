@@ -124,6 +124,12 @@ pub enum ConferenceCommand {
         link: u64,
         rule: Option<SpeakerRule>,
     },
+    /// Puts a span link's legs in the mixer's link group `group`: its
+    /// out legs never hear its own in leg (see `AudioMixer::set_link_group`).
+    LinkGroup {
+        participant: ParticipantId,
+        group: u32,
+    },
     /// A new display name (a span leg now shows another person).
     Rename {
         participant: ParticipantId,
@@ -613,6 +619,9 @@ impl Conference {
                     self.span_rules.remove(&link);
                 }
             },
+            ConferenceCommand::LinkGroup { participant, group } => {
+                let _ = self.mixer.set_link_group(participant, group);
+            }
             ConferenceCommand::Rename { participant, name } => {
                 let Some(leg) = self.legs.get_mut(&participant) else {
                     return;

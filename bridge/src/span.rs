@@ -610,14 +610,6 @@ impl Spans {
             }
         };
         let (hello, mut send, recv, mut decoder) = hello;
-        let refuse = |send: &mut SendStream, reason: &str| {
-            let frame = ControlFrame::Refuse {
-                reason: reason.to_owned(),
-            }
-            .to_bytes();
-            let _ = send.write_chunk(Bytes::from(frame));
-            let _ = send.finish();
-        };
         let Ok(keys) = exporter(&conn) else {
             conn.close(CLOSE_REFUSED.into(), b"tls");
             return;
@@ -633,8 +625,9 @@ impl Spans {
             m.refused.with_label_values(&["auth"]).inc();
             warn!(%remote, node = %hello.node, conference = %hello.conference,
                   "span link refused: it does not hold the cluster secret");
-            refuse(&mut send, "authentication failed");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            refuse(&mut send, "authentication failed").await;
+            // The satellite closes once it has read why.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
             conn.close(CLOSE_REFUSED.into(), b"authentication failed");
             return;
         }
@@ -652,8 +645,9 @@ impl Spans {
             _ => {
                 m.refused.with_label_values(&["conference"]).inc();
                 warn!(%remote, conference = %hello.conference, "span link refused: no such conference");
-                refuse(&mut send, "no such conference");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                refuse(&mut send, "no such conference").await;
+                // The satellite closes once it has read why.
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
                 conn.close(CLOSE_REFUSED.into(), b"no such conference");
                 return;
             }
@@ -727,6 +721,16 @@ impl Spans {
         }
         self.endpoint.close(CLOSE_BYE.into(), b"shutdown");
     }
+}
+
+/// Tells a satellite why its link is refused (it reads this before the
+/// connection closes).
+async fn refuse(send: &mut SendStream, reason: &str) {
+    let frame = ControlFrame::Refuse {
+        reason: reason.to_owned(),
+    };
+    let _ = send.write_all(&frame.to_bytes()).await;
+    let _ = send.finish();
 }
 
 /// The control stream, with what was read of it past the hello.
@@ -1162,6 +1166,20 @@ impl Legs {
             let name = format!("{peer} {}", rank + 1);
             let leg = add_leg(ctx, &name, LegSide::Remote, false, 0, true).await?;
             legs.video_in.push(leg);
+        }
+        // The link's own mixer group: its out legs hear everyone here but
+        // the far node's mix (a home with several satellites sends each the
+        // others; the cascade's natives too).
+        let group = u32::try_from(ctx.link - SPAN_IDS + 1).unwrap_or(u32::MAX);
+        for leg in legs.out.iter().chain([&legs.audio_in]) {
+            let _ = ctx
+                .handle
+                .commands
+                .send(ConferenceCommand::LinkGroup {
+                    participant: leg.participant,
+                    group,
+                })
+                .await;
         }
         Ok(legs)
     }

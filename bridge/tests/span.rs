@@ -165,7 +165,11 @@ fn rooms_on_two_nodes_hear_each_other_never_themselves_and_agree_on_the_speaker(
             .collect::<Vec<_>>()
             .join("\n")
     };
-    eprintln!("--- A metrics ---\n{}\n--- B metrics ---\n{}", span_metrics(&a), span_metrics(&b));
+    eprintln!(
+        "--- A metrics ---\n{}\n--- B metrics ---\n{}",
+        span_metrics(&a),
+        span_metrics(&b)
+    );
     let _ = std::fs::write("/tmp/span-a-metrics.txt", a.metrics());
     assert!(
         problems.is_empty(),

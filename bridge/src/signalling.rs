@@ -109,6 +109,8 @@ pub struct Signalling {
 }
 
 impl Signalling {
+    // The node's shared parts, wired once in `node.rs`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,

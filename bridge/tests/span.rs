@@ -185,7 +185,7 @@ fn rooms_on_two_nodes_hear_each_other_never_themselves_and_agree_on_the_speaker(
             room.set_tone(Some(*hz), if *name == loud { 0.4 } else { 0.02 });
         }
         let mut last = (None, None);
-        let agreed = wait_for(
+        wait_for(
             &format!("both nodes naming {loud} the active speaker"),
             Duration::from_secs(8),
             || {
@@ -193,7 +193,6 @@ fn rooms_on_two_nodes_hear_each_other_never_themselves_and_agree_on_the_speaker(
                 (last.0.as_deref() == Some(loud) && last.1.as_deref() == Some(loud)).then_some(())
             },
         );
-        let _ = agreed;
         let (sa, sb) = (span_of(&a, conf).expect("A"), span_of(&b, conf).expect("B"));
         assert_eq!(
             sa["active_speaker"], sb["active_speaker"],
@@ -381,7 +380,7 @@ fn a_camera_on_one_node_is_seen_in_its_pane_on_the_other() {
     // B's viewer sees A's camera full frame (the only other person), and
     // B's API lists it with video, by name.
     let mut last = None;
-    let seen = wait_for(
+    wait_for(
         "blue (on B) sees red (on A)",
         Duration::from_secs(20),
         || {
@@ -389,7 +388,6 @@ fn a_camera_on_one_node_is_seen_in_its_pane_on_the_other() {
             last.filter(|c| distance(*c, RED) < 110).map(|_| ())
         },
     );
-    let _ = seen;
     let on_b = b
         .participant(conf, "red")
         .unwrap_or_else(|| panic!("B lists red: {:?}", b.conference(conf)));

@@ -166,6 +166,40 @@ pub enum ConferenceCommand {
     HandOver {
         participant: ParticipantId,
     },
+    /// A span link's state and the people on its far side (`None`: the
+    /// link is gone). See [`crate::span`].
+    SpanLink {
+        link: u64,
+        state: Option<Box<crate::span::LinkSnapshot>>,
+    },
+    /// A span link's rule for the active speaker (`None`: withdrawn).
+    SpanSpeaker {
+        link: u64,
+        rule: Option<SpeakerRule>,
+    },
+    /// Puts a span link's legs in the mixer's link group `group`: its
+    /// out legs never hear its own in leg (see `AudioMixer::set_link_group`).
+    LinkGroup {
+        participant: ParticipantId,
+        group: u32,
+    },
+    /// A new display name (a span leg now shows another person).
+    Rename {
+        participant: ParticipantId,
+        name: String,
+    },
+}
+
+/// How a spanned conference's active speaker is decided: once, by the
+/// home, for the whole conference (see [`crate::span`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpeakerRule {
+    /// A satellite follows the home: this leg is the active speaker
+    /// (`Some(None)`: nobody), whatever its own mixer hears.
+    pub follow: Option<Option<ParticipantId>>,
+    /// When the mixer picks the first leg (a link's audio mix) the active
+    /// speaker is the second (the leg showing that node's speaker).
+    pub stand_in: Vec<(ParticipantId, ParticipantId)>,
 }
 
 #[derive(Debug)]
@@ -199,6 +233,16 @@ pub enum ConferenceEvent {
         call_id: String,
         leg: Detached,
     },
+    /// A span link arrived for this conference (this node is its home):
+    /// signalling opens the conference (if it exists or may be created)
+    /// and keeps it open until [`ConferenceEvent::SpanRelease`].
+    SpanHold {
+        conference: String,
+        reply: tokio::sync::oneshot::Sender<Option<crate::registry::ConferenceHandle>>,
+    },
+    SpanRelease {
+        conference: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -211,6 +255,15 @@ pub struct ConferenceSnapshot {
     /// Room systems' names, most recent speaker first, as cascade links
     /// rank them.
     pub local_speakers: Vec<String>,
+    /// Their participant IDs, in the same order (for span rosters).
+    #[serde(skip)]
+    pub local_speaker_ids: Vec<u64>,
+    /// The speaker the mixer hears, before any span rule.
+    #[serde(skip)]
+    pub heard_speaker: Option<u64>,
+    /// Links to other nodes when the conference spans nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span: Option<crate::span::SpanSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -278,6 +331,9 @@ pub struct ParticipantSnapshot {
     pub packets_out: u64,
     pub packets_lost: i64,
     pub jitter_ms: f64,
+    /// The node a participant of a spanned conference is on, when not this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 pub fn codec_name(c: AudioCodec) -> &'static str {
@@ -464,6 +520,8 @@ async fn run(
             state: "off",
             ..Default::default()
         },
+        span_links: Default::default(),
+        span_rules: Default::default(),
     };
     info!(conference = %conf.ctx.id, "conference started");
     let mut tick = tokio::time::interval(TICK);
@@ -522,6 +580,9 @@ struct Conference {
     /// Most recent active speaker first, for the video layouts.
     speaker_order: Vec<ParticipantId>,
     cascade: CascadeSnapshot,
+    /// Span links, by link ID, and their speaker rules.
+    span_links: std::collections::BTreeMap<u64, crate::span::LinkSnapshot>,
+    span_rules: std::collections::BTreeMap<u64, SpeakerRule>,
 }
 
 fn spawn_receiver(
@@ -650,6 +711,41 @@ impl Conference {
                         participant,
                         name: leg.name.clone(),
                         shown,
+                        remote: leg.side == LegSide::Remote,
+                    });
+                }
+            }
+            ConferenceCommand::SpanLink { link, state } => match state {
+                Some(s) => {
+                    self.span_links.insert(link, *s);
+                }
+                None => {
+                    self.span_links.remove(&link);
+                }
+            },
+            ConferenceCommand::SpanSpeaker { link, rule } => match rule {
+                Some(r) => {
+                    self.span_rules.insert(link, r);
+                }
+                None => {
+                    self.span_rules.remove(&link);
+                }
+            },
+            ConferenceCommand::LinkGroup { participant, group } => {
+                let _ = self.mixer.set_link_group(participant, group);
+            }
+            ConferenceCommand::Rename { participant, name } => {
+                let Some(leg) = self.legs.get_mut(&participant) else {
+                    return;
+                };
+                leg.name = name;
+                if leg.shown
+                    && let Some(engine) = &self.video
+                {
+                    engine.send(VideoInput::Shown {
+                        participant,
+                        name: leg.name.clone(),
+                        shown: true,
                         remote: leg.side == LegSide::Remote,
                     });
                 }
@@ -797,6 +893,11 @@ impl Conference {
             .mixer
             .set_remote(s.participant, side == LegSide::Remote);
         let _ = self.mixer.set_link(s.participant, side == LegSide::Link);
+        // A span link's audio is another node's mix: always mixed.
+        let _ = self.mixer.set_priority(
+            s.participant,
+            side == LegSide::Remote && s.signalling == crate::span::SIGNALLING,
+        );
         let rtp = Arc::new(s.sockets.rtp);
         let rtcp = Arc::new(s.sockets.rtcp);
         let receivers = vec![
@@ -1207,7 +1308,7 @@ impl Conference {
         }
         // 2b. The door: each waiting leg hears its own prompt, encoded for it.
         self.door_tick(now);
-        let speaker = self.mixer.active_speaker();
+        let speaker = self.active_speaker();
         if speaker != self.last_speaker {
             let gauge = &metrics.active_speaker;
             if let Some(p) = speaker {
@@ -1338,11 +1439,34 @@ impl Conference {
         }
     }
 
+    /// The mixer's pick, unless a span link rules otherwise (a satellite
+    /// follows its home; a home shows a node's speaker for its mix).
+    fn active_speaker(&self) -> Option<ParticipantId> {
+        let heard = self.mixer.active_speaker();
+        if self.span_rules.is_empty() {
+            return heard;
+        }
+        if let Some(follow) = self.span_rules.values().find_map(|r| r.follow) {
+            return follow;
+        }
+        let heard = heard?;
+        Some(
+            self.span_rules
+                .values()
+                .flat_map(|r| r.stand_in.iter())
+                .find(|(mix, _)| *mix == heard)
+                .map_or(heard, |(_, shown)| *shown),
+        )
+    }
+
     fn snapshot(&self) -> ConferenceSnapshot {
         let video: Option<VideoSnapshot> = self.video.as_ref().map(VideoEngine::snapshot);
         let mut participants: Vec<ParticipantSnapshot> = self
             .legs
             .iter()
+            // A span link's legs are plumbing: its far side's people are
+            // listed from its roster instead.
+            .filter(|(_, leg)| leg.signalling != crate::span::SIGNALLING)
             .map(|(id, leg)| ParticipantSnapshot {
                 id: id.0.to_string(),
                 name: leg.name.clone(),
@@ -1360,22 +1484,40 @@ impl Conference {
                 packets_out: leg.out_packets,
                 packets_lost: i64::from(leg.stats.cumulative_lost()),
                 jitter_ms: leg.stats.jitter_seconds() * 1000.0,
+                node: None,
             })
             .collect();
         participants.sort_by_key(|p| p.id.parse::<u64>().unwrap_or(0));
+        let speaker = self.active_speaker();
+        let mut active_speaker = speaker.map(|p| p.0.to_string());
+        let (local_speakers, local_speaker_ids) = self.local_speakers();
+        let span = crate::span::summary(&self.span_links, speaker.map(|p| p.0), |id| {
+            self.legs.get(&ParticipantId(id)).map(|l| l.name.clone())
+        });
+        if let Some(s) = &span {
+            participants.extend(
+                self.span_links
+                    .values()
+                    .flat_map(|l| l.remote.iter().cloned()),
+            );
+            active_speaker = s.active_speaker.as_ref().map(|a| a.api_id.clone());
+        }
         ConferenceSnapshot {
             id: self.ctx.id.clone(),
             participants,
-            active_speaker: self.mixer.active_speaker().map(|p| p.0.to_string()),
+            active_speaker,
             layout: self.ctx.video.as_ref().map(|v| v.layout.to_string()),
             cascade: self.cascade.clone(),
-            local_speakers: self.local_speakers(),
+            local_speakers,
+            local_speaker_ids,
+            heard_speaker: self.mixer.active_speaker().map(|p| p.0),
+            span,
         }
     }
 
     /// Room systems by the video mixer's order: recent speakers first, then
     /// the others by participant ID.
-    fn local_speakers(&self) -> Vec<String> {
+    fn local_speakers(&self) -> (Vec<String>, Vec<u64>) {
         let local = |id: &ParticipantId| {
             self.legs
                 .get(id)
@@ -1392,8 +1534,8 @@ impl Conference {
         rest.sort();
         ids.extend(rest);
         ids.iter()
-            .filter_map(|id| self.legs.get(id).map(|l| l.name.clone()))
-            .collect()
+            .filter_map(|id| self.legs.get(id).map(|l| (l.name.clone(), id.0)))
+            .unzip()
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Config {
     pub video: VideoConfig,
     pub cascade: CascadeConfig,
     pub turn: TurnRelayConfig,
+    pub span: SpanConfig,
     pub log: LogConfig,
     /// This node's place in a fleet (`tandem node`).
     pub node: tandem_control::config::NodeConfig,
@@ -375,6 +376,42 @@ impl TurnRelayConfig {
     }
 }
 
+/// Conferences across nodes (see [`crate::span`]): where this node listens
+/// for links (QUIC), the cluster secret that authenticates them, and what
+/// crosses a link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanConfig {
+    /// false: no listener (this node can still join a home as a satellite).
+    pub enabled: bool,
+    /// UDP address of the QUIC listener; port 0 lets the OS choose (the
+    /// node logs it and `GET /api/span` shows it).
+    pub listen: SocketAddr,
+    /// The cluster secret: each link proves it holds it (HMAC over the TLS
+    /// session). Unset: a random one, so that no other node can link.
+    pub secret: Option<String>,
+    /// This node's name on links and in rosters; default the listen address.
+    pub name: Option<String>,
+    /// The top K speakers whose video crosses each link, each way.
+    pub video_flows: usize,
+    /// Bitrate of each video flow, kbit/s (picks the resolution, as a
+    /// room system's `b=AS` does: 1000+ → 720p, 400+ → 360p, else 180p).
+    pub video_kbps: u32,
+}
+
+impl Default for SpanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5090),
+            secret: None,
+            name: None,
+            video_flows: 4,
+            video_kbps: 800,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum IcePolicyConfig {
@@ -466,6 +503,7 @@ const SECTIONS: &[&str] = &[
     "video",
     "cascade",
     "turn",
+    "span",
     "log",
     "lobby",
 ];
@@ -591,6 +629,17 @@ impl Config {
             ));
         }
         self.validate_lobby()?;
+        if self.span.video_flows > usize::from(tandem_proto::span::MAX_VIDEO_FLOWS) {
+            return Err(ConfigError::Invalid(format!(
+                "span.video_flows: at most {}",
+                tandem_proto::span::MAX_VIDEO_FLOWS
+            )));
+        }
+        if self.span.secret.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(
+                "span.secret must not be empty (leave it unset for a random one)".into(),
+            ));
+        }
         self.validate_turn()
     }
 

@@ -25,6 +25,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub cascades: Arc<Cascades>,
+    pub spans: Arc<crate::span::Spans>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -49,6 +50,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/conferences/{id}/participants/{pid}/layout",
             post(participant_layout),
         )
+        .merge(crate::span::api::routes())
         .fallback(|| async { api_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .with_state(state)
 }

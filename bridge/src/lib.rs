@@ -22,6 +22,8 @@
 //! - [`cascade`]: a conference's agent in its native meeting (Janus), with
 //!   internal legs for the meeting's people and the link; [`bindings`] says
 //!   which meeting each conference joins and runs the agents.
+//! - [`span`]: conferences across nodes: QUIC links (quinn) between a
+//!   conference's home and its satellites, as internal legs of each side.
 //! - [`turn_relay`] is the embedded TURN relay `tandem up` runs for the
 //!   cascade when the site has no Edge of its own.
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
@@ -41,6 +43,7 @@ pub mod node;
 pub mod registry;
 pub mod rtcp_report;
 pub mod signalling;
+pub mod span;
 pub mod turn_relay;
 pub mod video;
 pub mod video_decode;

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub cascade: CascadeMetrics,
     pub turn: TurnMetrics,
     pub ivr: IvrMetrics,
+    pub span: crate::span::SpanMetrics,
     process: ProcessMetrics,
 }
 
@@ -620,6 +621,7 @@ impl Metrics {
             cascade: CascadeMetrics::new(&r),
             turn: TurnMetrics::new(&r),
             ivr: IvrMetrics::new(&r),
+            span: crate::span::SpanMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,
         }

@@ -18,12 +18,17 @@ use crate::http::{self, ApiState};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::signalling::Signalling;
+use crate::span::Spans;
 
 pub struct Node {
     pub sip_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
+    /// Conferences across nodes: `span_addr` is where links reach this
+    /// node (`None`: `[span] enabled = false`).
+    pub spans: Arc<Spans>,
+    pub span_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     signalling: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -92,6 +97,15 @@ impl Node {
             metrics.clone(),
             registry.clone(),
         ));
+        let spans = Arc::new(Spans::new(
+            &config,
+            ports.clone(),
+            video_ports.clone(),
+            metrics.clone(),
+            registry.clone(),
+            ev_tx.clone(),
+        )?);
+        let span_addr = spans.listen_addr();
         let signalling = Signalling::new(
             config.clone(),
             metrics.clone(),
@@ -104,9 +118,10 @@ impl Node {
             ev_tx,
             cascades.clone(),
             rooms,
+            spans.clone(),
         );
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(sip::udp_reader(udp, in_tx.clone(), metrics.clone())),
             tokio::spawn(sip::tcp_acceptor(tcp, in_tx, metrics.clone())),
             tokio::spawn({
@@ -114,6 +129,7 @@ impl Node {
                     metrics: metrics.clone(),
                     registry: registry.clone(),
                     cascades,
+                    spans: spans.clone(),
                 });
                 if let Some(api) = api {
                     app = app.merge(api);
@@ -123,16 +139,26 @@ impl Node {
                 }
             }),
         ];
-        info!(sip = %sip_addr, http = %http_addr, "node up");
+        background.extend(spans.spawn_listener());
+        info!(sip = %sip_addr, http = %http_addr, span = ?span_addr, node = spans.node_name(), "node up");
         Ok(Node {
             sip_addr,
             http_addr,
             metrics,
             registry,
+            spans,
+            span_addr,
             shutdown: Some(shutdown_tx),
             signalling,
             background,
         })
+    }
+
+    /// Makes `conference` a satellite of the node at `home` (its span
+    /// listener), or no longer (`None`): the control plane's placement calls
+    /// this. A running conference links at once, else at its first call.
+    pub fn span(&self, conference: &str, home: Option<SocketAddr>) {
+        self.spans.span(conference, home);
     }
 
     /// Ends every call with BYE (waiting briefly for answers), then stops.
@@ -141,6 +167,7 @@ impl Node {
             let _ = tx.send(());
         }
         let _ = (&mut self.signalling).await;
+        self.spans.close();
         for t in &self.background {
             t.abort();
         }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::conference::{ConferenceCommand, ConferenceSnapshot};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ConferenceHandle {
     pub id: String,
     pub commands: mpsc::Sender<ConferenceCommand>,

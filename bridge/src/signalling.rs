@@ -118,6 +118,8 @@ pub struct Signalling {
     cascades: Arc<Cascades>,
     /// Meeting rooms: PIN, default layout, size (read for every INVITE).
     rooms: Arc<dyn RoomDirectory>,
+    /// Links satellite conferences to their homes while they have calls.
+    spans: Arc<crate::span::Spans>,
     seed: u64,
     contact: String,
     sent_by: String,
@@ -126,6 +128,8 @@ pub struct Signalling {
 }
 
 impl Signalling {
+    // The node's shared parts, wired once in `node.rs`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         metrics: Arc<Metrics>,
@@ -135,6 +139,7 @@ impl Signalling {
         events_tx: mpsc::Sender<ConferenceEvent>,
         cascades: Arc<Cascades>,
         rooms: Arc<dyn RoomDirectory>,
+        spans: Arc<crate::span::Spans>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
@@ -143,6 +148,7 @@ impl Signalling {
             contact: format!("<{}>", config.sip.contact_uri()),
             cascades,
             rooms,
+            spans,
             sent_by,
             config,
             metrics,
@@ -876,13 +882,7 @@ impl Signalling {
 
     /// Hands a leg to its conference, starting the conference first if needed.
     fn add_to_conference(&mut self, conference: &str, setup: LegSetup) {
-        if !self.conferences.contains_key(conference) {
-            let entry = self.start_conference(conference);
-            self.conferences.insert(conference.to_string(), entry);
-        }
-        let Some(entry) = self.conferences.get_mut(conference) else {
-            return;
-        };
+        let entry = self.open_conference(conference);
         entry.legs += 1;
         if entry
             .handle
@@ -892,6 +892,25 @@ impl Signalling {
         {
             warn!(%conference, "conference command queue full; leg not added");
         }
+    }
+
+    /// The conference `conference`, started if it is not running yet.
+    fn open_conference(&mut self, conference: &str) -> &mut ConferenceEntry {
+        if !self.conferences.contains_key(conference) {
+            let entry = self.start_conference(conference);
+            if !self.config.lobby.is_lobby(conference) {
+                self.spans.conference_started(&entry.handle);
+            }
+            self.conferences.insert(conference.to_owned(), entry);
+        }
+        self.conferences
+            .get_mut(conference)
+            .expect("inserted above")
+    }
+
+    /// One holder (a span link) less; the conference ends with its last.
+    fn release_conference(&mut self, conference: &str) {
+        self.leave_conference(conference, None);
     }
 
     fn start_conference(&mut self, conference: &str) -> ConferenceEntry {
@@ -1142,6 +1161,7 @@ impl Signalling {
             // the conference task still ends.
             if !self.config.lobby.is_lobby(conference) {
                 self.cascades.conference_ended(conference);
+                self.spans.conference_ended(conference);
             }
             // Dropping the last command sender ends the task once it has
             // processed the RemoveLeg above.
@@ -1171,6 +1191,16 @@ impl Signalling {
                 self.send_bye_with_reason(now, &call_id, outcome.reason_header());
                 self.end_call(&call_id, outcome.label());
             }
+            ConferenceEvent::SpanHold { conference, reply } => {
+                let known = self.conferences.contains_key(&conference);
+                let handle = (known || self.config.conference.auto_create).then(|| {
+                    let entry = self.open_conference(&conference);
+                    entry.legs += 1;
+                    entry.handle.clone()
+                });
+                let _ = reply.send(handle);
+            }
+            ConferenceEvent::SpanRelease { conference } => self.release_conference(&conference),
             ConferenceEvent::PictureFastUpdate { call_id } => {
                 let in_call = self.calls.get(&call_id).is_some_and(|c| !c.bye_sent);
                 if in_call {

@@ -9,8 +9,12 @@
 //!   dialogs (§12).
 //! - [`sdp`]: SDP (RFC 4566) and the offer/answer model (RFC 3264) for audio.
 //! - [`rtp`]: RTP/RTCP packets (RFC 3550), RTCP SR/RR, jitter buffer.
+//! - [`span`]: the frames of a conference spanning nodes over QUIC (media
+//!   datagrams by flow, the control stream's hello, roster and keyframe
+//!   requests).
 #![forbid(unsafe_code)]
 
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod span;

@@ -82,6 +82,8 @@ impl Node {
                 format!("{}-{}", video_ports.0, video_ports.1),
             )
             .env("TANDEM_TURN_LISTEN", format!("127.0.0.1:{turn_port}"))
+            // The span listener (QUIC): the OS picks a port unless a test sets one.
+            .env("TANDEM_SPAN_LISTEN", "127.0.0.1:0")
             .env(
                 "TANDEM_TURN_RELAY_PORTS",
                 format!("{}-{}", turn_relay, turn_relay + TURN_RELAY_PORTS - 1),

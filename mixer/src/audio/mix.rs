@@ -168,6 +168,13 @@ struct Participant {
     remote: bool,
     /// It is a cascade link: it must not hear remote participants.
     link: bool,
+    /// Always mixed while it speaks, beyond `max_mixed_speakers`: the mix
+    /// of another node's part of the conference (many people in one).
+    priority: bool,
+    /// Which link: for a remote participant the link its audio came over,
+    /// for a link the one it feeds. A link never hears remote audio of its
+    /// own link group (0: the cascade's).
+    link_group: u32,
 }
 
 /// The audio mixer of one conference. See the module docs.
@@ -182,9 +189,11 @@ pub struct AudioMixer {
     base: Vec<i32>,
     base_pcm: Vec<i16>,
     scratch_pcm: Vec<i16>,
-    /// The base mix without remote speakers' frames (for links).
+    /// Scratch for a link group's mix.
     local: Vec<i32>,
-    local_pcm: Vec<i16>,
+    /// Each link group's mix (the base mix less its own remote speakers),
+    /// and whether it was made this tick.
+    link_mixes: Vec<(u32, Vec<i16>, bool)>,
     output: MixOutput,
     pool: Vec<EncodedPayload>,
     stats: MixStats,
@@ -227,7 +236,7 @@ impl AudioMixer {
             base_pcm: vec![0; TICK_SAMPLES],
             scratch_pcm: vec![0; TICK_SAMPLES],
             local: vec![0; TICK_SAMPLES],
-            local_pcm: vec![0; TICK_SAMPLES],
+            link_mixes: Vec::new(),
             output: MixOutput::default(),
             pool: Vec::new(),
             stats: MixStats::default(),
@@ -256,6 +265,8 @@ impl AudioMixer {
             own: None,
             remote: false,
             link: false,
+            priority: false,
+            link_group: 0,
         });
         self.detector.add(id);
         Ok(())
@@ -322,6 +333,27 @@ impl AudioMixer {
         Ok(())
     }
 
+    /// Puts `id` (a remote participant or a link) in link group `group`: a
+    /// link hears every mixed speaker except the remote ones of its own
+    /// group. Group 0 (the default) is the cascade's; a conference spanning
+    /// nodes gives each node-to-node link a group of its own, so that a home
+    /// sends each satellite the others' audio, never that satellite's own.
+    pub fn set_link_group(&mut self, id: ParticipantId, group: u32) -> Result<(), Error> {
+        let i = self.slot(id)?;
+        self.participants[i].link_group = group;
+        Ok(())
+    }
+
+    /// Marks `id` as always mixed while it speaks, outside the
+    /// `max_mixed_speakers` count (a spanned conference's link: its audio
+    /// is another node's mix, and must never lose its place to a local
+    /// talker by the switch margin).
+    pub fn set_priority(&mut self, id: ParticipantId, priority: bool) -> Result<(), Error> {
+        let i = self.slot(id)?;
+        self.participants[i].priority = priority;
+        Ok(())
+    }
+
     /// A muted participant is never mixed; its frames are ignored. It keeps receiving.
     pub fn set_muted(&mut self, id: ParticipantId, muted: bool) -> Result<(), Error> {
         let i = self.slot(id)?;
@@ -377,28 +409,47 @@ impl AudioMixer {
         for (o, &b) in self.base_pcm.iter_mut().zip(&self.base) {
             *o = limit(b);
         }
-        // What links hear: the base mix less the remote speakers in it.
-        let has_link = self.participants.iter().any(|p| p.link);
-        let remote_mixed = self
-            .mixed
-            .iter()
-            .any(|&i| self.participants[i].remote && self.participants[i].has_frame);
-        if has_link {
-            if remote_mixed {
+        // What links hear: the base mix less the remote speakers of their
+        // own link group (one mix per group in use).
+        for g in &mut self.link_mixes {
+            g.2 = false;
+        }
+        for i in 0..self.participants.len() {
+            let p = &self.participants[i];
+            if !p.link {
+                continue;
+            }
+            let group = p.link_group;
+            if self.link_mixes.iter().any(|g| g.0 == group && g.2) {
+                continue;
+            }
+            let k = match self.link_mixes.iter().position(|g| g.0 == group) {
+                Some(k) => k,
+                None => {
+                    self.link_mixes.push((group, vec![0; TICK_SAMPLES], true));
+                    self.link_mixes.len() - 1
+                }
+            };
+            self.link_mixes[k].2 = true;
+            let own_remote_mixed = self.mixed.iter().any(|&j| {
+                let q = &self.participants[j];
+                q.remote && q.has_frame && q.link_group == group
+            });
+            if own_remote_mixed {
                 self.local.copy_from_slice(&self.base);
-                for &i in &self.mixed {
-                    let p = &self.participants[i];
-                    if p.remote && p.has_frame {
-                        for (l, &s) in self.local.iter_mut().zip(&p.frame) {
+                for &j in &self.mixed {
+                    let q = &self.participants[j];
+                    if q.remote && q.has_frame && q.link_group == group {
+                        for (l, &s) in self.local.iter_mut().zip(&q.frame) {
                             *l -= i32::from(s);
                         }
                     }
                 }
-                for (o, &l) in self.local_pcm.iter_mut().zip(&self.local) {
+                for (o, &l) in self.link_mixes[k].1.iter_mut().zip(&self.local) {
                     *o = limit(l);
                 }
             } else {
-                self.local_pcm.copy_from_slice(&self.base_pcm);
+                self.link_mixes[k].1.copy_from_slice(&self.base_pcm);
             }
         }
 
@@ -414,20 +465,20 @@ impl AudioMixer {
                 continue;
             };
             let tick_pcm: &[i16] = if p.link {
+                let link_pcm = self
+                    .link_mixes
+                    .iter()
+                    .find(|g| g.0 == p.link_group)
+                    .map_or(&self.base_pcm, |g| &g.1);
                 // A link's own frame (if it sent one: the local side never
                 // hears a link as a speaker of its own) is remote audio.
                 if p.mixed && p.has_frame && !p.remote {
-                    for ((o, &b), &s) in self
-                        .scratch_pcm
-                        .iter_mut()
-                        .zip(&self.local_pcm)
-                        .zip(&p.frame)
-                    {
+                    for ((o, &b), &s) in self.scratch_pcm.iter_mut().zip(link_pcm).zip(&p.frame) {
                         *o = limit(i32::from(b) - i32::from(s));
                     }
                     &self.scratch_pcm
                 } else {
-                    &self.local_pcm
+                    link_pcm
                 }
             } else if p.mixed && p.has_frame {
                 for ((o, &b), &s) in self.scratch_pcm.iter_mut().zip(&self.base).zip(&p.frame) {
@@ -587,6 +638,16 @@ impl AudioMixer {
             p.mixed = keep;
             keep
         });
+        // Priority talkers (other nodes' mixes) are always in.
+        for &(id, _) in self.detector.speaking() {
+            if let Some(&i) = self.index.get(&id) {
+                let p = &mut self.participants[i];
+                if p.priority && !p.mixed && !p.muted {
+                    p.mixed = true;
+                    self.mixed.push(i);
+                }
+            }
+        }
         // Fill free slots loudest first, then let a clearly louder talker
         // replace the quietest mixed one (one change per tick).
         for &(id, level) in self.detector.speaking() {
@@ -597,7 +658,12 @@ impl AudioMixer {
             if p.mixed || p.muted {
                 continue;
             }
-            if self.mixed.len() < max {
+            let counted = self
+                .mixed
+                .iter()
+                .filter(|&&j| !self.participants[j].priority)
+                .count();
+            if counted < max {
                 self.mixed.push(i);
                 self.participants[i].mixed = true;
                 continue;
@@ -606,6 +672,7 @@ impl AudioMixer {
                 .mixed
                 .iter()
                 .enumerate()
+                .filter(|&(_, &j)| !self.participants[j].priority)
                 .map(|(k, &j)| {
                     (
                         k,
@@ -749,6 +816,37 @@ mod tests {
     }
 
     #[test]
+    fn a_priority_talker_is_mixed_beyond_the_limit_and_never_displaced() {
+        let ids: Vec<ParticipantId> = (1..=5).map(ParticipantId).collect();
+        let mut mixer = AudioMixer::new(MixerConfig::default());
+        for id in &ids {
+            mixer
+                .add_participant(*id, fmt(CodecKind::Opus, 20))
+                .unwrap();
+        }
+        // The quietest talker is another node's mix.
+        let link_in = ids[4];
+        mixer.set_priority(link_in, true).unwrap();
+        let freqs = [400.0, 700.0, 1100.0, 1300.0, 1700.0];
+        for t in 0..50 {
+            for (k, id) in ids.iter().enumerate() {
+                let amplitude = if *id == link_in { 1500.0 } else { 8000.0 };
+                mixer
+                    .push_frame(*id, &sine_at(freqs[k], 48000.0, amplitude, t * 960, 960))
+                    .unwrap();
+            }
+            mixer.tick();
+        }
+        let mixed: Vec<ParticipantId> = mixer.mixed_speakers().collect();
+        assert!(mixed.contains(&link_in), "{mixed:?}");
+        assert_eq!(
+            mixed.len(),
+            4,
+            "three local talkers and the link: {mixed:?}"
+        );
+    }
+
+    #[test]
     fn a_cascade_link_hears_local_speakers_only() {
         let local = (ParticipantId(1), fmt(CodecKind::Pcmu, 20));
         let remote = (ParticipantId(2), fmt(CodecKind::Opus, 20));
@@ -795,6 +893,51 @@ mod tests {
                     .any(|p| p.receivers.contains(&link.0))
             );
         }
+    }
+
+    #[test]
+    fn each_link_group_hears_everyone_but_its_own_remote_side() {
+        // A home with two satellites: each link carries the home's talker
+        // and the other satellite, never its own satellite's mix back.
+        let opus = fmt(CodecKind::Opus, 20);
+        let (local, r1, r2, l1, l2) = (
+            ParticipantId(1),
+            ParticipantId(2),
+            ParticipantId(3),
+            ParticipantId(4),
+            ParticipantId(5),
+        );
+        let all = [
+            (local, opus),
+            (r1, opus),
+            (r2, opus),
+            (l1, opus),
+            (l2, opus),
+        ];
+        let mut mixer = AudioMixer::new(MixerConfig::default());
+        for &(id, f) in &all {
+            mixer.add_participant(id, f).unwrap();
+        }
+        for (remote, link, group) in [(r1, l1, 1), (r2, l2, 2)] {
+            mixer.set_remote(remote, true).unwrap();
+            mixer.set_link_group(remote, group).unwrap();
+            mixer.set_link(link, true).unwrap();
+            mixer.set_link_group(link, group).unwrap();
+        }
+        let mut ears = Ears::new(&all);
+        for t in 0..75 {
+            for (k, id) in [local, r1, r2].into_iter().enumerate() {
+                mixer
+                    .push_frame(id, &sine_at(TONES[k], 48000.0, 6000.0, t * 960, 960))
+                    .unwrap();
+            }
+            ears.hear(mixer.tick());
+        }
+        let level = |id: ParticipantId, tone: f64| goertzel(ears.tail(id, 48000), tone, 48000.0);
+        assert!(level(l1, TONES[0]) > 3000.0 && level(l1, TONES[2]) > 3000.0);
+        assert!(level(l1, TONES[1]) < 150.0, "{}", level(l1, TONES[1]));
+        assert!(level(l2, TONES[0]) > 3000.0 && level(l2, TONES[1]) > 3000.0);
+        assert!(level(l2, TONES[2]) < 150.0, "{}", level(l2, TONES[2]));
     }
 
     #[test]

@@ -816,7 +816,9 @@ impl Conference {
             ),
         ];
         let now = Instant::now();
-        let ssrc = rtp_out.as_ref().map_or_else(|| self.next_ssrc(), |r| r.ssrc);
+        let ssrc = rtp_out
+            .as_ref()
+            .map_or_else(|| self.next_ssrc(), |r| r.ssrc);
         let jitter = new_jitter(&self.ctx, &s.media);
         let clock = rtp_clock(s.media.codec);
         self.ctx
@@ -846,7 +848,9 @@ impl Conference {
                 dtmf: rtp_out.as_ref().map(|r| r.dtmf.clone()).unwrap_or_default(),
                 ssrc,
                 out_seq: rtp_out.as_ref().map_or((ssrc >> 16) as u16, |r| r.sequence),
-                out_ts: rtp_out.as_ref().map_or(ssrc.rotate_left(7), |r| r.timestamp),
+                out_ts: rtp_out
+                    .as_ref()
+                    .map_or(ssrc.rotate_left(7), |r| r.timestamp),
                 out_packets: 0,
                 out_octets: 0,
                 in_packets: 0,
@@ -1029,18 +1033,17 @@ impl Conference {
                 door: None,
             }),
         };
-        if let Err(e) = self.ctx.events.try_send(ConferenceEvent::HandedOver {
+        if let Err(
+            mpsc::error::TrySendError::Full(ConferenceEvent::HandedOver { leg, .. })
+            | mpsc::error::TrySendError::Closed(ConferenceEvent::HandedOver { leg, .. }),
+        ) = self.ctx.events.try_send(ConferenceEvent::HandedOver {
             call_id,
             leg: detached,
         }) {
             // Signalling is gone or swamped: free what the leg held.
-            if let mpsc::error::TrySendError::Full(ConferenceEvent::HandedOver { leg, .. })
-            | mpsc::error::TrySendError::Closed(ConferenceEvent::HandedOver { leg, .. }) = e
-            {
-                self.ctx.ports.release(leg.setup.sockets.port);
-                if let Some((_, v)) = &leg.setup.video {
-                    self.ctx.video_ports.release(v.port);
-                }
+            self.ctx.ports.release(leg.setup.sockets.port);
+            if let Some((_, v)) = &leg.setup.video {
+                self.ctx.video_ports.release(v.port);
             }
         }
     }

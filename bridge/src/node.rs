@@ -92,8 +92,8 @@ impl Node {
             udp.clone(),
             ev_tx,
             cascades.clone(),
-            rooms,
-        );
+        )
+        .with_rooms(rooms);
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
         let background = vec![
             tokio::spawn(sip::udp_reader(udp, in_tx.clone(), metrics.clone())),

@@ -134,7 +134,6 @@ impl Signalling {
         udp: Arc<UdpSocket>,
         events_tx: mpsc::Sender<ConferenceEvent>,
         cascades: Arc<Cascades>,
-        rooms: Arc<dyn RoomDirectory>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
@@ -142,7 +141,7 @@ impl Signalling {
         Self {
             contact: format!("<{}>", config.sip.contact_uri()),
             cascades,
-            rooms,
+            rooms: Arc::new(tandem_control::StaticRooms::default()),
             sent_by,
             config,
             metrics,
@@ -160,6 +159,12 @@ impl Signalling {
             seed: rand::random::<u64>() | 1,
             byes_in_flight: HashMap::new(),
         }
+    }
+
+    /// Reads meeting rooms (PIN, layout, size) from `rooms` (default: none).
+    pub fn with_rooms(mut self, rooms: Arc<dyn RoomDirectory>) -> Self {
+        self.rooms = rooms;
+        self
     }
 
     /// Runs until `shutdown` fires, then ends every call with BYE.

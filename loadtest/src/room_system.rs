@@ -897,7 +897,8 @@ impl Driver {
             Some(m) => (m.header.timestamp, m.ts_step),
             None => return,
         };
-        if let (Some(pt), Some(first)) = (self.dtmf_pt, self.dtmf_payload(timestamp, ts_step, payload))
+        if let (Some(pt), Some(first)) =
+            (self.dtmf_pt, self.dtmf_payload(timestamp, ts_step, payload))
             && let Some(media) = self.media.as_mut()
             && let Some(tone) = &self.dtmf_tone
         {

@@ -1134,18 +1134,17 @@ impl Conference {
                 door: None,
             }),
         };
-        if let Err(e) = self.ctx.events.try_send(ConferenceEvent::HandedOver {
+        if let Err(
+            mpsc::error::TrySendError::Full(ConferenceEvent::HandedOver { leg, .. })
+            | mpsc::error::TrySendError::Closed(ConferenceEvent::HandedOver { leg, .. }),
+        ) = self.ctx.events.try_send(ConferenceEvent::HandedOver {
             call_id,
             leg: detached,
         }) {
             // Signalling is gone or swamped: free what the leg held.
-            if let mpsc::error::TrySendError::Full(ConferenceEvent::HandedOver { leg, .. })
-            | mpsc::error::TrySendError::Closed(ConferenceEvent::HandedOver { leg, .. }) = e
-            {
-                self.ctx.ports.release(leg.setup.sockets.port);
-                if let Some((_, v)) = &leg.setup.video {
-                    self.ctx.video_ports.release(v.port);
-                }
+            self.ctx.ports.release(leg.setup.sockets.port);
+            if let Some((_, v)) = &leg.setup.video {
+                self.ctx.video_ports.release(v.port);
             }
         }
     }

@@ -18,6 +18,9 @@
 //!   `tandem_mixer::video` composes and encodes each distinct view once →
 //!   packetized once → RTP out to each receiver of the view, paced at the
 //!   view frame rate. The conference task feeds it speaker order and layouts.
+//! - [`ivr`]: the door a leg waits at before it is mixed (a room's PIN, the
+//!   lobby that asks for a conference ID): prompts out, digits in; signalling
+//!   reads rooms from a `tandem_control::RoomDirectory`.
 //! - [`http`] serves `/metrics` ([`metrics`]), `/healthz` and `/api`.
 //! - [`cascade`]: a conference's agent in its native meeting (Janus), with
 //!   internal legs for the meeting's people and the link; [`bindings`] says

@@ -67,7 +67,7 @@ run() { # label spanned(0|1)
   sleep "$ramp"
   if [ "$spanned" = 1 ]; then
     local remote
-    remote=$(curl -sf "http://127.0.0.1:28180/api/conferences/$conf" | grep -o '"node":"node-b"' | wc -l)
+    remote=$(curl -sf "http://127.0.0.1:28180/api/conferences/$conf" | grep -o '"signalling":"span"' | wc -l)
     echo "   (node A lists $remote of B's rooms)" >&2
   fi
   local t0a t0b t0 t1a t1b t1

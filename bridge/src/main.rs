@@ -122,26 +122,83 @@ async fn node(config: Config) -> anyhow::Result<()> {
             keys::VMRS,
         )))),
     ]));
+    let mut config = config;
+    if config.span.name.is_none() {
+        // Links and rosters name this node as the cluster does.
+        config.span.name = Some(config.node.name.clone());
+    }
     let node = Node::start_with(config.clone(), Arc::new(Metrics::new()), rooms).await?;
     let member = ClusterMember::join(
         &config,
         store,
         node.sip_addr,
         node.http_addr,
-        None,
+        node.span_addr,
         node.registry.clone(),
         node.metrics.clone(),
     )
     .await;
+    let follow = tokio::spawn(follow_placements(
+        member.membership.clone(),
+        node.spans.clone(),
+        config.node.name.clone(),
+    ));
     println!(
         "Tandem node {} (site {}) is up: sip {}, api http://{}",
         config.node.name, config.node.site, node.sip_addr, node.http_addr
     );
     wait_for_signal().await?;
     println!("Ending calls...");
+    follow.abort();
     node.shutdown().await;
     member.leave().await;
     Ok(())
+}
+
+/// Makes this node's part of each conference placed on it (not as home) a
+/// satellite of the home: placement decides, the node links over QUIC; a
+/// new home after failover is linked to anew.
+async fn follow_placements(
+    membership: Arc<tandem_control::Membership>,
+    spans: Arc<tandem_bridge::span::Spans>,
+    me: String,
+) {
+    let mut changes = membership.placement_changes();
+    let mut linked: std::collections::HashMap<String, std::net::SocketAddr> =
+        std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tick.tick() => {}
+        }
+        let mut want = std::collections::HashMap::new();
+        for p in membership.placements() {
+            let Some(home) = p.home() else { continue };
+            if home == me || !p.nodes.iter().any(|n| *n == me) {
+                continue;
+            }
+            let addr = membership
+                .node(home)
+                .and_then(|r| r.span)
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+            if let Some(addr) = addr {
+                want.insert(p.conference.clone(), addr);
+            }
+        }
+        for (conf, addr) in &want {
+            if linked.get(conf) != Some(addr) {
+                tracing::info!(conference = %conf, home = %addr, "linking to the conference's home");
+                spans.span(conf, Some(*addr));
+            }
+        }
+        for conf in linked.keys() {
+            if !want.contains_key(conf) {
+                spans.span(conf, None);
+            }
+        }
+        linked = want;
+    }
 }
 
 async fn control(config: Config) -> anyhow::Result<()> {

@@ -153,6 +153,20 @@ impl Membership {
             .and_then(|e| serde_json::from_slice(&e.value).ok())
     }
 
+    /// Every placement, from a live copy.
+    pub fn placements(&self) -> Vec<Placement> {
+        self.placements
+            .entries()
+            .iter()
+            .filter_map(|e| serde_json::from_slice(&e.value).ok())
+            .collect()
+    }
+
+    /// Bumped whenever a placement changes.
+    pub fn placement_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.placements.subscribe()
+    }
+
     /// A node's record, from a live copy.
     pub fn node(&self, name: &str) -> Option<NodeRecord> {
         self.nodes

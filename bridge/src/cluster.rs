@@ -64,8 +64,7 @@ async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>, metr
         // Counted by signalling as it answers and ends calls: exact, and at
         // the time it says.
         let participants = metrics.sip_calls.get().max(0) as usize;
-        let mut conferences: Vec<String> = registry.snapshots().into_iter().map(|c| c.id).collect();
-        conferences.sort();
+        let conferences = registry.ids();
         membership.set_load(Load {
             participants,
             counted_ms: tandem_control::registry::now_ms(),
@@ -111,13 +110,7 @@ impl CpuMeter {
 }
 
 fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    crate::metrics::ProcStat::read()?.cpu_seconds()
 }
 
 /// Rooms from several directories, the first that knows a room winning: a

@@ -175,7 +175,7 @@ async fn follow_placements(
         let mut want = std::collections::HashMap::new();
         for p in membership.placements() {
             let Some(home) = p.home() else { continue };
-            if home == me || !p.nodes.iter().any(|n| *n == me) {
+            if home == me || !p.nodes.contains(&me) {
                 continue;
             }
             let addr = membership

@@ -426,33 +426,51 @@ impl ProcessMetrics {
     }
 
     fn refresh(&self) {
-        // /proc/self/stat: fields after the parenthesised command name; utime
-        // and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-        const TICKS_PER_SECOND: f64 = 100.0;
-        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
-            && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
-        {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-            if let (Some(u), Some(s)) = (field(14), field(15)) {
-                let total = (u + s) / TICKS_PER_SECOND;
-                if let Ok(mut last) = self.last_cpu.lock()
-                    && total > *last
-                {
-                    self.cpu.inc_by(total - *last);
-                    *last = total;
-                }
+        if let Some(stat) = ProcStat::read() {
+            if let Some(total) = stat.cpu_seconds()
+                && let Ok(mut last) = self.last_cpu.lock()
+                && total > *last
+            {
+                self.cpu.inc_by(total - *last);
+                *last = total;
             }
-            if let Some(t) = field(20) {
+            if let Some(t) = stat.field(20) {
                 self.threads.set(t);
             }
-            if let Some(rss_pages) = field(24) {
+            if let Some(rss_pages) = stat.field(24) {
                 self.resident.set(rss_pages * 4096.0);
             }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(dir.count() as f64);
         }
+    }
+}
+
+/// `/proc/self/stat`: the fields after the parenthesised command name.
+pub struct ProcStat(String);
+
+impl ProcStat {
+    pub fn read() -> Option<ProcStat> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = stat.rsplit_once(')')?.1.to_owned();
+        Some(ProcStat(rest))
+    }
+
+    /// Field `n` as proc(5) numbers them (1: pid).
+    fn field(&self, n: usize) -> Option<f64> {
+        self.0
+            .split_whitespace()
+            .nth(n.checked_sub(3)?)?
+            .parse()
+            .ok()
+    }
+
+    /// User and system CPU time (utime + stime, fields 14 and 15, in clock
+    /// ticks: USER_HZ, 100 on Linux), seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        const TICKS_PER_SECOND: f64 = 100.0;
+        Some((self.field(14)? + self.field(15)?) / TICKS_PER_SECOND)
     }
 }
 

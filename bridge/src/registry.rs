@@ -50,6 +50,16 @@ impl Registry {
         self.len() == 0
     }
 
+    /// The running conferences' IDs, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = match self.conferences.read() {
+            Ok(m) => m.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        ids.sort();
+        ids
+    }
+
     pub fn snapshot(&self, id: &str) -> Option<ConferenceSnapshot> {
         self.handle(id).map(|h| h.snapshot())
     }

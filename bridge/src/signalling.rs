@@ -168,12 +168,6 @@ impl Signalling {
         }
     }
 
-    /// Reads meeting rooms (PIN, layout, size) from `rooms` (default: none).
-    pub fn with_rooms(mut self, rooms: Arc<dyn RoomDirectory>) -> Self {
-        self.rooms = rooms;
-        self
-    }
-
     /// Runs until `shutdown` fires, then ends every call with BYE.
     pub async fn run(
         mut self,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tandem_control::config::{ControlConfig, FrontDoorConfig, FrontDoorMode};
 use tandem_control::front_door::{FrontDoor, FrontDoorSettings};
 use tandem_control::metrics::ControlMetrics;
-use tandem_control::store::{self, EtcdStore, MemoryStore, Mirror, SharedStore, Store, keys};
+use tandem_control::store::{EtcdStore, MemoryStore, Mirror, SharedStore, Store, keys};
 use tandem_control::{NodeRecord, Placer, StaticRooms};
 use tokio::net::UdpSocket;
 
@@ -252,7 +252,6 @@ fn main() {
                 }
             }
         };
-        let _ = store::open(&[], Duration::from_secs(1)).await;
         let mem: SharedStore = Arc::new(MemoryStore::new());
         let base = placement_latency(mem.clone(), "m").await;
         let real = placement_latency(etcd.clone(), "e").await;

@@ -147,19 +147,8 @@ async fn udp_loop(inner: Arc<Inner>) {
         };
         match parse_datagram(&buf[..n]) {
             Ok(msg) => handle(&inner, msg, from, false),
-            Err(e) => {
-                if e.kind() == tandem_proto::sip::message::ParseErrorKind::Keepalive {
-                    continue;
-                }
-                inner
-                    .metrics
-                    .front_door_calls
-                    .with_label_values(&["bad_request"])
-                    .inc();
-                if let Some(resp) = e.bad_request() {
-                    send_to(&inner, from, false, resp.to_bytes());
-                }
-            }
+            Err(e) if e.kind() == tandem_proto::sip::message::ParseErrorKind::Keepalive => {}
+            Err(e) => refuse_malformed(&inner, &e, from, false),
         }
     }
 }
@@ -210,14 +199,7 @@ async fn tcp_connection(inner: Arc<Inner>, stream: TcpStream, from: SocketAddr) 
                     break;
                 }
                 Err(e) => {
-                    inner
-                        .metrics
-                        .front_door_calls
-                        .with_label_values(&["bad_request"])
-                        .inc();
-                    if let Some(resp) = e.bad_request() {
-                        send_to(&inner, from, true, resp.to_bytes());
-                    }
+                    refuse_malformed(&inner, &e, from, true);
                     break 'conn;
                 }
             }
@@ -229,6 +211,24 @@ async fn tcp_connection(inner: Arc<Inner>, stream: TcpStream, from: SocketAddr) 
         .unwrap_or_else(|p| p.into_inner())
         .remove(&from);
     writer.abort();
+}
+
+/// Malformed SIP: counted, and answered 400 when it was a request that can
+/// be answered (RFC 3261 §21.4.1).
+fn refuse_malformed(
+    inner: &Inner,
+    e: &tandem_proto::sip::message::ParseError,
+    from: SocketAddr,
+    tcp: bool,
+) {
+    inner
+        .metrics
+        .front_door_calls
+        .with_label_values(&["bad_request"])
+        .inc();
+    if let Some(resp) = e.bad_request() {
+        send_to(inner, from, tcp, resp.to_bytes());
+    }
 }
 
 fn send_to(inner: &Inner, dest: SocketAddr, tcp: bool, bytes: Vec<u8>) {

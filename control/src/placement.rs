@@ -76,6 +76,28 @@ impl Placement {
     pub fn home(&self) -> Option<&str> {
         self.nodes.first().map(String::as_str)
     }
+
+    /// Drops the nodes that are gone (`alive` says no), their reasons with
+    /// them. Returns whether the home was among them; the home that remains
+    /// (if any) is then there by failover.
+    pub fn drop_gone(&mut self, alive: impl Fn(&str) -> bool) -> bool {
+        let home_lost = self.nodes.first().is_some_and(|h| !alive(h));
+        self.reasons.resize(self.nodes.len(), self.reason);
+        (self.nodes, self.reasons) = self
+            .nodes
+            .iter()
+            .zip(&self.reasons)
+            .filter(|(n, _)| alive(n))
+            .map(|(n, r)| (n.clone(), *r))
+            .unzip();
+        if home_lost {
+            self.reason = PlacementReason::Failover;
+            if let Some(r) = self.reasons.first_mut() {
+                *r = PlacementReason::Failover;
+            }
+        }
+        home_lost
+    }
 }
 
 /// No node can take it.
@@ -348,19 +370,7 @@ impl Placer {
             // Nodes that are gone leave the placement (failover also does
             // this; a call may come first).
             let before = placement.nodes.len();
-            let alive: Vec<bool> = placement
-                .nodes
-                .iter()
-                .map(|n| by_name(n).is_some())
-                .collect();
-            let mut i = 0;
-            placement.reasons.resize(before, placement.reason);
-            placement.reasons.retain(|_| {
-                i += 1;
-                alive[i - 1]
-            });
-            placement.nodes.retain(|n| by_name(n).is_some());
-            let home_lost = alive.first() == Some(&false);
+            let home_lost = placement.drop_gone(|n| by_name(n).is_some());
             if placement.nodes.is_empty() {
                 let (node, _) =
                     choose(&candidates, caller_site, pool, &[]).map_err(RouteError::NoCapacity)?;
@@ -376,10 +386,6 @@ impl Placer {
                     });
                 }
                 continue;
-            }
-            if home_lost {
-                placement.reason = PlacementReason::Failover;
-                placement.reasons[0] = PlacementReason::Failover;
             }
             let members: Vec<&Candidate<'_>> =
                 placement.nodes.iter().filter_map(|n| by_name(n)).collect();
@@ -505,22 +511,13 @@ impl Placer {
                 continue;
             }
             let old_home = p.nodes.first().cloned().unwrap_or_default();
-            let home_lost = !alive(&old_home);
-            let mut keep = Vec::new();
-            let mut reasons = Vec::new();
-            p.reasons.resize(p.nodes.len(), p.reason);
-            for (n, r) in p.nodes.iter().zip(&p.reasons) {
-                if alive(n) {
-                    keep.push(n.clone());
-                    reasons.push(*r);
-                }
-            }
-            if home_lost && keep.is_empty() {
+            let home_lost = p.drop_gone(alive);
+            if p.nodes.is_empty() {
                 let site = last_sites.get(&old_home).map(String::as_str);
                 match choose(&candidates, site, &[], &[]) {
                     Ok((node, _)) => {
-                        keep.push(node.name.clone());
-                        reasons.push(PlacementReason::Failover);
+                        p.nodes.push(node.name.clone());
+                        p.reasons.push(PlacementReason::Failover);
                     }
                     Err(_) => {
                         // Nowhere to go: forget it; the next call places it.
@@ -529,15 +526,10 @@ impl Placer {
                         continue;
                     }
                 }
-            } else if home_lost {
-                reasons[0] = PlacementReason::Failover;
             }
             if home_lost {
-                p.reason = PlacementReason::Failover;
                 p.placed_ms = now_ms();
             }
-            p.nodes = keep;
-            p.reasons = reasons;
             if let Ok(true) = self.write(&e.key, e.mod_revision, &p).await {
                 if home_lost {
                     moved += 1;

@@ -74,14 +74,12 @@ pub struct Load {
 }
 
 /// A node's place in the cluster: its leased record, kept current, and the
-/// cluster state it reads (rooms, placements, other nodes).
+/// cluster state it reads (placements, other nodes).
 pub struct Membership {
     store: SharedStore,
     load: watch::Sender<Load>,
     task: JoinHandle<()>,
     lease: Arc<std::sync::Mutex<Option<i64>>>,
-    name: String,
-    rooms: Arc<Mirror>,
     placements: Arc<Mirror>,
     nodes: Arc<Mirror>,
 }
@@ -102,7 +100,6 @@ impl Membership {
         });
         let lease = Arc::new(std::sync::Mutex::new(None));
         let (registered_tx, mut registered_rx) = watch::channel(false);
-        let name = record.name.clone();
         let task = tokio::spawn(keep_registered(
             store.clone(),
             record,
@@ -113,19 +110,13 @@ impl Membership {
         ));
         let _ = tokio::time::timeout(ttl, registered_rx.wait_for(|r| *r)).await;
         Membership {
-            rooms: Arc::new(Mirror::start(store.clone(), keys::VMRS)),
             placements: Arc::new(Mirror::start(store.clone(), keys::PLACEMENTS)),
             nodes: Arc::new(Mirror::start(store.clone(), keys::NODES)),
             store,
             load: load_tx,
             task,
             lease,
-            name,
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Publishes the node's load (written only when it changed; the count's
@@ -139,11 +130,6 @@ impl Membership {
             *l = load;
             changed
         });
-    }
-
-    /// The rooms (VMRs), from a live copy.
-    pub fn rooms(&self) -> Arc<dyn RoomDirectory> {
-        Arc::new(MirroredRooms(self.rooms.clone()))
     }
 
     /// Where `conference` is placed, from a live copy.
@@ -172,10 +158,6 @@ impl Membership {
         self.nodes
             .get(&keys::node(name))
             .and_then(|e| serde_json::from_slice(&e.value).ok())
-    }
-
-    pub fn store(&self) -> &SharedStore {
-        &self.store
     }
 
     /// Leaves the cluster at once (revokes the lease) rather than letting

@@ -123,10 +123,12 @@ impl Membership {
     /// time alone is no change).
     pub fn set_load(&self, load: Load) {
         self.load.send_if_modified(|l| {
-            let changed = Load {
-                counted_ms: l.counted_ms,
-                ..load.clone()
-            } != *l;
+            // CPU moves a little all the time: a quarter of a core is news
+            // now; less is written at the next renewal.
+            let changed = l.participants != load.participants
+                || l.conferences != load.conferences
+                || l.draining != load.draining
+                || (l.cpu - load.cpu).abs() >= 0.25;
             *l = load;
             changed
         });
@@ -191,15 +193,23 @@ async fn keep_registered(
     registered: watch::Sender<bool>,
 ) {
     let key = keys::node(&record.name);
-    let renew = ttl / 3;
+    // One clock for renewals that load changes do not reset: a node whose
+    // load changes faster than it renews must still renew (writing a key
+    // under a lease does not extend the lease).
+    let mut renew = tokio::time::interval(ttl / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lease: Option<i64> = None;
+    let mut dirty = true;
     let mut warned = false;
     loop {
         // Register (again) when there is no lease.
         let l = match lease {
             Some(l) => l,
             None => match store.grant(ttl).await {
-                Ok(l) => l,
+                Ok(l) => {
+                    dirty = true;
+                    l
+                }
                 Err(e) => {
                     if !warned {
                         warn!(%e, "cannot register with the cluster store; retrying");
@@ -210,63 +220,106 @@ async fn keep_registered(
                 }
             },
         };
-        {
-            let current = load.borrow_and_update().clone();
-            record.participants = current.participants;
-            record.conferences = current.conferences;
-            record.cpu = current.cpu;
-            record.draining = current.draining;
-            record.updated_ms = current.counted_ms;
-        }
-        let body = serde_json::to_vec(&record).unwrap_or_default();
-        match store.put(&key, body, Some(l)).await {
-            Ok(_) => {
-                if lease.is_none() {
-                    info!(node = %record.name, site = %record.site, lease = l, "registered with the cluster");
-                    warned = false;
-                }
-                lease = Some(l);
-                *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
-                registered.send_replace(true);
+        if dirty {
+            {
+                let current = load.borrow_and_update().clone();
+                record.participants = current.participants;
+                record.conferences = current.conferences;
+                record.cpu = current.cpu;
+                record.draining = current.draining;
+                record.updated_ms = current.counted_ms;
             }
-            Err(StoreError::LeaseExpired(_)) => {
-                lease = None;
-                continue;
-            }
-            Err(e) => {
-                if !warned {
-                    warn!(%e, "cannot publish the node record; retrying");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        }
-        // Renew until the load changes or the lease is lost.
-        let mut tick = tokio::time::interval(renew);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    match store.keep_alive(l).await {
-                        Ok(()) => {}
-                        Err(StoreError::LeaseExpired(_)) => {
-                            warn!(node = %record.name, "lease expired; registering again");
-                            lease = None;
-                            break;
-                        }
-                        Err(_) => {} // store away: try again next tick
+            let body = serde_json::to_vec(&record).unwrap_or_default();
+            match store.put(&key, body, Some(l)).await {
+                Ok(_) => {
+                    if lease.is_none() {
+                        info!(node = %record.name, site = %record.site, lease = l, "registered with the cluster");
+                        warned = false;
                     }
+                    lease = Some(l);
+                    dirty = false;
+                    *lease_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
+                    registered.send_replace(true);
                 }
-                changed = load.changed() => {
-                    if changed.is_err() {
-                        return;
+                Err(StoreError::LeaseExpired(_)) => {
+                    warn!(node = %record.name, "lease expired; registering again");
+                    lease = None;
+                    continue;
+                }
+                Err(e) => {
+                    if !warned {
+                        warn!(%e, "cannot publish the node record; retrying");
+                        warned = true;
                     }
-                    // Coalesce a burst of joins into one write.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    break;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
                 }
             }
         }
+        // Renew on the clock; write again when the load changes.
+        tokio::select! {
+            _ = renew.tick() => match store.keep_alive(l).await {
+                Ok(()) => dirty = load.borrow().cpu != record.cpu,
+                Err(StoreError::LeaseExpired(_)) => {
+                    warn!(node = %record.name, "lease expired; registering again");
+                    lease = None;
+                }
+                Err(_) => {} // store away: try again next tick
+            },
+            changed = load.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Coalesce a burst of joins into one write.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                dirty = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn lease_of(m: &Membership) -> Option<i64> {
+        *m.lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A node whose load changes faster than it renews keeps its lease:
+    /// writes under a lease do not extend it, renewals must still happen.
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_node_keeps_its_lease() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let record = NodeRecord {
+            name: "a".into(),
+            site: "east".into(),
+            ..NodeRecord::default()
+        };
+        let m = Membership::join(store.clone(), record, Duration::from_secs(3)).await;
+        let first = lease_of(&m).expect("registered");
+        for i in 0..100 {
+            m.set_load(Load {
+                participants: i % 7,
+                counted_ms: now_ms(),
+                conferences: vec![format!("c{}", i % 3)],
+                cpu: (i % 10) as f64 / 10.0,
+                draining: false,
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            lease_of(&m),
+            Some(first),
+            "the lease was lost and granted anew"
+        );
+        let e = store
+            .get(&keys::node("a"))
+            .await
+            .expect("get")
+            .expect("the node's record is there");
+        let r: NodeRecord = serde_json::from_slice(&e.value).expect("record");
+        assert_eq!(r.participants, 99 % 7);
     }
 }

@@ -6,6 +6,10 @@ use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::net::{IpAddr, Ipv4Addr};
+
+use tandem_loadtest::{RoomSystem, RoomSystemConfig};
+
 use super::{Node, TempDir, peers, ports, stop_child, tail, wait_for};
 
 /// etcd 3 (Debian's etcd-server), data in a scratch directory.
@@ -163,4 +167,70 @@ pub fn placement(control: &Node, conference: &str) -> Option<serde_json::Value> 
     placements(control)
         .into_iter()
         .find(|p| p["conference"] == conference)
+}
+
+/// Two sites told apart by the caller's source network: east callers bind
+/// 127.0.1.x, west callers 127.0.2.x (all of 127/8 is loopback on Linux).
+pub const SITES: &[(&str, &str)] = &[("east", "127.0.1.0/24"), ("west", "127.0.2.0/24")];
+
+pub fn caller_ip(site: &str, n: u8) -> IpAddr {
+    let third = if site == "east" { 1 } else { 2 };
+    IpAddr::V4(Ipv4Addr::new(127, 0, third, 10 + n))
+}
+
+/// Calls `conference` through the front door from `site` with a tone.
+pub fn call(
+    rt: &tokio::runtime::Runtime,
+    front: &Node,
+    conference: &str,
+    name: &str,
+    site: &str,
+    n: u8,
+    hz: Option<f32>,
+) -> RoomSystem {
+    let mut cfg = RoomSystemConfig::new(front.sip_addr(), conference, name);
+    if let Some(hz) = hz {
+        cfg = cfg.with_tone(hz, 0.2);
+    }
+    call_as(rt, front, cfg, site, n)
+}
+
+/// Places the call `cfg` describes through the front door `front`, from the
+/// `n`th caller address of `site`.
+pub fn call_as(
+    rt: &tokio::runtime::Runtime,
+    front: &Node,
+    mut cfg: RoomSystemConfig,
+    site: &str,
+    n: u8,
+) -> RoomSystem {
+    cfg.server = front.sip_addr();
+    cfg.local_ip = caller_ip(site, n);
+    let (name, conference) = (cfg.name.clone(), cfg.conference.clone());
+    let placed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+    });
+    match placed {
+        Ok(Ok(room)) => room,
+        Ok(Err(e)) => panic!(
+            "{name} from {site} could not join {conference} through the front door: {e}\n--- control log ---\n{}",
+            front.log_tail()
+        ),
+        Err(_) => panic!(
+            "{name} from {site}: no answer from {conference} within 15 s\n--- control log ---\n{}",
+            front.log_tail()
+        ),
+    }
+}
+
+/// Participants of `conference` whose calls are on `node` (0 if it has none
+/// there); those a spanning conference lists from other nodes don't count.
+pub fn participants_on(node: &Node, conference: &str) -> usize {
+    node.conference(conference)
+        .and_then(|c| {
+            c["participants"]
+                .as_array()
+                .map(|a| a.iter().filter(|p| p["node"].is_null()).count())
+        })
+        .unwrap_or(0)
 }

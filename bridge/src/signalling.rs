@@ -23,7 +23,9 @@ use tandem_proto::sdp::{
     SessionDescription,
 };
 use tandem_proto::sip::dialog::{self, Dialog, DialogId, dialog_id};
-use tandem_proto::sip::message::{Message, Method, Request, Response, parse_name_addr, uri_user};
+use tandem_proto::sip::message::{
+    Message, Method, Request, Response, Via, parse_name_addr, uri_addr, uri_user,
+};
 use tandem_proto::sip::session_timer;
 use tandem_proto::sip::transaction::{
     Timers, TransactionEvent, TransactionKey, TransactionLayer, Transport,
@@ -78,6 +80,12 @@ struct Call {
     in_conference: bool,
     peer: SocketAddr,
     transport: Transport,
+    /// The INVITE came through a proxy that did not Record-Route (the
+    /// front door) from a caller on UDP: our in-dialog requests go to the
+    /// caller's Contact, not back to the proxy (a TCP caller's go to the
+    /// proxy, which holds its connection). A direct caller's are sent
+    /// where its requests come from (NAT-friendly, as its responses are).
+    proxied_udp: bool,
     started: Instant,
     bye_sent: bool,
     /// Where the leg starts: at the door (the lobby, a room's PIN) or in.
@@ -719,6 +727,14 @@ impl Signalling {
                 in_conference: false,
                 peer: from,
                 transport,
+                proxied_udp: req.headers.get_all("Via").count() > 1
+                    && req.headers.get("Record-Route").is_none()
+                    && req
+                        .headers
+                        .get_all("Via")
+                        .last()
+                        .and_then(Via::parse)
+                        .is_some_and(|v| v.transport == "UDP"),
                 started: now,
                 bye_sent: false,
                 door: if lobby {
@@ -1115,7 +1131,10 @@ impl Signalling {
             req.headers.push("Content-Type", content_type);
             req.body = bytes;
         }
-        let (peer, transport) = (call.peer, call.transport);
+        let (peer, transport) = match uri_addr(&call.dialog.remote_target) {
+            Some((target, false)) if call.proxied_udp => (target, Transport::Udp),
+            _ => (call.peer, call.transport),
+        };
         Some(self.transactions.send_request(now, req, peer, transport))
     }
 

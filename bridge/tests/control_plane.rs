@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, Etcd, SITES, call, participants_on};
 use common::{Node, rooms, wait_for};
-use tandem_loadtest::RoomSystem;
+use tandem_loadtest::{DtmfMethod, RoomSystem};
 
 fn put_vmr(control: &Node, id: &str, body: &str) {
     let r = control.request("PUT", &format!("/api/vmrs/{id}"), body);
@@ -410,6 +410,46 @@ conference = "$1"
         "the dial-plan caller hears the redirected one"
     );
     assert!(direct.heard().contains(700.0), "and the other way round");
+
+    // A room with a PIN, made through the REST API (so it lives in etcd
+    // and reaches the node from there): three wrong PINs through the front
+    // door end the call with the spoken goodbye and a BYE that says why.
+    let r = proxy.request("PUT", "/api/vmrs/2002", r#"{"name":"Board","pin":"2468"}"#);
+    assert_eq!(r.status, 201, "create 2002: {}", r.body);
+    let guest = call(&rt, &proxy, "2002", "guest", "east", 2, Some(440.0));
+    wait_for(
+        "guest at the PIN door of 2002 on node-a",
+        Duration::from_secs(10),
+        || (a.participant("2002", "guest")?.get("state")?.as_str()? == "pin").then_some(()),
+    );
+    guest.send_dtmf("1111#", DtmfMethod::Rfc4733);
+    std::thread::sleep(Duration::from_millis(2500));
+    guest.send_dtmf("2222#", DtmfMethod::Info);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(guest.is_active(), "two wrong PINs leave the call up");
+    guest.mark();
+    guest.send_dtmf("3333#", DtmfMethod::Rfc4733);
+    wait_for(
+        "the node's BYE after the third wrong PIN",
+        Duration::from_secs(15),
+        || guest.stats().ended_by_remote.then_some(()),
+    );
+    let goodbye = guest.heard();
+    assert!(
+        goodbye.duration() > Duration::from_millis(2800) && goodbye.rms_db() > -40.0,
+        "the guest hears the whole goodbye prompt before the BYE: {:.1} s at {:.1} dBFS",
+        goodbye.duration().as_secs_f32(),
+        goodbye.rms_db()
+    );
+    let reason = guest.stats().bye_reason.unwrap_or_default();
+    assert!(
+        reason.contains("cause=403") && reason.contains("Wrong PIN"),
+        "BYE Reason: {reason:?}"
+    );
+    assert_eq!(
+        a.metric("tandem_pin_attempts_total", &[("result", "wrong")]),
+        3.0
+    );
 }
 
 /// etcd restarts under running calls: no call drops, the node registers
@@ -479,4 +519,108 @@ fn an_etcd_restart_drops_no_call() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(three.heard().contains(400.0) && three.heard().contains(900.0));
     let _ = a;
+}
+
+/// A caller on TCP through the front door (the proxy forwards to the node
+/// over UDP): when the node hangs up, its BYE reaches the caller on the
+/// caller's own connection to the front door, and the caller's 200 goes
+/// back to the node.
+#[test]
+fn a_tcp_callers_hang_up_from_the_node_comes_back_through_the_front_door() {
+    use std::io::{Read, Write};
+    let etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, "", &[]);
+    let mut a = cluster::node(&etcd, "node-a", "east", 20, &[]);
+    cluster::wait_nodes(&control, 1);
+    let mut s = common::sip::tcp_connect(&control);
+    let local = s.local_addr().expect("local");
+    let sdp = "v=0\r\no=tcp 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+    let ruri = format!("sip:5001@{}", control.sip_addr());
+    let invite = common::sip::request("INVITE", &ruri, local, "TCP", "", sdp).replace(
+        &format!("Contact: <sip:tester@{local}>"),
+        &format!("Contact: <sip:tester@{local};transport=tcp>"),
+    );
+    s.write_all(invite.as_bytes()).expect("send INVITE");
+    let ok = loop {
+        let r = common::sip::tcp_read_message(&mut s, Duration::from_secs(10))
+            .expect("read")
+            .unwrap_or_else(|| panic!("no answer to the TCP INVITE\n{}", control.log_tail()));
+        if r.code >= 200 {
+            break r;
+        }
+    };
+    assert_eq!(ok.code, 200, "{}", ok.raw);
+    let node_contact = ok.header("Contact").expect("Contact in the 200");
+    let to = ok.header("To").expect("To");
+    let ack = common::sip::request("ACK", &ruri, local, "TCP", "", "")
+        .replace(&format!("To: <{ruri}>"), &format!("To: {to}"));
+    let call_id = ok.header("Call-ID").expect("Call-ID");
+    let from = common::sip::header(&invite, "From").expect("From");
+    let ack = replace_header(&replace_header(&ack, "Call-ID", &call_id), "From", &from);
+    s.write_all(ack.as_bytes()).expect("send ACK");
+    wait_for("the TCP caller in 5001", Duration::from_secs(10), || {
+        (participants_on(&a, "5001") == 1).then_some(())
+    });
+    eprintln!("node's Contact: {node_contact}");
+
+    // The node hangs up (it shuts down): the BYE comes on our connection.
+    a.signal("TERM");
+    s.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline && !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let bye = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        bye.starts_with("BYE "),
+        "the node's BYE should reach the TCP caller through the front door; got {bye:?}\n--- control ---\n{}",
+        control.log_tail()
+    );
+    assert!(bye.contains(&call_id), "{bye}");
+    // Our 200 goes back the way it came; the node then exits at once
+    // rather than after its BYE's timeout.
+    let head_end = bye.find("\r\n\r\n").unwrap_or(bye.len());
+    let mut resp = String::from("SIP/2.0 200 OK\r\n");
+    for line in bye[..head_end].lines().skip(1) {
+        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
+            resp.push_str(line);
+            resp.push_str("\r\n");
+        }
+    }
+    resp.push_str("Content-Length: 0\r\n\r\n");
+    let sent = Instant::now();
+    s.write_all(resp.as_bytes()).expect("send 200 to BYE");
+    let status = a.wait_exit(Duration::from_secs(10));
+    eprintln!(
+        "node exited {:.2} s after our 200: {status:?}",
+        sent.elapsed().as_secs_f64()
+    );
+    assert!(
+        status.is_some(),
+        "the node ends after its BYEs are answered"
+    );
+}
+
+fn replace_header(msg: &str, name: &str, value: &str) -> String {
+    msg.lines()
+        .map(|l| {
+            if l.split(':')
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            {
+                format!("{name}: {value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }

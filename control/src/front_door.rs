@@ -69,9 +69,22 @@ struct Inner {
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     /// (Call-ID, caller's branch) → the node an INVITE went to.
     routes: Mutex<HashMap<(String, String), Remembered>>,
-    /// Call-ID → its node, for callers that send in-dialog requests to us
-    /// rather than to the node's Contact (sipp's built-in scenarios do).
-    dialogs: Mutex<HashMap<String, Remembered>>,
+    /// Call-ID → its node and its caller: for callers that send in-dialog
+    /// requests to us rather than to the node's Contact (sipp's built-in
+    /// scenarios do), and for nodes that send theirs to us (a caller on
+    /// TCP, whom a node cannot reach by itself).
+    dialogs: Mutex<HashMap<String, DialogRoute>>,
+}
+
+/// Both ends of a call that came through us.
+#[derive(Clone)]
+struct DialogRoute {
+    node: SocketAddr,
+    conference: String,
+    /// Where the caller's INVITE came from, and whether over TCP.
+    caller: SocketAddr,
+    caller_tcp: bool,
+    at: Instant,
 }
 
 /// Where a request went: the node, the conference, when.
@@ -360,7 +373,14 @@ impl Inner {
         Some(user.to_owned())
     }
 
-    fn remember(&self, req: &Request, node: SocketAddr, conference: &str) {
+    fn remember(
+        &self,
+        req: &Request,
+        node: SocketAddr,
+        conference: &str,
+        caller: SocketAddr,
+        caller_tcp: bool,
+    ) {
         let now = Instant::now();
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         if routes.len() > 10_000 {
@@ -370,20 +390,26 @@ impl Inner {
         drop(routes);
         let mut dialogs = self.dialogs.lock().unwrap_or_else(|p| p.into_inner());
         if dialogs.len() > 100_000 {
-            dialogs.retain(|_, (_, _, at)| now.duration_since(*at) < DIALOG_MEMORY);
+            dialogs.retain(|_, d| now.duration_since(d.at) < DIALOG_MEMORY);
         }
         dialogs.insert(
             req.call_id().unwrap_or_default().to_owned(),
-            (node, conference.to_owned(), now),
+            DialogRoute {
+                node,
+                conference: conference.to_owned(),
+                caller,
+                caller_tcp,
+                at: now,
+            },
         );
     }
 
-    fn dialog(&self, req: &Request) -> Option<(SocketAddr, String)> {
+    fn dialog(&self, req: &Request) -> Option<DialogRoute> {
         let mut dialogs = self.dialogs.lock().unwrap_or_else(|p| p.into_inner());
         let call_id = req.call_id()?;
         let entry = dialogs.get_mut(call_id)?;
-        entry.2 = Instant::now();
-        let found = (entry.0, entry.1.clone());
+        entry.at = Instant::now();
+        let found = entry.clone();
         if req.method == Method::Bye {
             dialogs.remove(call_id);
         }
@@ -416,7 +442,7 @@ async fn route_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: b
     }
     match decide(inner, &req, from).await {
         Ok((node, conference)) => {
-            inner.remember(&req, node, &conference);
+            inner.remember(&req, node, &conference, from, tcp);
             match inner.settings.front_door.mode {
                 FrontDoorMode::Proxy => {
                     inner
@@ -576,7 +602,8 @@ fn forward(
 /// not Record-Route); one that comes to us goes to the node of its call.
 fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) {
     match inner.dialog(&req) {
-        Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
+        Some(d) if from == d.node => to_caller(inner, req, &d),
+        Some(d) => forward(inner, req, from, tcp, d.node, &d.conference),
         None if req.method == Method::Ack => {}
         None => reply(
             inner,
@@ -589,10 +616,37 @@ fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) 
     }
 }
 
+/// A node's request in a call that came through us (its BYE, re-INVITE,
+/// INFO): to the caller, where its INVITE came from and on its transport;
+/// the response comes back by our Via.
+fn to_caller(inner: &Inner, mut req: Request, d: &DialogRoute) {
+    let mf = req.max_forwards().unwrap_or(70);
+    if mf == 0 {
+        return;
+    }
+    req.headers.set("Max-Forwards", (mf - 1).to_string());
+    let branch = our_branch(&req);
+    let transport = if d.caller_tcp { "TCP" } else { "UDP" };
+    req.headers.push_front(
+        "Via",
+        format!("SIP/2.0/{transport} {};branch={branch}", inner.addr),
+    );
+    send_to(inner, d.caller, d.caller_tcp, req.to_bytes());
+}
+
 /// CANCEL and the ACK of a failed INVITE go where their INVITE went (an ACK
 /// of a 2xx, with a branch of its own, where its call went).
 fn follow_invite(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) {
-    match inner.remembered(&req).or_else(|| inner.dialog(&req)) {
+    let dialog = inner.dialog(&req);
+    if let Some(d) = dialog.as_ref().filter(|d| d.node == from) {
+        // The ACK of a node's own re-INVITE.
+        to_caller(inner, req, d);
+        return;
+    }
+    let remembered = inner
+        .remembered(&req)
+        .or_else(|| dialog.map(|d| (d.node, d.conference)));
+    match remembered {
         Some((node, conference)) => forward(inner, req, from, tcp, node, &conference),
         None if req.method == Method::Cancel => reply(
             inner,

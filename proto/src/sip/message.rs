@@ -686,6 +686,52 @@ pub fn uri_user(uri: &str) -> Option<&str> {
     (!user.is_empty()).then_some(user)
 }
 
+/// Where a SIP URI with an IP-literal host points (`sip:a@192.0.2.1:5070`,
+/// `<sip:[2001:db8::1]>`; port 5060 when absent, 5061 for `sips:`), and
+/// whether it asks for a stream transport (`;transport=tcp`/`tls`, `sips:`).
+/// `None` for host names (a UAS without DNS cannot resolve them) and
+/// non-SIP URIs.
+pub fn uri_addr(uri: &str) -> Option<(std::net::SocketAddr, bool)> {
+    let uri = uri.trim();
+    let uri = match (uri.find('<'), uri.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &uri[a + 1..b],
+        _ => uri,
+    };
+    let (scheme, rest) = uri.split_once(':')?;
+    let secure = scheme.eq_ignore_ascii_case("sips");
+    if !secure && !scheme.eq_ignore_ascii_case("sip") {
+        return None;
+    }
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let mut parts = rest.split(';');
+    let hostport = parts.next()?;
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let stream = secure
+        || parts.any(|p| {
+            p.split_once('=').is_some_and(|(n, v)| {
+                n.eq_ignore_ascii_case("transport")
+                    && (v.eq_ignore_ascii_case("tcp") || v.eq_ignore_ascii_case("tls"))
+            })
+        });
+    let default = if secure { 5061 } else { 5060 };
+    let (ip, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (ip, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default,
+            None => return None,
+        };
+        (ip.parse::<std::net::Ipv6Addr>().ok()?.into(), port)
+    } else {
+        let (host, port) = match hostport.split_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (hostport, default),
+        };
+        (host.parse::<std::net::Ipv4Addr>().ok()?.into(), port)
+    };
+    Some((std::net::SocketAddr::new(ip, port), stream))
+}
+
 // ---------------------------------------------------------------------------
 // Messages
 
@@ -1354,6 +1400,31 @@ pub fn parse_stream(buf: &[u8]) -> Result<Option<(Message, usize)>, ParseError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_addresses() {
+        let a = |u: &str| uri_addr(u).map(|(a, s)| (a.to_string(), s));
+        assert_eq!(
+            a("sip:alice@192.0.2.1:5070"),
+            Some(("192.0.2.1:5070".into(), false))
+        );
+        assert_eq!(
+            a("<sip:192.0.2.1;transport=TCP>"),
+            Some(("192.0.2.1:5060".into(), true))
+        );
+        assert_eq!(
+            a("\"A\" <sips:a@[2001:db8::1]:5071;lr>"),
+            Some(("[2001:db8::1]:5071".into(), true))
+        );
+        assert_eq!(
+            a("sip:a@[2001:db8::1]"),
+            Some(("[2001:db8::1]:5060".into(), false))
+        );
+        assert_eq!(a("sip:a@example.com"), None);
+        assert_eq!(a("sip:a@192.0.2.1:x"), None);
+        assert_eq!(a("tel:+4711"), None);
+        assert_eq!(a("sip:a@[::1"), None);
+    }
 
     const BARESIP_INVITE: &str = "INVITE sip:4711@192.0.2.10 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK4a1f0c2b8e6d;rport\r\n\

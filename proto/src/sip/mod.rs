@@ -25,7 +25,7 @@ pub mod transaction;
 pub use dialog::{Dialog, DialogError, DialogId, dialog_id, new_branch, new_tag};
 pub use message::{
     Headers, Message, Method, NameAddr, ParseError, ParseErrorKind, Request, Response, Via,
-    parse_datagram, parse_name_addr, parse_stream, tag_param, uri_user,
+    parse_datagram, parse_name_addr, parse_stream, tag_param, uri_addr, uri_user,
 };
 pub use session_timer::{Refresher, SessionTimer, negotiate, reject_too_small};
 pub use transaction::{

@@ -141,7 +141,8 @@ async fn node(config: Config) -> anyhow::Result<()> {
     let follow = tokio::spawn(follow_placements(
         member.membership.clone(),
         node.spans.clone(),
-        config.node.name.clone(),
+        node.registry.clone(),
+        config.clone(),
     ));
     println!(
         "Tandem node {} (site {}) is up: sip {}, api http://{}",
@@ -157,23 +158,45 @@ async fn node(config: Config) -> anyhow::Result<()> {
 
 /// Makes this node's part of each conference placed on it (not as home) a
 /// satellite of the home: placement decides, the node links over QUIC; a
-/// new home after failover is linked to anew.
+/// new home after failover is linked to anew. A conference that started
+/// here without the front door placing it here (the lobby took a caller to
+/// it; a caller dialled the node) is claimed first: the node joins its
+/// placement, as home if it is placed nowhere, so that one conference ID is
+/// one conference across the fleet.
 async fn follow_placements(
     membership: Arc<tandem_control::Membership>,
     spans: Arc<tandem_bridge::span::Spans>,
-    me: String,
+    registry: Arc<tandem_bridge::registry::Registry>,
+    config: Config,
 ) {
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+    let me = config.node.name.clone();
     let mut changes = membership.placement_changes();
-    let mut linked: std::collections::HashMap<String, std::net::SocketAddr> =
-        std::collections::HashMap::new();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut linked: HashMap<String, std::net::SocketAddr> = HashMap::new();
+    let mut claimed: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = changes.changed() => {}
             _ = tick.tick() => {}
         }
-        let mut want = std::collections::HashMap::new();
-        for p in membership.placements() {
+        let placements = membership.placements();
+        claimed.retain(|_, at| at.elapsed() < Duration::from_secs(2));
+        for conf in registry.ids() {
+            let member = placements
+                .iter()
+                .any(|p| p.conference == conf && p.nodes.contains(&me));
+            if member || config.lobby.is_lobby(&conf) || claimed.contains_key(&conf) {
+                continue;
+            }
+            claimed.insert(conf.clone(), Instant::now());
+            if let Err(e) = membership.claim(&conf, &me).await {
+                tracing::warn!(conference = %conf, %e, "cannot join the conference's placement");
+            }
+        }
+        let mut want = HashMap::new();
+        for p in &placements {
             let Some(home) = p.home() else { continue };
             if home == me || !p.nodes.contains(&me) {
                 continue;

@@ -624,3 +624,110 @@ fn replace_header(msg: &str, name: &str, value: &str) -> String {
         .collect::<Vec<_>>()
         .join("\r\n")
 }
+
+/// The state (`joined`, `pin`, `lobby`) of `name` in `conference` on `node`.
+fn state_on(node: &Node, conference: &str, name: &str) -> Option<String> {
+    node.participant(conference, name)?
+        .get("state")?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn wait_state(node: &Node, conference: &str, name: &str, want: &str) {
+    wait_for(
+        &format!("{name} in {conference} with state {want}"),
+        Duration::from_secs(15),
+        || (state_on(node, conference, name).as_deref() == Some(want)).then_some(()),
+    );
+}
+
+/// The lobby number through the front door lands on the least loaded node,
+/// which is not the one the conference the caller asks for lives on: the
+/// lobby node joins that conference's placement and links its part to the
+/// home, so the caller (after the room's PIN) hears the people on the
+/// other node and they hear the caller: one conference ID, one conference.
+#[test]
+fn the_lobby_takes_a_caller_to_a_conference_homed_on_another_node() {
+    let etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, "", &[]);
+    let env = [
+        ("TANDEM_SPAN_SECRET", "lobby test secret"),
+        ("TANDEM_VIDEO_ENABLED", "false"),
+        ("TANDEM_SPAN_VIDEO_FLOWS", "0"),
+    ];
+    let nodes = [
+        ("node-a", cluster::node(&etcd, "node-a", "east", 20, &env)),
+        ("node-b", cluster::node(&etcd, "node-b", "east", 20, &env)),
+    ];
+    cluster::wait_nodes(&control, 2);
+    put_vmr(&control, "6001", r#"{"name":"Ops","pin":"4321"}"#);
+    let rt = rooms::runtime();
+    let host = call(&rt, &control, "6001", "host", "east", 1, Some(440.0));
+    let home = cluster::placement(&control, "6001").expect("placed")["nodes"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (home_node, other) = if home == nodes[0].0 {
+        (&nodes[0].1, &nodes[1])
+    } else {
+        (&nodes[1].1, &nodes[0])
+    };
+    wait_state(home_node, "6001", "host", "pin");
+    host.send_dtmf("4321#", DtmfMethod::Rfc4733);
+    wait_state(home_node, "6001", "host", "joined");
+
+    // The lobby: to the least loaded node, the other one.
+    let guest = call(&rt, &control, "lobby", "guest", "east", 2, Some(1000.0));
+    wait_state(&other.1, "lobby", "guest", "lobby");
+    guest.send_dtmf("6001#", DtmfMethod::Rfc4733);
+    wait_state(&other.1, "6001", "guest", "pin");
+    guest.send_dtmf("4321#", DtmfMethod::Info);
+    wait_state(&other.1, "6001", "guest", "joined");
+
+    // One conference: the lobby node joined its placement and linked.
+    let p = wait_for(
+        "the lobby node in 6001's placement",
+        Duration::from_secs(5),
+        || {
+            let p = cluster::placement(&control, "6001")?;
+            (p["nodes"].as_array()?.len() == 2).then_some(p)
+        },
+    );
+    eprintln!("placement of 6001: {p}");
+    assert_eq!(p["nodes"][0], home.as_str(), "{p}");
+    assert_eq!(p["nodes"][1], other.0, "{p}");
+    assert_eq!(p["reasons"][1], "joined", "{p}");
+    wait_for(
+        "the lobby node's part linked to the home",
+        Duration::from_secs(10),
+        || {
+            let span = other.1.conference("6001")?.get("span")?.clone();
+            (span["role"] == "satellite" && span["peers"][0]["state"] == "connected").then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    host.mark();
+    guest.mark();
+    std::thread::sleep(Duration::from_secs(3));
+    let (h, g) = (host.heard(), guest.heard());
+    assert!(
+        h.contains(1000.0) && !h.contains(440.0),
+        "the host hears the guest from the other node and not itself: 1000 Hz {:.1} dBFS, 440 Hz {:.1} dBFS",
+        h.tone_level(1000.0),
+        h.tone_level(440.0)
+    );
+    assert!(
+        g.contains(440.0) && !g.contains(1000.0),
+        "the guest hears the host and not itself: 440 Hz {:.1} dBFS, 1000 Hz {:.1} dBFS",
+        g.tone_level(440.0),
+        g.tone_level(1000.0)
+    );
+    assert_eq!(
+        control.metric("tandem_front_door_calls_total", &[("outcome", "proxied")]),
+        2.0
+    );
+    assert_eq!(
+        other.1.metric("tandem_ivr_calls_total", &[("outcome", "joined")]),
+        1.0
+    );
+}

@@ -68,7 +68,7 @@ impl ControlMetrics {
                 IntCounterVec::new(
                     Opts::new(
                         "tandem_placements_total",
-                        "Conferences placed on a node (or spanned onto one), by reason: site, pool, least_loaded, overflow, span_full, span_site, failover",
+                        "Conferences placed on a node (or spanned onto one), by reason: site, pool, least_loaded, overflow, span_full, span_site, failover, joined",
                     ),
                     &["reason"],
                 )

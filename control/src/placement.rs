@@ -39,6 +39,10 @@ pub enum PlacementReason {
     SpanSite,
     /// The home node's lease expired: a new home.
     Failover,
+    /// A call reached the node without the front door placing it there
+    /// (the node's lobby, or a caller dialling the node): the node joined
+    /// the conference's placement itself.
+    Joined,
 }
 
 impl PlacementReason {
@@ -52,6 +56,7 @@ impl PlacementReason {
             PlacementReason::SpanFull => "span_full",
             PlacementReason::SpanSite => "span_site",
             PlacementReason::Failover => "failover",
+            PlacementReason::Joined => "joined",
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::placement::Placement;
+use crate::placement::{Placement, PlacementReason};
 use crate::store::{Mirror, SharedStore, StoreError, keys};
 use crate::vmr::{RoomDirectory, Vmr};
 
@@ -132,6 +132,55 @@ impl Membership {
             *l = load;
             changed
         });
+    }
+
+    /// Makes node `me` a member of `conference`'s placement when a call
+    /// reached it by itself (its lobby; a caller dialling the node): added
+    /// to the nodes of a conference placed elsewhere (it then links there
+    /// as a satellite), or its home if the conference is placed nowhere
+    /// (or only on nodes that are gone). A transaction, as placement is.
+    pub async fn claim(&self, conference: &str, me: &str) -> Result<(), StoreError> {
+        let key = keys::placement(conference);
+        for _ in 0..8 {
+            let current = self.store.get(&key).await?;
+            let revision = current.as_ref().map_or(0, |e| e.mod_revision);
+            let existing = current
+                .as_ref()
+                .and_then(|e| serde_json::from_slice::<Placement>(&e.value).ok());
+            let placement = match existing {
+                Some(p) if p.nodes.iter().any(|n| n == me) => return Ok(()),
+                Some(mut p) => {
+                    p.drop_gone(|n| self.node(n).is_some());
+                    p.nodes.push(me.to_owned());
+                    p.reasons.push(PlacementReason::Joined);
+                    if p.nodes.len() == 1 {
+                        p.reason = PlacementReason::Joined;
+                        p.placed_ms = now_ms();
+                    }
+                    p
+                }
+                None => Placement {
+                    conference: conference.to_owned(),
+                    nodes: vec![me.to_owned()],
+                    reason: PlacementReason::Joined,
+                    reasons: vec![PlacementReason::Joined],
+                    site: None,
+                    placed_ms: now_ms(),
+                },
+            };
+            let body = serde_json::to_vec(&placement).unwrap_or_default();
+            if self
+                .store
+                .compare_and_put(&key, revision, body, None)
+                .await?
+            {
+                info!(%conference, node = %me, home = ?placement.home(), "joined the conference's placement");
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(
+            "placement kept changing under us".into(),
+        ))
     }
 
     /// Where `conference` is placed, from a live copy.

@@ -106,7 +106,27 @@ enum Placement {
 struct ConferenceEntry {
     handle: ConferenceHandle,
     task: JoinHandle<()>,
+    /// What holds the conference open: calls, and span links of other
+    /// nodes (`span_holds` of them).
     legs: usize,
+    span_holds: usize,
+}
+
+impl ConferenceEntry {
+    /// People in the conference across the fleet: this node's calls, and
+    /// those the span roster lists on other nodes (a room's size holds for
+    /// the whole conference, not per node).
+    fn occupancy(&self) -> usize {
+        let remote = self
+            .handle
+            .snapshot
+            .borrow()
+            .participants
+            .iter()
+            .filter(|p| p.node.is_some())
+            .count();
+        self.legs.saturating_sub(self.span_holds) + remote
+    }
 }
 
 pub struct Signalling {
@@ -581,7 +601,10 @@ impl Signalling {
             return;
         }
         let limit = self.max_participants(room.as_ref());
-        let existing = self.conferences.get(&conference).map(|c| c.legs);
+        let existing = self
+            .conferences
+            .get(&conference)
+            .map(ConferenceEntry::occupancy);
         match existing {
             None if !self.config.conference.auto_create && !lobby && room.is_none() => {
                 self.metrics
@@ -926,6 +949,9 @@ impl Signalling {
 
     /// One holder (a span link) less; the conference ends with its last.
     fn release_conference(&mut self, conference: &str) {
+        if let Some(entry) = self.conferences.get_mut(conference) {
+            entry.span_holds = entry.span_holds.saturating_sub(1);
+        }
         self.leave_conference(conference, None);
     }
 
@@ -982,6 +1008,7 @@ impl Signalling {
             handle,
             task,
             legs: 0,
+            span_holds: 0,
         }
     }
 
@@ -1021,8 +1048,11 @@ impl Signalling {
         let verdict = match self.locate(&digits) {
             Placement::NotFound => Some(Verdict::NotFound),
             Placement::Local(room) => {
-                let legs = self.conferences.get(&digits).map_or(0, |c| c.legs);
-                if legs >= self.max_participants(room.as_ref()) {
+                let people = self
+                    .conferences
+                    .get(&digits)
+                    .map_or(0, ConferenceEntry::occupancy);
+                if people >= self.max_participants(room.as_ref()) {
                     Some(Verdict::Full)
                 } else {
                     info!(%call_id, conference = %digits, "lobby: moving the caller");
@@ -1215,6 +1245,7 @@ impl Signalling {
                 let handle = (known || self.config.conference.auto_create).then(|| {
                     let entry = self.open_conference(&conference);
                     entry.legs += 1;
+                    entry.span_holds += 1;
                     entry.handle.clone()
                 });
                 let _ = reply.send(handle);

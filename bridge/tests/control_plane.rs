@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{self, Etcd, SITES, call, participants_on};
 use common::{Node, rooms, wait_for};
-use tandem_loadtest::{DtmfMethod, RoomSystem};
+use tandem_loadtest::{DtmfMethod, RoomSystem, RoomSystemConfig};
 
 fn put_vmr(control: &Node, id: &str, body: &str) {
     let r = control.request("PUT", &format!("/api/vmrs/{id}"), body);
@@ -727,7 +727,74 @@ fn the_lobby_takes_a_caller_to_a_conference_homed_on_another_node() {
         2.0
     );
     assert_eq!(
-        other.1.metric("tandem_ivr_calls_total", &[("outcome", "joined")]),
+        other
+            .1
+            .metric("tandem_ivr_calls_total", &[("outcome", "joined")]),
         1.0
     );
+}
+
+/// A room's size is the conference's, across the nodes it spans: a room of
+/// 3 on nodes that take 2 each spans onto the second node for its third
+/// caller, and the fourth is told the room is full (486), not let in on the
+/// node with space.
+#[test]
+fn a_rooms_size_holds_across_the_nodes_it_spans() {
+    let etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, "", &[]);
+    let env = [
+        ("TANDEM_SPAN_SECRET", "size test secret"),
+        ("TANDEM_VIDEO_ENABLED", "false"),
+        ("TANDEM_SPAN_VIDEO_FLOWS", "0"),
+    ];
+    let nodes = [
+        cluster::node(&etcd, "node-a", "east", 2, &env),
+        cluster::node(&etcd, "node-b", "east", 2, &env),
+    ];
+    cluster::wait_nodes(&control, 2);
+    put_vmr(
+        &control,
+        "6100",
+        r#"{"name":"Huddle","max_participants":3}"#,
+    );
+    let rt = rooms::runtime();
+    let calls: Vec<RoomSystem> = (0..3u8)
+        .map(|i| {
+            call(
+                &rt,
+                &control,
+                "6100",
+                &format!("p{i}"),
+                "east",
+                30 + i,
+                None,
+            )
+        })
+        .collect();
+    let p = cluster::placement(&control, "6100").expect("placed");
+    assert_eq!(p["reasons"][1], "span_full", "{p}");
+    let far = if p["nodes"][1] == "node-a" {
+        &nodes[0]
+    } else {
+        &nodes[1]
+    };
+    // The far node knows the home's two from the span roster.
+    wait_for(
+        "the far node listing 3 people in 6100",
+        Duration::from_secs(10),
+        || (far.conference("6100")?["participants"].as_array()?.len() == 3).then_some(()),
+    );
+    let cfg = RoomSystemConfig::new(control.sip_addr(), "6100", "p3");
+    let fourth = rt.block_on(async {
+        let mut cfg = cfg;
+        cfg.local_ip = cluster::caller_ip("east", 33);
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+    });
+    match fourth {
+        Ok(Err(tandem_loadtest::Error::Rejected { code, .. })) => assert_eq!(code, 486),
+        Ok(Ok(_)) => panic!("a fourth caller got into a room of 3 on the node with space"),
+        other => panic!("fourth call: {other:?}"),
+    }
+    assert!(far.metric("tandem_calls_total", &[("outcome", "conference_full")]) >= 1.0);
+    drop(calls);
 }

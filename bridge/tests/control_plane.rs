@@ -625,22 +625,6 @@ fn replace_header(msg: &str, name: &str, value: &str) -> String {
         .join("\r\n")
 }
 
-/// The state (`joined`, `pin`, `lobby`) of `name` in `conference` on `node`.
-fn state_on(node: &Node, conference: &str, name: &str) -> Option<String> {
-    node.participant(conference, name)?
-        .get("state")?
-        .as_str()
-        .map(str::to_string)
-}
-
-fn wait_state(node: &Node, conference: &str, name: &str, want: &str) {
-    wait_for(
-        &format!("{name} in {conference} with state {want}"),
-        Duration::from_secs(15),
-        || (state_on(node, conference, name).as_deref() == Some(want)).then_some(()),
-    );
-}
-
 /// The lobby number through the front door lands on the least loaded node,
 /// which is not the one the conference the caller asks for lives on: the
 /// lobby node joins that conference's placement and links its part to the
@@ -672,17 +656,17 @@ fn the_lobby_takes_a_caller_to_a_conference_homed_on_another_node() {
     } else {
         (&nodes[1].1, &nodes[0])
     };
-    wait_state(home_node, "6001", "host", "pin");
+    home_node.wait_state("6001", "host", "pin");
     host.send_dtmf("4321#", DtmfMethod::Rfc4733);
-    wait_state(home_node, "6001", "host", "joined");
+    home_node.wait_state("6001", "host", "joined");
 
     // The lobby: to the least loaded node, the other one.
     let guest = call(&rt, &control, "lobby", "guest", "east", 2, Some(1000.0));
-    wait_state(&other.1, "lobby", "guest", "lobby");
+    other.1.wait_state("lobby", "guest", "lobby");
     guest.send_dtmf("6001#", DtmfMethod::Rfc4733);
-    wait_state(&other.1, "6001", "guest", "pin");
+    other.1.wait_state("6001", "guest", "pin");
     guest.send_dtmf("4321#", DtmfMethod::Info);
-    wait_state(&other.1, "6001", "guest", "joined");
+    other.1.wait_state("6001", "guest", "joined");
 
     // One conference: the lobby node joined its placement and linked.
     let p = wait_for(

@@ -46,22 +46,6 @@ fn node(env: &[(&str, &str)]) -> Node {
     Node::start_full(env, &["--config", &path])
 }
 
-/// The participant's `state` in the API (`joined`, `pin`, `lobby`, ...).
-fn state(node: &Node, conference: &str, name: &str) -> Option<String> {
-    node.participant(conference, name)?
-        .get("state")?
-        .as_str()
-        .map(str::to_string)
-}
-
-fn wait_state(node: &Node, conference: &str, name: &str, want: &str) {
-    wait_for(
-        &format!("{name} in {conference} with state {want}"),
-        Duration::from_secs(15),
-        || (state(node, conference, name).as_deref() == Some(want)).then_some(()),
-    );
-}
-
 fn call(rt: &tokio::runtime::Runtime, node: &Node, to: &str, name: &str, hz: f32) -> RoomSystem {
     rooms::call(rt, node, to, name, Codec::Pcmu, Some((hz, 0.25)))
 }
@@ -128,13 +112,13 @@ fn a_pin_room_holds_callers_at_the_door_until_the_right_pin() {
     let node = node(&[]);
     let rt = rooms::runtime();
     let alpha = call(&rt, &node, "4711", "alpha", ALPHA_HZ);
-    wait_state(&node, "4711", "alpha", "pin");
+    node.wait_state("4711", "alpha", "pin");
     alpha.send_dtmf("1234", DtmfMethod::Rfc4733);
-    wait_state(&node, "4711", "alpha", "joined");
+    node.wait_state("4711", "alpha", "joined");
 
     // Bravo at the door: hears the prompt, not alpha; alpha does not hear bravo.
     let bravo = call(&rt, &node, "4711", "bravo", BRAVO_HZ);
-    wait_state(&node, "4711", "bravo", "pin");
+    node.wait_state("4711", "bravo", "pin");
     let heard = listen(&[&alpha, &bravo], 4);
     assert_hears_prompt_only("bravo", &heard[1], &[ALPHA_HZ]);
     assert_hears("alpha (bravo at the door)", &heard[0], &[], &[BRAVO_HZ]);
@@ -147,18 +131,18 @@ fn a_pin_room_holds_callers_at_the_door_until_the_right_pin() {
 
     // The right PIN by RFC 4733: "you are now joining", then mixed both ways.
     bravo.send_dtmf("1234#", DtmfMethod::Rfc4733);
-    wait_state(&node, "4711", "bravo", "joined");
+    node.wait_state("4711", "bravo", "joined");
     let heard = listen(&[&alpha, &bravo], 3);
     assert_hears("alpha", &heard[0], &[BRAVO_HZ], &[ALPHA_HZ]);
     assert_hears("bravo", &heard[1], &[ALPHA_HZ], &[BRAVO_HZ]);
 
     // Charlie by SIP INFO.
     let charlie = call(&rt, &node, "4711", "charlie", CHARLIE_HZ);
-    wait_state(&node, "4711", "charlie", "pin");
+    node.wait_state("4711", "charlie", "pin");
     let heard = listen(&[&charlie], 3);
     assert_hears_prompt_only("charlie", &heard[0], &[ALPHA_HZ, BRAVO_HZ]);
     charlie.send_dtmf("1234#", DtmfMethod::Info);
-    wait_state(&node, "4711", "charlie", "joined");
+    node.wait_state("4711", "charlie", "joined");
     let heard = listen(&[&alpha, &charlie], 3);
     assert_hears("charlie", &heard[1], &[ALPHA_HZ, BRAVO_HZ], &[CHARLIE_HZ]);
     assert_hears("alpha", &heard[0], &[BRAVO_HZ, CHARLIE_HZ], &[ALPHA_HZ]);
@@ -180,7 +164,7 @@ fn three_wrong_pins_hear_goodbye_then_bye_with_reason() {
     let node = node(&[]);
     let rt = rooms::runtime();
     let delta = call(&rt, &node, "4711", "delta", ALPHA_HZ);
-    wait_state(&node, "4711", "delta", "pin");
+    node.wait_state("4711", "delta", "pin");
     delta.send_dtmf("1111#", DtmfMethod::Rfc4733);
     std::thread::sleep(Duration::from_millis(2500));
     delta.send_dtmf("22#", DtmfMethod::Info);
@@ -228,17 +212,17 @@ fn the_lobby_takes_callers_to_the_conference_they_enter() {
     let node = node(&[("TANDEM_CONFERENCE_AUTO_CREATE", "false")]);
     let rt = rooms::runtime();
     let alpha = call(&rt, &node, "4711", "alpha", ALPHA_HZ);
-    wait_state(&node, "4711", "alpha", "pin");
+    node.wait_state("4711", "alpha", "pin");
     alpha.send_dtmf("1234", DtmfMethod::Info);
-    wait_state(&node, "4711", "alpha", "joined");
+    node.wait_state("4711", "alpha", "joined");
 
     // Bravo dials the lobby: asked for an ID, then the room's PIN, then in.
     let bravo = call(&rt, &node, "lobby", "bravo", BRAVO_HZ);
-    wait_state(&node, "lobby", "bravo", "lobby");
+    node.wait_state("lobby", "bravo", "lobby");
     let heard = listen(&[&bravo], 3);
     assert_hears_prompt_only("bravo in the lobby", &heard[0], &[ALPHA_HZ]);
     bravo.send_dtmf("4711#", DtmfMethod::Rfc4733);
-    wait_state(&node, "4711", "bravo", "pin");
+    node.wait_state("4711", "bravo", "pin");
     assert!(
         node.conference("lobby").is_none(),
         "the lobby ends with its last caller gone: {}",
@@ -248,7 +232,7 @@ fn the_lobby_takes_callers_to_the_conference_they_enter() {
     assert_hears_prompt_only("bravo at 4711's door", &heard[1], &[ALPHA_HZ]);
     assert_hears("alpha (bravo at the door)", &heard[0], &[], &[BRAVO_HZ]);
     bravo.send_dtmf("1234#", DtmfMethod::Rfc4733);
-    wait_state(&node, "4711", "bravo", "joined");
+    node.wait_state("4711", "bravo", "joined");
     let heard = listen(&[&alpha, &bravo], 3);
     assert_hears("alpha", &heard[0], &[BRAVO_HZ], &[ALPHA_HZ]);
     assert_hears("bravo", &heard[1], &[ALPHA_HZ], &[BRAVO_HZ]);
@@ -256,13 +240,13 @@ fn the_lobby_takes_callers_to_the_conference_they_enter() {
 
     // A room without a PIN: "you are now joining", then in.
     let charlie = call(&rt, &node, "lobby", "charlie", CHARLIE_HZ);
-    wait_state(&node, "lobby", "charlie", "lobby");
+    node.wait_state("lobby", "charlie", "lobby");
     charlie.send_dtmf("4712#", DtmfMethod::Info);
-    wait_state(&node, "4712", "charlie", "joined");
+    node.wait_state("4712", "charlie", "joined");
 
     // An unknown ID (auto_create off), three times: goodbye, BYE.
     let delta = call(&rt, &node, "lobby", "delta", ALPHA_HZ);
-    wait_state(&node, "lobby", "delta", "lobby");
+    node.wait_state("lobby", "delta", "lobby");
     for id in ["999#", "998#", "997#"] {
         delta.send_dtmf(id, DtmfMethod::Rfc4733);
         std::thread::sleep(Duration::from_millis(2500));
@@ -288,7 +272,7 @@ fn a_rooms_size_and_layout_apply() {
     let node = node(&[]);
     let rt = rooms::runtime();
     let alpha = call(&rt, &node, "small", "alpha", ALPHA_HZ);
-    wait_state(&node, "small", "alpha", "joined");
+    node.wait_state("small", "alpha", "joined");
     let conference = node.conference("small").expect("conference small");
     assert_eq!(
         conference.get("layout").and_then(|l| l.as_str()),

@@ -275,6 +275,24 @@ impl Node {
             .cloned()
     }
 
+    /// The participant's `state` in the API (`joined`, or at the door
+    /// `pin`, `lobby`, `joining`, ...).
+    pub fn participant_state(&self, conference: &str, name: &str) -> Option<String> {
+        self.participant(conference, name)?
+            .get("state")?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Waits (15 s at most) until `name` is in `conference` with `state`.
+    pub fn wait_state(&self, conference: &str, name: &str, state: &str) {
+        super::wait_for(
+            &format!("{name} in {conference} with state {state}"),
+            std::time::Duration::from_secs(15),
+            || (self.participant_state(conference, name).as_deref() == Some(state)).then_some(()),
+        );
+    }
+
     /// `GET /api/conferences` as JSON (an array).
     pub fn conferences(&self) -> serde_json::Value {
         let r = self.get("/api/conferences");

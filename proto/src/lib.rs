@@ -9,11 +9,14 @@
 //!   dialogs (§12).
 //! - [`sdp`]: SDP (RFC 4566) and the offer/answer model (RFC 3264) for audio.
 //! - [`rtp`]: RTP/RTCP packets (RFC 3550), RTCP SR/RR, jitter buffer.
+//! - [`bfcp`]: BFCP (RFC 8855) messages and the floor control server of a
+//!   conference's content channel.
 //! - [`span`]: the frames of a conference spanning nodes over QUIC (media
 //!   datagrams by flow, the control stream's hello, roster and keyframe
 //!   requests).
 #![forbid(unsafe_code)]
 
+pub mod bfcp;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;

@@ -37,6 +37,7 @@ impl ClusterMember {
             api: api.to_string(),
             span: span.map(|s| s.to_string()),
             max_participants: config.node.max_participants,
+            max_hd_participants: config.node.hd_ports(),
             version: env!("CARGO_PKG_VERSION").into(),
             ..NodeRecord::default()
         };
@@ -64,9 +65,11 @@ async fn publish_load(membership: Arc<Membership>, registry: Arc<Registry>, metr
         // Counted by signalling as it answers and ends calls: exact, and at
         // the time it says.
         let participants = metrics.sip_calls.get().max(0) as usize;
+        let hd_participants = metrics.sip_hd_calls.get().max(0) as usize;
         let conferences = registry.ids();
         membership.set_load(Load {
             participants,
+            hd_participants,
             counted_ms: tandem_control::registry::now_ms(),
             conferences,
             // Rounded so that noise does not rewrite the record each tick.

@@ -15,6 +15,10 @@ pub struct Metrics {
     /// lobby): what `[node] max_participants` limits and the control plane
     /// sees as the node's load.
     pub sip_calls: IntGauge,
+    /// Of them, calls with video (HD ports in use).
+    pub sip_hd_calls: IntGauge,
+    /// Calls answered audio-only because every HD port was in use.
+    pub hd_full: IntCounter,
     pub sip_requests: IntCounterVec,
     pub sip_responses: IntCounterVec,
     pub malformed: IntCounterVec,
@@ -520,10 +524,26 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(sip_calls.clone()))
             .expect("unique metric name");
+        let sip_hd_calls = IntGauge::new(
+            "tandem_sip_hd_calls",
+            "SIP calls with video on this node (HD ports in use of [node] max_hd_participants)",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(sip_hd_calls.clone()))
+            .expect("unique metric name");
+        let hd_full = IntCounter::new(
+            "tandem_hd_full_total",
+            "Calls that offered video and were answered audio-only: every HD port was in use",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(hd_full.clone()))
+            .expect("unique metric name");
         Self {
             conferences,
             participants,
             sip_calls,
+            sip_hd_calls,
+            hd_full,
             sip_requests: counter_vec(
                 &r,
                 "tandem_sip_requests_total",

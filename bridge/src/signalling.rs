@@ -662,7 +662,19 @@ impl Signalling {
                     .iter()
                     .any(|m| m.kind == MediaKind::Video && m.port != 0)
             });
-        let mut video_sockets = if wants_video {
+        // HD ports ([node] max_hd_participants): past them a caller joins
+        // audio-only, as on an MCU whose video ports are all in use.
+        let hd_in_use = self
+            .calls
+            .values()
+            .filter(|c| c.video_port.is_some())
+            .count();
+        let hd_full = wants_video && hd_in_use >= self.config.node.hd_ports();
+        if hd_full {
+            self.metrics.hd_full.inc();
+            info!(%conference, hd_in_use, "HD ports all in use; answering audio-only");
+        }
+        let mut video_sockets = if wants_video && !hd_full {
             let v = self.video_ports.allocate(self.config.qos.video);
             if v.is_none() {
                 warn!("video port range exhausted; answering without video");
@@ -768,7 +780,7 @@ impl Signalling {
                 moving_to: None,
             },
         );
-        self.metrics.sip_calls.set(self.calls.len() as i64);
+        self.count_calls();
         self.respond(now, &key, resp);
         self.metrics.calls.with_label_values(&["answered"]).inc();
         // With the offer in the INVITE, media may flow before the ACK arrives.
@@ -1168,12 +1180,23 @@ impl Signalling {
         Some(self.transactions.send_request(now, req, peer, transport))
     }
 
+    /// The calls gauges the node publishes to the cluster: all, with video.
+    fn count_calls(&self) {
+        self.metrics.sip_calls.set(self.calls.len() as i64);
+        let hd = self
+            .calls
+            .values()
+            .filter(|c| c.video_port.is_some())
+            .count();
+        self.metrics.sip_hd_calls.set(hd as i64);
+    }
+
     /// Forgets a call: its leg leaves the conference, which ends when empty.
     fn end_call(&mut self, call_id: &str, reason: &str) {
         let Some(call) = self.calls.remove(call_id) else {
             return;
         };
-        self.metrics.sip_calls.set(self.calls.len() as i64);
+        self.count_calls();
         self.metrics
             .call_duration
             .with_label_values(&["sip"])

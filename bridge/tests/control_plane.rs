@@ -782,3 +782,78 @@ fn a_rooms_size_holds_across_the_nodes_it_spans() {
     assert!(far.metric("tandem_calls_total", &[("outcome", "conference_full")]) >= 1.0);
     drop(calls);
 }
+
+/// HD ports: a node with one HD port takes a second video caller
+/// audio-only (it hears and is heard, and sees nothing), counts it, and
+/// publishes its HD ports in use, which the control plane shows and
+/// weighs when it places conferences.
+#[test]
+fn a_node_out_of_hd_ports_answers_audio_only_and_says_so_to_the_control_plane() {
+    let etcd = Etcd::start();
+    let control = cluster::control(&etcd, SITES, "", &[]);
+    let a = cluster::node(
+        &etcd,
+        "node-a",
+        "east",
+        20,
+        &[("TANDEM_NODE_MAX_HD_PARTICIPANTS", "1")],
+    );
+    cluster::wait_nodes(&control, 1);
+    let rt = rooms::runtime();
+    let video = |name: &str, hz: f32, colour: tandem_loadtest::Rgb| {
+        RoomSystemConfig::new(control.sip_addr(), "6200", name)
+            .with_tone(hz, 0.2)
+            .with_video(tandem_loadtest::VideoSpec::new(colour))
+    };
+    let first = cluster::call_as(
+        &rt,
+        &control,
+        video("first", 500.0, (200, 0, 0)),
+        "east",
+        40,
+    );
+    let second = cluster::call_as(
+        &rt,
+        &control,
+        video("second", 900.0, (0, 0, 200)),
+        "east",
+        41,
+    );
+    wait_for("both in 6200", Duration::from_secs(10), || {
+        (participants_on(&a, "6200") == 2).then_some(())
+    });
+    let has_video = |name: &str| a.participant("6200", name).map(|p| p["video"] == true);
+    assert_eq!(
+        has_video("first"),
+        Some(true),
+        "the first caller has the HD port"
+    );
+    assert_eq!(has_video("second"), Some(false), "the second is audio-only");
+    assert_eq!(a.metric("tandem_hd_full_total", &[]), 1.0);
+    assert_eq!(a.metric("tandem_sip_hd_calls", &[]), 1.0);
+    // Audio-only is still in the conference: both hear each other.
+    std::thread::sleep(Duration::from_secs(1));
+    first.mark();
+    second.mark();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(first.heard().contains(900.0) && second.heard().contains(500.0));
+    // The control plane sees the HD ports in use.
+    let seen = wait_for(
+        "control seeing 1 of 1 HD ports in use",
+        Duration::from_secs(5),
+        || {
+            let v: serde_json::Value =
+                serde_json::from_str(&control.get("/api/nodes").body).ok()?;
+            let load = v.as_array()?.first()?.get("load")?.clone();
+            (load["hd_participants"] == 1 && load["max_hd"] == 1).then_some(load)
+        },
+    );
+    eprintln!("node-a's load as control sees it: {seen}");
+    assert_eq!(
+        control.metric(
+            "tandem_control_node_hd_ports",
+            &[("node", "node-a"), ("state", "in_use")]
+        ),
+        1.0
+    );
+}

@@ -108,6 +108,8 @@ async fn nodes(State(api): State<ControlApi>) -> Json<Value> {
                 "load": {
                     "participants": n.participants,
                     "max": n.max_participants,
+                    "hd_participants": n.hd_participants,
+                    "max_hd": n.hd_ports(),
                     "conferences": n.conferences.len(),
                     "cpu": n.cpu,
                 },

@@ -183,8 +183,21 @@ pub struct NodeConfig {
     /// Participants this node takes (all conferences) before it is full:
     /// the control plane places nothing more on it, and calls get 503.
     pub max_participants: usize,
+    /// Of those, the HD ports: participants with video (decoded, composed
+    /// and encoded for). Callers beyond it join audio-only. Unset: as
+    /// many as `max_participants`.
+    pub max_hd_participants: Option<usize>,
     /// etcd endpoints of the control plane; empty: standalone.
     pub control: Vec<String>,
+}
+
+impl NodeConfig {
+    /// The HD ports this node has.
+    pub fn hd_ports(&self) -> usize {
+        self.max_hd_participants
+            .unwrap_or(self.max_participants)
+            .min(self.max_participants)
+    }
 }
 
 impl Default for NodeConfig {
@@ -193,6 +206,7 @@ impl Default for NodeConfig {
             name: "node-1".into(),
             site: "default".into(),
             max_participants: 1000,
+            max_hd_participants: None,
             control: Vec::new(),
         }
     }

@@ -21,6 +21,8 @@ pub struct ControlMetrics {
     /// Load as the control plane sees it, per node.
     pub node_participants: IntGaugeVec,
     pub node_max_participants: IntGaugeVec,
+    /// HD ports per node: `in_use` and `max`.
+    pub node_hd_ports: IntGaugeVec,
     pub node_cpu: GaugeVec,
     pub nodes: IntGaugeVec,
     /// REST API requests refused (bad JSON, invalid field, unknown room).
@@ -134,6 +136,17 @@ impl ControlMetrics {
                         "Participants each node accepts",
                     ),
                     &["node", "site"],
+                )
+                .expect("static metric"),
+            ),
+            node_hd_ports: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tandem_control_node_hd_ports",
+                        "HD ports (participants with video) of each node: in_use, max",
+                    ),
+                    &["node", "site", "state"],
                 )
                 .expect("static metric"),
             ),

@@ -127,11 +127,15 @@ impl Candidate<'_> {
         self.node.has_room(self.pending)
     }
 
-    /// Fraction of capacity in use (then CPU, then name, for a stable order).
+    /// Fraction of capacity in use, ports or HD ports whichever is more
+    /// used (then CPU, then name, for a stable order). Calls on their way
+    /// count as HD: most room systems bring video.
     fn load_key(&self) -> (u64, u64, &str) {
-        let used = (self.node.participants.saturating_add(self.pending) as u64)
-            .saturating_mul(1_000_000)
-            / self.node.max_participants.max(1) as u64;
+        let ratio = |used: usize, of: usize| {
+            (used.saturating_add(self.pending) as u64).saturating_mul(1_000_000) / of.max(1) as u64
+        };
+        let used = ratio(self.node.participants, self.node.max_participants)
+            .max(ratio(self.node.hd_participants, self.node.hd_ports()));
         (used, (self.node.cpu * 1000.0) as u64, &self.node.name)
     }
 }
@@ -643,6 +647,29 @@ mod tests {
         assert_eq!(
             pick(&nodes, Some("west"), &["east"], &[]),
             Ok(("b".into(), PlacementReason::Pool))
+        );
+    }
+
+    #[test]
+    fn hd_ports_in_use_count_as_load() {
+        // Same participants; a has spent 9 of its 10 HD ports, b 1 of 10.
+        let mut a = node("a", "east", 10, 40);
+        a.max_hd_participants = 10;
+        a.hd_participants = 9;
+        let mut b = node("b", "east", 10, 40);
+        b.max_hd_participants = 10;
+        b.hd_participants = 1;
+        assert_eq!(
+            pick(&[a.clone(), b.clone()], Some("east"), &[], &[]),
+            Ok(("b".into(), PlacementReason::Site))
+        );
+        // A record without HD ports (an older node) has as many as ports.
+        let mut c = node("c", "east", 10, 40);
+        c.hd_participants = 10;
+        assert_eq!(c.hd_ports(), 40);
+        assert_eq!(
+            pick(&[a, c], Some("east"), &[], &[]),
+            Ok(("c".into(), PlacementReason::Site))
         );
     }
 

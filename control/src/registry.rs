@@ -31,6 +31,13 @@ pub struct NodeRecord {
     pub max_participants: usize,
     /// Participants on it now.
     pub participants: usize,
+    /// Of `max_participants`, those that may have video (HD ports); 0 in
+    /// records of nodes that did not say: as many as `max_participants`.
+    #[serde(default)]
+    pub max_hd_participants: usize,
+    /// Participants with video on it now.
+    #[serde(default)]
+    pub hd_participants: usize,
     /// The conferences it hosts a part of.
     #[serde(default)]
     pub conferences: Vec<String>,
@@ -53,6 +60,15 @@ impl NodeRecord {
     pub fn has_room(&self, pending: usize) -> bool {
         !self.draining && self.participants.saturating_add(pending) < self.max_participants
     }
+
+    /// The HD ports it has.
+    pub fn hd_ports(&self) -> usize {
+        if self.max_hd_participants == 0 {
+            self.max_participants
+        } else {
+            self.max_hd_participants
+        }
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -65,6 +81,8 @@ pub fn now_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Load {
     pub participants: usize,
+    /// Participants with video (HD ports in use).
+    pub hd_participants: usize,
     /// When `participants` was counted (Unix ms): the record says so, and
     /// the front door knows which calls it routed are in the count.
     pub counted_ms: u64,
@@ -93,6 +111,7 @@ impl Membership {
     pub async fn join(store: SharedStore, record: NodeRecord, ttl: Duration) -> Membership {
         let (load_tx, load_rx) = watch::channel(Load {
             participants: record.participants,
+            hd_participants: record.hd_participants,
             counted_ms: now_ms(),
             conferences: record.conferences.clone(),
             cpu: record.cpu,
@@ -126,6 +145,7 @@ impl Membership {
             // CPU moves a little all the time: a quarter of a core is news
             // now; less is written at the next renewal.
             let changed = l.participants != load.participants
+                || l.hd_participants != load.hd_participants
                 || l.conferences != load.conferences
                 || l.draining != load.draining
                 || (l.cpu - load.cpu).abs() >= 0.25;
@@ -273,6 +293,7 @@ async fn keep_registered(
             {
                 let current = load.borrow_and_update().clone();
                 record.participants = current.participants;
+                record.hd_participants = current.hd_participants;
                 record.conferences = current.conferences;
                 record.cpu = current.cpu;
                 record.draining = current.draining;
@@ -351,6 +372,7 @@ mod tests {
         for i in 0..100 {
             m.set_load(Load {
                 participants: i % 7,
+                hd_participants: i % 5,
                 counted_ms: now_ms(),
                 conferences: vec![format!("c{}", i % 3)],
                 cpu: (i % 10) as f64 / 10.0,
@@ -358,6 +380,8 @@ mod tests {
             });
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The last change is written after its 100 ms of coalescing.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
             lease_of(&m),
             Some(first),

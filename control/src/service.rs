@@ -146,6 +146,11 @@ async fn watch_nodes(nodes: Arc<Mirror>, placer: Arc<Placer>, metrics: Arc<Contr
                     .node_max_participants
                     .remove_label_values(&[name, site]);
                 let _ = metrics.node_cpu.remove_label_values(&[name, site]);
+                for state in ["in_use", "max"] {
+                    let _ = metrics
+                        .node_hd_ports
+                        .remove_label_values(&[name, site, state]);
+                }
             }
         }
         metrics.nodes.reset();
@@ -163,6 +168,12 @@ async fn watch_nodes(nodes: Arc<Mirror>, placer: Arc<Placer>, metrics: Arc<Contr
                 .with_label_values(&labels)
                 .set(r.max_participants as i64);
             metrics.node_cpu.with_label_values(&labels).set(r.cpu);
+            for (state, v) in [("in_use", r.hd_participants), ("max", r.hd_ports())] {
+                metrics
+                    .node_hd_ports
+                    .with_label_values(&[&r.name, &r.site, state])
+                    .set(v as i64);
+            }
             metrics.nodes.with_label_values(&[&r.site]).inc();
         }
         // Only a first listing (generation 1) cannot tell a lost node from

@@ -752,6 +752,59 @@ mod tests {
         );
     }
 
+    /// Every truncation and every single-byte change of messages a room
+    /// system sends (and of our answers): parsing never panics, and the
+    /// server answers whatever parses with messages that parse.
+    #[test]
+    fn mangled_messages_never_panic_the_server() {
+        let mut seeds = vec![
+            Message::new(1, Primitive::Hello, CONF, 5),
+            request(5, 3, 1),
+            Message::new(2, Primitive::FloorQuery, CONF, 6)
+                .with(Attribute::u16(AttrType::FloorId, 1)),
+            Message::new(1, Primitive::FloorRelease, CONF, 5)
+                .with(Attribute::u16(AttrType::FloorRequestId, 1)),
+        ];
+        let mut s = FloorServer::new(CONF, &[1], Contention::TakeOver);
+        let answers: Vec<Message> = seeds
+            .iter()
+            .flat_map(|m| s.handle(m).sends)
+            .map(|x| x.message)
+            .collect();
+        seeds.extend(answers);
+        let mut parsed = 0;
+        for seed in &seeds {
+            let bytes = seed.to_bytes();
+            let mut variants: Vec<Vec<u8>> =
+                (0..bytes.len()).map(|n| bytes[..n].to_vec()).collect();
+            for i in 0..bytes.len() {
+                for v in [
+                    0x00,
+                    0xff,
+                    bytes[i] ^ 0x01,
+                    bytes[i] ^ 0x80,
+                    bytes[i].wrapping_add(4),
+                ] {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    variants.push(b);
+                }
+            }
+            for b in variants {
+                let _ = super::super::message::message_len(&b);
+                let Ok(m) = Message::parse(&b) else { continue };
+                parsed += 1;
+                let mut server = FloorServer::new(CONF, &[1], Contention::Queue);
+                server.handle(&request(9, 1, 1));
+                for x in server.handle(&m).sends {
+                    Message::parse(&x.message.to_bytes()).expect("our answer parses");
+                }
+                server.user_gone(m.user_id);
+            }
+        }
+        assert!(parsed > 100, "the variants reach the server: {parsed}");
+    }
+
     #[test]
     fn hello_and_floor_status_subscriptions() {
         let mut s = FloorServer::new(CONF, &[1], Contention::TakeOver);

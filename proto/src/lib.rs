@@ -11,12 +11,14 @@
 //! - [`rtp`]: RTP/RTCP packets (RFC 3550), RTCP SR/RR, jitter buffer.
 //! - [`bfcp`]: BFCP (RFC 8855) messages and the floor control server of a
 //!   conference's content channel.
+//! - [`h323`]: H.323-lite call signalling (TPKT, Q.931 as H.225.0 uses it).
 //! - [`span`]: the frames of a conference spanning nodes over QUIC (media
 //!   datagrams by flow, the control stream's hello, roster and keyframe
 //!   requests).
 #![forbid(unsafe_code)]
 
 pub mod bfcp;
+pub mod h323;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;

@@ -60,13 +60,11 @@ pub struct IvrMetrics {
 
 impl IvrMetrics {
     fn new(r: &Registry) -> Self {
-        let waiting = IntGauge::new(
+        let waiting = gauge(
+            r,
             "tandem_ivr_participants",
             "Callers at the door now: entering a PIN or a conference ID, or hearing a prompt before joining or leaving",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(waiting.clone()))
-            .expect("unique metric name");
+        );
         Self {
             pin_attempts: counter_vec(
                 r,
@@ -115,13 +113,11 @@ impl TurnMetrics {
         for result in ["ok", "bad", "expired"] {
             auth.with_label_values(&[result]);
         }
-        let allocations_open = IntGauge::new(
+        let allocations_open = gauge(
+            r,
             "tandem_turn_allocations",
             "Allocations open on the embedded TURN relay",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(allocations_open.clone()))
-            .expect("unique metric name");
+        );
         TurnMetrics {
             auth,
             allocations: counter(
@@ -169,13 +165,11 @@ pub struct CascadeMetrics {
 
 impl CascadeMetrics {
     fn new(r: &Registry) -> Self {
-        let agents = IntGauge::new(
+        let agents = gauge(
+            r,
             "tandem_cascade_agents",
             "Cascade agents running (conferences joined to a native meeting)",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(agents.clone()))
-            .expect("unique metric name");
+        );
         CascadeMetrics {
             agents,
             rejoins: counter(
@@ -289,11 +283,7 @@ pub struct VideoMetrics {
 
 impl VideoMetrics {
     fn new(r: &Registry) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("static metric definition");
-            r.register(Box::new(g.clone())).expect("unique metric name");
-            g
-        };
+        let gauge = |name: &str, help: &str| gauge(r, name, help);
         let timing = vec![
             0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.132,
         ];
@@ -484,6 +474,12 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
     c
 }
 
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition");
+    r.register(Box::new(g.clone())).expect("unique metric name");
+    g
+}
+
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("static metric definition");
     r.register(Box::new(c.clone())).expect("unique metric name");
@@ -500,13 +496,11 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
-        let conferences = IntGauge::new(
+        let conferences = gauge(
+            &r,
             "tandem_conferences",
             "Conferences with at least one participant",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(conferences.clone()))
-            .expect("unique metric name");
+        );
         let participants = IntGaugeVec::new(
             Opts::new(
                 "tandem_participants",
@@ -517,27 +511,21 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(participants.clone()))
             .expect("unique metric name");
-        let sip_calls = IntGauge::new(
+        let sip_calls = gauge(
+            &r,
             "tandem_sip_calls",
             "SIP calls on this node: in a conference, at a PIN prompt or in the lobby",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(sip_calls.clone()))
-            .expect("unique metric name");
-        let sip_hd_calls = IntGauge::new(
+        );
+        let sip_hd_calls = gauge(
+            &r,
             "tandem_sip_hd_calls",
             "SIP calls with video on this node (HD ports in use of [node] max_hd_participants)",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(sip_hd_calls.clone()))
-            .expect("unique metric name");
-        let hd_full = IntCounter::new(
+        );
+        let hd_full = counter(
+            &r,
             "tandem_hd_full_total",
             "Calls that offered video and were answered audio-only: every HD port was in use",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(hd_full.clone()))
-            .expect("unique metric name");
+        );
         Self {
             conferences,
             participants,

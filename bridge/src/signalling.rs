@@ -664,11 +664,7 @@ impl Signalling {
             });
         // HD ports ([node] max_hd_participants): past them a caller joins
         // audio-only, as on an MCU whose video ports are all in use.
-        let hd_in_use = self
-            .calls
-            .values()
-            .filter(|c| c.video_port.is_some())
-            .count();
+        let hd_in_use = self.hd_calls();
         let hd_full = wants_video && hd_in_use >= self.config.node.hd_ports();
         if hd_full {
             self.metrics.hd_full.inc();
@@ -1183,12 +1179,15 @@ impl Signalling {
     /// The calls gauges the node publishes to the cluster: all, with video.
     fn count_calls(&self) {
         self.metrics.sip_calls.set(self.calls.len() as i64);
-        let hd = self
-            .calls
+        self.metrics.sip_hd_calls.set(self.hd_calls() as i64);
+    }
+
+    /// Calls holding an HD (video) port.
+    fn hd_calls(&self) -> usize {
+        self.calls
             .values()
             .filter(|c| c.video_port.is_some())
-            .count();
-        self.metrics.sip_hd_calls.set(hd as i64);
+            .count()
     }
 
     /// Forgets a call: its leg leaves the conference, which ends when empty.

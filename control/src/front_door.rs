@@ -569,11 +569,9 @@ fn forward(
     node: SocketAddr,
     conference: &str,
 ) {
-    let mf = req.max_forwards().unwrap_or(70);
-    if mf == 0 {
+    if !count_hop(&mut req) {
         return;
     }
-    req.headers.set("Max-Forwards", (mf - 1).to_string());
     req.uri = format!("sip:{conference}@{node}");
     if let Some(top) = req.headers.pop_first("Via") {
         let mut v = top.clone();
@@ -616,15 +614,24 @@ fn follow_dialog(inner: &Arc<Inner>, req: Request, from: SocketAddr, tcp: bool) 
     }
 }
 
+/// Takes one from Max-Forwards; false when it was 0 (the request is not
+/// forwarded: a loop, or a peer that asks for no more hops).
+fn count_hop(req: &mut Request) -> bool {
+    let mf = req.max_forwards().unwrap_or(70);
+    if mf == 0 {
+        return false;
+    }
+    req.headers.set("Max-Forwards", (mf - 1).to_string());
+    true
+}
+
 /// A node's request in a call that came through us (its BYE, re-INVITE,
 /// INFO): to the caller, where its INVITE came from and on its transport;
 /// the response comes back by our Via.
 fn to_caller(inner: &Inner, mut req: Request, d: &DialogRoute) {
-    let mf = req.max_forwards().unwrap_or(70);
-    if mf == 0 {
+    if !count_hop(&mut req) {
         return;
     }
-    req.headers.set("Max-Forwards", (mf - 1).to_string());
     let branch = our_branch(&req);
     let transport = if d.caller_tcp { "TCP" } else { "UDP" };
     req.headers.push_front(

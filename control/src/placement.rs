@@ -78,6 +78,23 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// A conference placed on one node, its home, for `reason`.
+    pub fn new(
+        conference: &str,
+        home: &str,
+        reason: PlacementReason,
+        site: Option<&str>,
+    ) -> Placement {
+        Placement {
+            conference: conference.to_owned(),
+            nodes: vec![home.to_owned()],
+            reason,
+            reasons: vec![reason],
+            site: site.map(str::to_owned),
+            placed_ms: now_ms(),
+        }
+    }
+
     pub fn home(&self) -> Option<&str> {
         self.nodes.first().map(String::as_str)
     }
@@ -358,14 +375,7 @@ impl Placer {
             let Some(mut placement) = existing else {
                 let (node, reason) =
                     choose(&candidates, caller_site, pool, &[]).map_err(RouteError::NoCapacity)?;
-                let placement = Placement {
-                    conference: conference.to_owned(),
-                    nodes: vec![node.name.clone()],
-                    reason,
-                    reasons: vec![reason],
-                    site: caller_site.map(str::to_owned),
-                    placed_ms: now_ms(),
-                };
+                let placement = Placement::new(conference, &node.name, reason, caller_site);
                 if self.write(&key, revision, &placement).await? {
                     info!(%conference, node = %node.name, reason = reason.as_str(), "placed");
                     return Ok(Route {

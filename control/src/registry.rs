@@ -179,14 +179,7 @@ impl Membership {
                     }
                     p
                 }
-                None => Placement {
-                    conference: conference.to_owned(),
-                    nodes: vec![me.to_owned()],
-                    reason: PlacementReason::Joined,
-                    reasons: vec![PlacementReason::Joined],
-                    site: None,
-                    placed_ms: now_ms(),
-                },
+                None => Placement::new(conference, me, PlacementReason::Joined, None),
             };
             let body = serde_json::to_vec(&placement).unwrap_or_default();
             if self

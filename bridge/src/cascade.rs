@@ -1320,6 +1320,7 @@ async fn add_leg_ranked(
         codecs: vec![AudioCodec::Opus],
         ptime: 20,
         video_port: Some(conf_video.port),
+        content: None,
     };
     let mut sdp = SdpSession::new(0);
     let (_, negotiated) = sdp

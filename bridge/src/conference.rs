@@ -188,6 +188,22 @@ pub enum ConferenceCommand {
         participant: ParticipantId,
         name: String,
     },
+    /// The leg's content channel (`a=content:slides`), from the video port
+    /// range; a leg at the door gets it when admitted.
+    AddContent {
+        participant: ParticipantId,
+        stream: VideoStream,
+        sockets: MediaSockets,
+    },
+    /// A re-INVITE changed the content stream (`None`: removed).
+    UpdateContent {
+        participant: ParticipantId,
+        stream: Option<VideoStream>,
+    },
+    /// Who holds the content floor now (see [`crate::bfcp`]).
+    Floor {
+        presenter: Option<ParticipantId>,
+    },
 }
 
 /// How a spanned conference's active speaker is decided: once, by the
@@ -264,6 +280,34 @@ pub struct ConferenceSnapshot {
     /// Links to other nodes when the conference spans nodes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span: Option<crate::span::SpanSnapshot>,
+    /// The presentation: who holds the floor and what the relay carries.
+    pub content: ContentState,
+}
+
+/// A conference's presentation, for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContentState {
+    /// `idle`, or `presenting` while somebody holds the floor.
+    pub floor: &'static str,
+    /// The presenter's participant ID and name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presenter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presenter_name: Option<String>,
+    /// The relay: channels, packets, bitrate.
+    #[serde(flatten)]
+    pub relay: crate::content::ContentSnapshot,
+}
+
+impl Default for ContentState {
+    fn default() -> Self {
+        ContentState {
+            floor: "idle",
+            presenter: None,
+            presenter_name: None,
+            relay: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -522,6 +566,8 @@ async fn run(
         },
         span_links: Default::default(),
         span_rules: Default::default(),
+        presenter: None,
+        pending_content: HashMap::new(),
     };
     info!(conference = %conf.ctx.id, "conference started");
     let mut tick = tokio::time::interval(TICK);
@@ -583,6 +629,10 @@ struct Conference {
     /// Span links, by link ID, and their speaker rules.
     span_links: std::collections::BTreeMap<u64, crate::span::LinkSnapshot>,
     span_rules: std::collections::BTreeMap<u64, SpeakerRule>,
+    /// Who holds the content floor (from [`crate::bfcp`]).
+    presenter: Option<ParticipantId>,
+    /// Content channels of legs still at the door, attached when admitted.
+    pending_content: HashMap<ParticipantId, (VideoStream, MediaSockets)>,
 }
 
 fn spawn_receiver(
@@ -769,6 +819,65 @@ impl Conference {
                     engine.send(VideoInput::KeyframeRequest { participant });
                 }
             }
+            ConferenceCommand::AddContent {
+                participant,
+                stream,
+                sockets,
+            } => match self.legs.get(&participant) {
+                Some(leg) if leg.door.is_some() => {
+                    if let Some((_, old)) =
+                        self.pending_content.insert(participant, (stream, sockets))
+                    {
+                        self.ctx.video_ports.release(old.port);
+                    }
+                }
+                Some(_) => self.attach_content(participant, stream, sockets),
+                None => self.ctx.video_ports.release(sockets.port),
+            },
+            ConferenceCommand::UpdateContent {
+                participant,
+                stream,
+            } => {
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::UpdateContent {
+                        participant,
+                        stream,
+                    });
+                }
+            }
+            ConferenceCommand::Floor { presenter } => {
+                self.presenter = presenter;
+                if let Some(engine) = &self.video {
+                    engine.send(VideoInput::Presenter(presenter));
+                }
+            }
+        }
+    }
+
+    /// Hands a content channel to the video thread's relay.
+    fn attach_content(
+        &mut self,
+        participant: ParticipantId,
+        stream: VideoStream,
+        sockets: MediaSockets,
+    ) {
+        let call_id = self
+            .legs
+            .get(&participant)
+            .map(|l| l.call_id.clone())
+            .unwrap_or_default();
+        let presenter = self.presenter;
+        match self.ensure_video() {
+            Some(engine) => {
+                engine.add_content(VideoLegSetup {
+                    participant,
+                    call_id,
+                    stream,
+                    sockets,
+                });
+                engine.send(VideoInput::Presenter(presenter));
+            }
+            None => self.ctx.video_ports.release(sockets.port),
         }
     }
 
@@ -1068,6 +1177,9 @@ impl Conference {
         info!(conference = %self.ctx.id, participant = id.0, name = %leg.name, "admitted from the door");
         let AtDoor { video, .. } = *at;
         self.attach_video(id, video, side, 0);
+        if let Some((stream, sockets)) = self.pending_content.remove(&id) {
+            self.attach_content(id, stream, sockets);
+        }
     }
 
     /// Takes a leg out with its sockets open and its ports held, and hands
@@ -1076,6 +1188,9 @@ impl Conference {
         let Some(mut leg) = self.legs.remove(&id) else {
             return;
         };
+        if let Some((_, c)) = self.pending_content.remove(&id) {
+            self.ctx.video_ports.release(c.port);
+        }
         self.speaker_order.retain(|p| *p != id);
         for r in &leg.receivers {
             r.abort();
@@ -1154,6 +1269,9 @@ impl Conference {
             return;
         };
         self.speaker_order.retain(|p| *p != id);
+        if let Some((_, c)) = self.pending_content.remove(&id) {
+            self.ctx.video_ports.release(c.port);
+        }
         if let Some(at) = &leg.door {
             let ivr = &self.ctx.metrics.ivr;
             ivr.waiting.dec();
@@ -1511,6 +1629,22 @@ impl Conference {
             local_speaker_ids,
             heard_speaker: self.mixer.active_speaker().map(|p| p.0),
             span,
+            content: ContentState {
+                floor: if self.presenter.is_some() {
+                    "presenting"
+                } else {
+                    "idle"
+                },
+                presenter: self.presenter.map(|p| p.0.to_string()),
+                presenter_name: self
+                    .presenter
+                    .and_then(|p| self.legs.get(&p))
+                    .map(|l| l.name.clone()),
+                relay: video
+                    .as_ref()
+                    .map(|v| v.content.clone())
+                    .unwrap_or_default(),
+            },
         }
     }
 

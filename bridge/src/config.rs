@@ -18,6 +18,7 @@ pub struct Config {
     pub qos: QosConfig,
     pub conference: ConferenceConfig,
     pub video: VideoConfig,
+    pub content: ContentConfig,
     pub cascade: CascadeConfig,
     pub turn: TurnRelayConfig,
     pub span: SpanConfig,
@@ -246,6 +247,45 @@ impl VideoConfig {
             "720p" | "hd" => Some(C::Hd720),
             "360p" | "sd" => Some(C::Sd360),
             "180p" => Some(C::Low180),
+            _ => None,
+        }
+    }
+}
+
+/// Presentations: the content channel (`a=content:slides`) and its floor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// Answer content m-lines with BFCP; false declines them.
+    pub enabled: bool,
+    /// TCP and UDP port of the BFCP floor control server, on the media
+    /// listen address; 0: the OS picks one (the SDP names it).
+    pub bfcp_port: u16,
+    /// A floor request while somebody presents: `takeover` (the newer
+    /// presenter wins, as room systems expect) or `queue` (it waits).
+    pub contention: String,
+    /// Room systems without a content channel see the presentation in the
+    /// large pane of their layout; false: they see people only.
+    pub show_in_layout: bool,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bfcp_port: 0,
+            contention: "takeover".into(),
+            show_in_layout: true,
+        }
+    }
+}
+
+impl ContentConfig {
+    pub fn contention(&self) -> Option<tandem_proto::bfcp::Contention> {
+        use tandem_proto::bfcp::Contention;
+        match self.contention.trim().to_ascii_lowercase().as_str() {
+            "takeover" | "take_over" => Some(Contention::TakeOver),
+            "queue" => Some(Contention::Queue),
             _ => None,
         }
     }
@@ -501,6 +541,7 @@ const SECTIONS: &[&str] = &[
     "qos",
     "conference",
     "video",
+    "content",
     "cascade",
     "turn",
     "span",
@@ -610,6 +651,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "video.layout: unknown layout {:?} (auto, 1x1, 2x2, 3x3, 4x4, 5x5, 1+5, 1+7, 2+8, 1+21)",
                 self.video.layout
+            )));
+        }
+        if self.content.contention().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "content.contention: {:?} is not takeover or queue",
+                self.content.contention
             )));
         }
         if self.video.max_class().is_none() {

@@ -32,11 +32,13 @@
 //! - [`config`]: defaults, TOML file, `TANDEM_<SECTION>_<KEY>` variables.
 #![forbid(unsafe_code)]
 
+pub mod bfcp;
 pub mod bindings;
 pub mod cascade;
 pub mod cluster;
 pub mod conference;
 pub mod config;
+pub mod content;
 pub mod demo;
 pub mod driver;
 pub mod http;

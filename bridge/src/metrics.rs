@@ -42,6 +42,7 @@ pub struct Metrics {
     pub cascade: CascadeMetrics,
     pub turn: TurnMetrics,
     pub ivr: IvrMetrics,
+    pub content: ContentMetrics,
     pub span: crate::span::SpanMetrics,
     process: ProcessMetrics,
 }
@@ -80,6 +81,98 @@ impl IvrMetrics {
                 &["outcome"],
             ),
             waiting,
+        }
+    }
+}
+
+/// Presentations (issue 6): the floor (BFCP) and the content channel.
+pub struct ContentMetrics {
+    /// Floor requests, by outcome: granted, took_over (granted, revoking
+    /// the presenter), queued, error (refused with a BFCP Error).
+    pub floor_requests: IntCounterVec,
+    /// Floor changes, by event: granted, released, revoked (taken over),
+    /// gone (the holder's call ended).
+    pub floor_events: IntCounterVec,
+    /// 1 while somebody presents in the conference (the series is removed
+    /// with the conference).
+    pub floor_held: IntGaugeVec,
+    /// BFCP messages received, by primitive.
+    pub bfcp_messages: IntCounterVec,
+    /// BFCP connections (TCP) open.
+    pub bfcp_connections: IntGauge,
+    /// Content RTP, by direction: in (from the presenter), out (to every
+    /// content channel); `rate()` of it is the content bitrate.
+    pub bytes: IntCounterVec,
+    pub packets: IntCounterVec,
+    /// Content channels open (room systems that negotiated one).
+    pub channels: IntGauge,
+}
+
+impl ContentMetrics {
+    fn new(r: &Registry) -> Self {
+        let floor_requests = counter_vec(
+            r,
+            "tandem_floor_requests_total",
+            "Floor requests (BFCP FloorRequest, or on behalf of a presenter without BFCP), \
+             by outcome (granted, took_over, queued, error)",
+            &["outcome"],
+        );
+        for outcome in ["granted", "took_over", "queued", "error"] {
+            floor_requests.with_label_values(&[outcome]);
+        }
+        let floor_events = counter_vec(
+            r,
+            "tandem_floor_events_total",
+            "Changes of a content floor's holder, by event (granted, released, revoked, gone)",
+            &["event"],
+        );
+        for event in ["granted", "released", "revoked", "gone"] {
+            floor_events.with_label_values(&[event]);
+        }
+        let floor_held = IntGaugeVec::new(
+            Opts::new(
+                "tandem_floor_held",
+                "1 while somebody presents content in the conference",
+            ),
+            &["conference"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(floor_held.clone()))
+            .expect("unique metric name");
+        let bytes = counter_vec(
+            r,
+            "tandem_content_bytes_total",
+            "Content (presentation) RTP bytes, by direction (in: from the presenter; out: to content channels)",
+            &["direction"],
+        );
+        let packets = counter_vec(
+            r,
+            "tandem_content_packets_total",
+            "Content (presentation) RTP packets, by direction (in, out)",
+            &["direction"],
+        );
+        for d in ["in", "out"] {
+            bytes.with_label_values(&[d]);
+            packets.with_label_values(&[d]);
+        }
+        ContentMetrics {
+            floor_requests,
+            floor_events,
+            floor_held,
+            bfcp_messages: counter_vec(
+                r,
+                "tandem_bfcp_messages_total",
+                "BFCP messages received, by primitive",
+                &["primitive"],
+            ),
+            bfcp_connections: gauge(r, "tandem_bfcp_connections", "BFCP TCP connections open"),
+            bytes,
+            packets,
+            channels: gauge(
+                r,
+                "tandem_content_channels",
+                "Content channels open (room systems that negotiated a=content:slides with BFCP)",
+            ),
         }
     }
 }
@@ -647,6 +740,7 @@ impl Metrics {
             cascade: CascadeMetrics::new(&r),
             turn: TurnMetrics::new(&r),
             ivr: IvrMetrics::new(&r),
+            content: ContentMetrics::new(&r),
             span: crate::span::SpanMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,

@@ -106,6 +106,29 @@ impl Node {
             ev_tx.clone(),
         )?);
         let span_addr = spans.listen_addr();
+        // The floor control server, when content is on (it rides on video).
+        let bfcp = if config.content.enabled && config.video.enabled {
+            let contention = config.content.contention().unwrap_or_default();
+            Some(
+                crate::bfcp::Bfcp::start(
+                    config.media_listen(),
+                    config.content.bfcp_port,
+                    config.qos.signalling,
+                    contention,
+                    metrics.clone(),
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "binding BFCP {}:{} (content.bfcp_port)",
+                        config.media_listen(),
+                        config.content.bfcp_port
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
         let signalling = Signalling::new(
             config.clone(),
             metrics.clone(),
@@ -119,6 +142,7 @@ impl Node {
             cascades.clone(),
             rooms,
             spans.clone(),
+            bfcp,
         );
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
         let mut background = vec![

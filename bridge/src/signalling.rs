@@ -19,7 +19,7 @@ use tracing::{debug, info, info_span, warn};
 
 use tandem_mixer::ParticipantId;
 use tandem_proto::sdp::{
-    AudioCodec, LocalMedia, MediaKind, NegotiatedAudio, OfferAnswerError, SdpSession,
+    AudioCodec, LocalContent, LocalMedia, MediaKind, NegotiatedAudio, OfferAnswerError, SdpSession,
     SessionDescription,
 };
 use tandem_proto::sip::dialog::{self, Dialog, DialogId, dialog_id};
@@ -77,6 +77,10 @@ struct Call {
     /// Video sockets, from the video range, while video is negotiated.
     pending_video: Option<MediaSockets>,
     video_port: Option<u16>,
+    /// The content channel's sockets until the leg is in its conference,
+    /// and its port while the call may have one (BFCP user too).
+    pending_content: Option<MediaSockets>,
+    content_port: Option<u16>,
     in_conference: bool,
     peer: SocketAddr,
     transport: Transport,
@@ -153,6 +157,8 @@ pub struct Signalling {
     sent_by: String,
     /// Client transactions for BYEs we sent, to know when shutdown may finish.
     byes_in_flight: HashMap<TransactionKey, String>,
+    /// The floor control server (`None`: `[content] enabled = false`).
+    bfcp: Option<Arc<crate::bfcp::Bfcp>>,
 }
 
 impl Signalling {
@@ -168,6 +174,7 @@ impl Signalling {
         cascades: Arc<Cascades>,
         rooms: Arc<dyn RoomDirectory>,
         spans: Arc<crate::span::Spans>,
+        bfcp: Option<Arc<crate::bfcp::Bfcp>>,
     ) -> Self {
         let transactions = TransactionLayer::new(Timers::default())
             .with_max_transactions(config.sip.max_transactions);
@@ -193,6 +200,7 @@ impl Signalling {
             // Tags, branches and SDP session IDs start somewhere new each run.
             seed: rand::random::<u64>() | 1,
             byes_in_flight: HashMap::new(),
+            bfcp,
         }
     }
 
@@ -531,6 +539,7 @@ impl Signalling {
     fn local_media(&self, port: u16, video_port: Option<u16>) -> LocalMedia {
         LocalMedia {
             video_port,
+            content: None,
             addr: self.config.media_advertise(),
             audio_port: port,
             codecs: vec![
@@ -679,7 +688,33 @@ impl Signalling {
         } else {
             None
         };
-        let local = self.local_media(port, video_sockets.as_ref().map(|v| v.port));
+        let participant = ParticipantId(self.next_participant);
+        self.next_participant += 1;
+        // A content channel with its floor, when video is on and the offer
+        // has one (or we make the offer); not in the lobby, whose callers
+        // move on to another conference.
+        let wants_content = video_sockets.is_some()
+            && !lobby
+            && offer.as_ref().is_none_or(|o| {
+                o.media
+                    .iter()
+                    .any(|m| m.port != 0 && tandem_proto::sdp::bfcp::is_content(m))
+            });
+        let mut content_sockets = match &self.bfcp {
+            Some(_) if wants_content => self.video_ports.allocate(self.config.qos.video),
+            _ => None,
+        };
+        let mut local = self.local_media(port, video_sockets.as_ref().map(|v| v.port));
+        if let (Some(cs), Some(bfcp)) = (&content_sockets, &self.bfcp) {
+            let (conference_id, user_id) = bfcp.add_user(&conference, participant);
+            local.content = Some(LocalContent {
+                port: cs.port,
+                bfcp_port: bfcp.port(),
+                conference_id,
+                user_id,
+                floor: crate::bfcp::FLOOR,
+            });
+        }
         let mut sdp = SdpSession::new(self.seed >> 16);
         let (body, negotiated, our_offer) = match &offer {
             Some(offer) => match sdp.answer(offer, &local) {
@@ -689,6 +724,7 @@ impl Signalling {
                     if let Some(v) = video_sockets.take() {
                         self.video_ports.release(v.port);
                     }
+                    self.drop_content(&conference, participant, content_sockets.take());
                     let (code, reason) = match e {
                         OfferAnswerError::NoCommonCodec => {
                             (488, "Not Acceptable Here (no common codec)")
@@ -716,6 +752,7 @@ impl Signalling {
                 if let Some(v) = video_sockets.take() {
                     self.video_ports.release(v.port);
                 }
+                self.drop_content(&conference, participant, content_sockets.take());
                 self.metrics.malformed("sip", "bad_dialog");
                 self.reply(now, &key, &req, 400, "Bad Request (From/To/Contact)");
                 return;
@@ -728,9 +765,17 @@ impl Signalling {
             // Video was offered but nothing in it fits (no H.264, SRTP...).
             self.video_ports.release(v.port);
         }
+        if our_offer.is_none() && sdp.content().is_none() {
+            // Content offered without a floor we can serve, or not at all.
+            self.drop_content(&conference, participant, content_sockets.take());
+        }
+        if let (Some(b), Some(bfcp)) = (sdp.bfcp(), &self.bfcp)
+            && b.connect
+            && let Some(to) = b.remote
+        {
+            bfcp.connect(to);
+        }
         let name = caller_name(&req);
-        let participant = ParticipantId(self.next_participant);
-        self.next_participant += 1;
         let mut resp = Response::for_request(&req, 200, "OK").with_to_tag(&local_tag);
         resp.headers.push("Contact", &self.contact);
         resp.headers.push("Allow", ALLOW);
@@ -755,6 +800,8 @@ impl Signalling {
                 port,
                 video_port: video_sockets.as_ref().map(|v| v.port),
                 pending_video: video_sockets,
+                content_port: content_sockets.as_ref().map(|c| c.port),
+                pending_content: content_sockets,
                 in_conference: false,
                 peer: from,
                 transport,
@@ -870,7 +917,22 @@ impl Signalling {
                 let participant = call.participant;
                 let conference = call.conference.clone();
                 let video = call.sdp.video().cloned();
+                let content = call
+                    .content_port
+                    .is_some()
+                    .then(|| call.sdp.content().cloned());
                 self.respond(now, &key, resp);
+                if let Some(stream) = content
+                    && let Some(c) = self.conferences.get(&conference)
+                {
+                    let _ = c
+                        .handle
+                        .commands
+                        .try_send(ConferenceCommand::UpdateContent {
+                            participant,
+                            stream,
+                        });
+                }
                 if let Some(media) = negotiated {
                     info!(%call_id, codec = conference::codec_name(media.codec), direction = ?media.direction, video = video.is_some(), "re-INVITE");
                     if let Some(c) = self.conferences.get(&conference) {
@@ -924,7 +986,48 @@ impl Signalling {
             door,
         };
         let conference = call.conference.clone();
+        let content = match (call.pending_content.take(), call.sdp.content()) {
+            (Some(sockets), Some(stream)) => Some((stream.clone(), sockets)),
+            (Some(sockets), None) => {
+                // Declined in the answer to our offer.
+                call.content_port = None;
+                let participant = call.participant;
+                self.drop_content(&conference, participant, Some(sockets));
+                None
+            }
+            (None, _) => None,
+        };
+        let participant = setup.participant;
         self.add_to_conference(&conference, setup);
+        if let Some((stream, sockets)) = content
+            && let Some(entry) = self.conferences.get(&conference)
+        {
+            let _ = entry
+                .handle
+                .commands
+                .try_send(ConferenceCommand::AddContent {
+                    participant,
+                    stream,
+                    sockets,
+                });
+        }
+    }
+
+    /// A content channel that will not be used: its port freed, its BFCP
+    /// user gone.
+    fn drop_content(
+        &mut self,
+        conference: &str,
+        participant: ParticipantId,
+        sockets: Option<MediaSockets>,
+    ) {
+        let Some(sockets) = sockets else {
+            return;
+        };
+        self.video_ports.release(sockets.port);
+        if let Some(bfcp) = &self.bfcp {
+            bfcp.remove_user(conference, participant);
+        }
     }
 
     /// Hands a leg to its conference, starting the conference first if needed.
@@ -997,6 +1100,7 @@ impl Signalling {
                 )),
                 decode_threads: self.config.video.threads(self.config.video.decode_threads),
                 encode_threads: self.config.video.threads(self.config.video.encode_threads),
+                content_in_layout: self.config.content.show_in_layout,
             }),
             video_ports: self.video_ports.clone(),
         };
@@ -1008,6 +1112,9 @@ impl Signalling {
         };
         self.registry.insert(handle.clone());
         self.metrics.conferences.inc();
+        if let Some(bfcp) = self.bfcp.as_ref().filter(|_| !lobby) {
+            bfcp.attach(conference, &handle.commands);
+        }
         if !lobby {
             // A bound conference joins its native meeting (the cascade).
             self.cascades.conference_started(&handle);
@@ -1201,10 +1308,18 @@ impl Signalling {
             .with_label_values(&["sip"])
             .observe(call.started.elapsed().as_secs_f64());
         info!(%call_id, conference = %call.conference, name = %call.name, reason, "call ended");
+        if call.content_port.is_some()
+            && let Some(bfcp) = &self.bfcp
+        {
+            bfcp.remove_user(&call.conference, call.participant);
+        }
         if !call.in_conference {
             self.ports.release(call.port);
             if let Some(v) = call.video_port {
                 self.video_ports.release(v);
+            }
+            if let Some(c) = call.content_port {
+                self.video_ports.release(c);
             }
             return;
         }
@@ -1233,6 +1348,9 @@ impl Signalling {
             if !self.config.lobby.is_lobby(conference) {
                 self.cascades.conference_ended(conference);
                 self.spans.conference_ended(conference);
+                if let Some(bfcp) = &self.bfcp {
+                    bfcp.end(conference);
+                }
             }
             // Dropping the last command sender ends the task once it has
             // processed the RemoveLeg above.

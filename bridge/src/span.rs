@@ -1077,6 +1077,7 @@ async fn add_leg(
         codecs: vec![AudioCodec::Opus],
         ptime: 20,
         video_port: conf_video.as_ref().map(|v| v.port),
+        content: None,
     };
     let mut sdp = SdpSession::new(0);
     let (_, negotiated) = sdp

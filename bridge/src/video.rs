@@ -46,6 +46,7 @@ use tandem_proto::rtp::stats::ReceiveStats;
 use tandem_proto::sdp::{Direction, VideoStream};
 
 use crate::conference::ConferenceEvent;
+use crate::content::{ContentRelay, ContentSnapshot, ContentStart};
 use crate::driver::net::{Delivery, MediaSockets, PortAllocator, spawn_datagram_reader};
 use crate::metrics::Metrics;
 use crate::rtcp_report;
@@ -65,6 +66,11 @@ const SOURCE_LIMIT_RETRY: Duration = Duration::from_secs(1);
 const SOURCE_LIMIT_TRIES: u8 = 3;
 const SNAPSHOT_EVERY_TICKS: u64 = 15;
 const INPUT_QUEUE: usize = 16_384;
+
+/// The decode slot of the presentation (the presenter's content stream,
+/// decoded for room systems that see it in their layout): no participant
+/// ever has this ID.
+const PRESENTATION: ParticipantId = ParticipantId(u64::MAX);
 
 /// The DTMF `*8` cycle (as Pexip's): each press moves to the next.
 const LAYOUT_CYCLE: [LayoutChoice; 10] = [
@@ -98,6 +104,8 @@ pub struct VideoLegSetup {
 pub struct VideoPacket {
     participant: ParticipantId,
     rtcp: bool,
+    /// From the content channel's sockets, not the people video's.
+    content: bool,
     data: Vec<u8>,
     from: SocketAddr,
     at: Instant,
@@ -132,6 +140,15 @@ pub enum VideoInput {
     },
     /// See [`VideoEngine::add_leg`].
     AddLeg(Box<LegStart>),
+    /// See [`VideoEngine::add_content`].
+    AddContent(Box<ContentStart>),
+    /// A re-INVITE changed the content stream; `None` removed it.
+    UpdateContent {
+        participant: ParticipantId,
+        stream: Option<VideoStream>,
+    },
+    /// Who holds the content floor: whose content is relayed.
+    Presenter(Option<ParticipantId>),
     /// A re-INVITE changed the stream; `None` removed video (port 0).
     UpdateLeg {
         participant: ParticipantId,
@@ -214,6 +231,8 @@ pub struct VideoSnapshot {
     pub decoders: usize,
     /// By participant ID.
     pub legs: HashMap<u64, LegVideoSnapshot>,
+    /// The content channel.
+    pub content: ContentSnapshot,
 }
 
 /// How a conference's video runs; from `[video]` config.
@@ -225,6 +244,9 @@ pub struct VideoSettings {
     pub freeze_timeout: Duration,
     pub decode_threads: usize,
     pub encode_threads: usize,
+    /// Room systems without a content channel see the presentation in
+    /// their layout (`[content] show_in_layout`).
+    pub content_in_layout: bool,
 }
 
 /// What the video thread needs from its conference.
@@ -304,22 +326,7 @@ impl VideoEngine {
         } = setup;
         let rtp = Arc::new(sockets.rtp);
         let rtcp = Arc::new(sockets.rtcp);
-        let readers = vec![
-            spawn_reader(
-                rtp.clone(),
-                participant,
-                false,
-                self.tx.clone(),
-                self.metrics.clone(),
-            ),
-            spawn_reader(
-                rtcp.clone(),
-                participant,
-                true,
-                self.tx.clone(),
-                self.metrics.clone(),
-            ),
-        ];
+        let readers = self.readers(participant, false, &rtp, &rtcp);
         self.send(VideoInput::AddLeg(Box::new(LegStart {
             participant,
             call_id,
@@ -329,6 +336,56 @@ impl VideoEngine {
             rtcp,
             readers,
         })));
+    }
+
+    /// Starts the socket readers of a content channel and hands it to
+    /// the thread's [`ContentRelay`].
+    pub fn add_content(&self, setup: VideoLegSetup) {
+        let rtp = Arc::new(setup.sockets.rtp);
+        let rtcp = Arc::new(setup.sockets.rtcp);
+        let readers = self.readers(setup.participant, true, &rtp, &rtcp);
+        self.send(VideoInput::AddContent(Box::new(ContentStart {
+            participant: setup.participant,
+            stream: setup.stream,
+            port: setup.sockets.port,
+            rtp,
+            rtcp,
+            readers,
+        })));
+    }
+
+    fn readers(
+        &self,
+        participant: ParticipantId,
+        content: bool,
+        rtp: &Arc<UdpSocket>,
+        rtcp: &Arc<UdpSocket>,
+    ) -> Vec<JoinHandle<()>> {
+        [(rtp, false), (rtcp, true)]
+            .into_iter()
+            .map(|(socket, is_rtcp)| {
+                let tx = self.tx.clone();
+                spawn_datagram_reader(
+                    socket.clone(),
+                    self.metrics.clone(),
+                    move |data, from, at| {
+                        let pkt = VideoPacket {
+                            participant,
+                            rtcp: is_rtcp,
+                            content,
+                            data,
+                            from,
+                            at,
+                        };
+                        match tx.try_send(VideoInput::Packet(pkt)) {
+                            Ok(()) => Delivery::Delivered,
+                            Err(TrySendError::Full(_)) => Delivery::Full,
+                            Err(TrySendError::Disconnected(_)) => Delivery::Closed,
+                        }
+                    },
+                )
+            })
+            .collect()
     }
 
     pub fn snapshot(&self) -> VideoSnapshot {
@@ -342,29 +399,6 @@ impl Drop for VideoEngine {
         // never sees the channel close by itself.
         let _ = self.tx.try_send(VideoInput::Shutdown);
     }
-}
-
-fn spawn_reader(
-    socket: Arc<UdpSocket>,
-    participant: ParticipantId,
-    rtcp: bool,
-    tx: SyncSender<VideoInput>,
-    metrics: Arc<Metrics>,
-) -> JoinHandle<()> {
-    spawn_datagram_reader(socket, metrics, move |data, from, at| {
-        let pkt = VideoPacket {
-            participant,
-            rtcp,
-            data,
-            from,
-            at,
-        };
-        match tx.try_send(VideoInput::Packet(pkt)) {
-            Ok(()) => Delivery::Delivered,
-            Err(TrySendError::Full(_)) => Delivery::Full,
-            Err(TrySendError::Disconnected(_)) => Delivery::Closed,
-        }
-    })
 }
 
 /// One participant's video stream, owned by the video thread.
@@ -511,6 +545,8 @@ struct Engine {
     /// Per-packet and per-picture counters, resolved once: a label lookup
     /// hashes and locks, which the media path should not do per packet.
     counters: Counters,
+    /// The presenter's content, relayed to the content channels.
+    content: ContentRelay,
 }
 
 struct Counters {
@@ -546,6 +582,11 @@ impl Engine {
                 .with_label_values(&["waiting_keyframe"]),
         };
         Engine {
+            content: ContentRelay::new(
+                &ctx.conference,
+                seed.rotate_left(17) | 1,
+                ctx.metrics.clone(),
+            ),
             layout: ctx.settings.layout,
             ctx,
             mixer,
@@ -607,6 +648,9 @@ impl Engine {
         for id in ids {
             self.remove(id);
         }
+        for port in self.content.clear() {
+            self.ctx.ports.release(port);
+        }
         self.report_gauges(0, 0, 0);
         info!(conference = %self.ctx.conference, "video ended");
     }
@@ -635,8 +679,15 @@ impl Engine {
         };
         match leg.class {
             Some(class) if leg.we_send() => {
-                self.mixer
-                    .set_receiver(id, ReceiverSettings { layout, class });
+                self.mixer.set_receiver(
+                    id,
+                    ReceiverSettings {
+                        layout,
+                        class,
+                        presentation_in_layout: self.ctx.settings.content_in_layout
+                            && !self.content.has_channel(id),
+                    },
+                );
             }
             _ => {
                 let _ = self.mixer.remove_receiver(id);
@@ -699,6 +750,33 @@ impl Engine {
                 }
             }
             VideoInput::AddLeg(start) => self.add_leg(*start),
+            VideoInput::AddContent(start) => {
+                let id = start.participant;
+                if let Some(port) = self.content.add_leg(*start) {
+                    self.ctx.ports.release(port);
+                }
+                // It sees slides on its content channel, not in its layout.
+                self.update_receiver(id);
+            }
+            VideoInput::UpdateContent {
+                participant,
+                stream,
+            } => {
+                self.content.update_leg(participant, stream);
+                self.update_receiver(participant);
+            }
+            VideoInput::Presenter(presenter) => {
+                let now = Instant::now();
+                self.content.set_presenter(presenter, now);
+                self.mixer.set_presentation(presenter.is_some());
+                // The old presenter's pictures are no reference for the new one's.
+                self.decoders.submit(DecodeJob::Reset {
+                    participant: PRESENTATION,
+                });
+                self.content
+                    .set_decode(self.mixer.presentation_visible(), now);
+                self.publish();
+            }
             VideoInput::UpdateLeg {
                 participant,
                 stream,
@@ -727,6 +805,9 @@ impl Engine {
             }
             VideoInput::Remove { participant } => {
                 self.remove(participant);
+                if let Some(port) = self.content.remove(participant) {
+                    self.ctx.ports.release(port);
+                }
                 if self.sources.remove(&participant) {
                     let _ = self.mixer.remove_participant(participant);
                 }
@@ -875,6 +956,25 @@ impl Engine {
     }
 
     fn handle_packet(&mut self, pkt: VideoPacket) {
+        if pkt.content {
+            self.content
+                .handle_packet(pkt.participant, pkt.rtcp, &pkt.data, pkt.from, pkt.at);
+            for data in self.content.take_access_units() {
+                let job = DecodeJob::Decode {
+                    participant: PRESENTATION,
+                    data,
+                };
+                if !self.decoders.submit(job) {
+                    self.ctx
+                        .metrics
+                        .video
+                        .frames_dropped
+                        .with_label_values(&["decode_queue_full"])
+                        .inc();
+                }
+            }
+            return;
+        }
         let metrics = self.ctx.metrics.clone();
         let visible = self.mixer.visible_sources().contains(&pkt.participant);
         let Some(leg) = self.legs.get_mut(&pkt.participant) else {
@@ -990,6 +1090,27 @@ impl Engine {
     fn handle_decoded(&mut self, d: Decoded) {
         let metrics = &self.ctx.metrics.video;
         metrics.decode_seconds.observe(d.took.as_secs_f64());
+        if d.participant == PRESENTATION {
+            match d.result {
+                Ok(Some(frame)) if self.mixer.presentation_visible() => {
+                    metrics.frames_decoded.inc();
+                    let _ = self.mixer.push_presentation_frame(frame);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(%e, "content decode error");
+                    metrics
+                        .frames_dropped
+                        .with_label_values(&["decode_error"])
+                        .inc();
+                    // Start again from the presenter's next keyframe.
+                    let now = Instant::now();
+                    self.content.set_decode(false, now);
+                    self.content.set_decode(true, now);
+                }
+            }
+            return;
+        }
         let visible = self.mixer.visible_sources().contains(&d.participant);
         let Some(leg) = self.legs.get_mut(&d.participant) else {
             return;
@@ -1122,6 +1243,10 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.content.tick(now);
+        // Decode the slides only while somebody sees them in a layout.
+        self.content
+            .set_decode(self.mixer.presentation_visible(), now);
         let metrics = self.ctx.metrics.clone();
         let started = Instant::now();
         let outputs = match self.mixer.tick() {
@@ -1349,6 +1474,7 @@ impl Engine {
             encoders: stats.encoders,
             decoders,
             legs,
+            content: self.content.snapshot(Instant::now()),
         });
     }
 }

@@ -3,7 +3,7 @@
 //! produce must always parse back to the same description.
 
 use libfuzzer_sys::fuzz_target;
-use tandem_proto::sdp::{AudioCodec, LocalMedia, SdpSession, SessionDescription};
+use tandem_proto::sdp::{AudioCodec, LocalContent, LocalMedia, SdpSession, SessionDescription};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -22,6 +22,15 @@ fuzz_target!(|data: &[u8]| {
         codecs: AudioCodec::ALL.to_vec(),
         ptime: 20,
         video_port: Some(20002),
+        // A content channel and its floor, so the BFCP and a=content
+        // paths see fuzzed offers and answers too.
+        content: Some(LocalContent {
+            port: 20004,
+            bfcp_port: 5072,
+            conference_id: 4711,
+            user_id: 1,
+            floor: 1,
+        }),
     };
     let mut session = SdpSession::new(1);
     if let Ok((answer, _negotiated)) = session.answer(&offer, &local) {

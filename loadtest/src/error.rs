@@ -1,10 +1,13 @@
 //! The crate's one error type.
 //!
 //! Kept apart, as elsewhere in Tandem: the peer misbehaving or refusing
-//! ([`Error::Rejected`], [`Error::Parse`], [`Error::Timeout`]), our own misuse
+//! ([`Error::Rejected`], [`Error::Parse`], [`Error::Timeout`],
+//! [`Error::FloorTimeout`]), our own misuse
 //! ([`Error::Config`]), and I/O.
 
 use std::time::Duration;
+
+use crate::bfcp::FloorState;
 
 /// Everything that can go wrong in a synthetic room system or in perception.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,15 @@ pub enum Error {
     /// The call's task is gone (it ended or panicked).
     #[error("call has ended")]
     Ended,
+    /// The floor did not reach the state waited for; `detail` is what the
+    /// server said (last status, errors) and whether the connection closed.
+    #[error("floor is {state:?} after waiting {after:?} for {wanted:?}{detail}")]
+    FloorTimeout {
+        wanted: FloorState,
+        state: FloorState,
+        after: Duration,
+        detail: String,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -17,6 +17,13 @@
 //!   signalling as a sans-IO state machine (datagrams and time in; datagrams,
 //!   events and a timer out).
 //! - [`sdp`], [`rtp`], [`codec`] (Opus via libopus, hand-written G.711).
+//! - [`bfcp`]: BFCP (RFC 8855) over TCP, our own codec and a sans-IO
+//!   floor participant ([`bfcp::FloorClient`]). With
+//!   [`CallOptions::content`] a room system offers a presentation channel
+//!   (content video `a=content:slides` and BFCP, RFC 4796 / 8856), asks for
+//!   the floor ([`RoomSystem::request_floor`]), presents a colour while it
+//!   is granted, and sees whatever content the node sends
+//!   ([`RoomSystem::content_seen_colour`]).
 //! - [`perceive`]: what a person would hear — Goertzel tone levels over
 //!   decoded audio or a WAV file ([`Heard`], [`perceive::wav_tones`]).
 //! - [`video`]: H.264 video — OpenH264, our own RFC 6184 packetizer and
@@ -29,8 +36,10 @@
 //! A packet's path: `Source` (tone or canned noise) → `codec::Encoder` →
 //! `rtp::write_packet` → the node; back: `rtp::parse` → `codec::Decoder` →
 //! the leg's bounded recording → `RoomSystem::heard()` → [`Heard`]. A
-//! picture's path is in [`video`]'s docs.
+//! picture's path is in [`video`]'s docs; content takes the same path on
+//! its own m-line, sent only while the floor is granted.
 
+pub mod bfcp;
 pub mod codec;
 pub mod error;
 pub mod node;
@@ -41,10 +50,14 @@ pub mod sdp;
 pub mod sip;
 pub mod video;
 
+pub use bfcp::{FloorState, FloorStats};
 pub use codec::Codec;
 pub use error::{Error, Result};
 pub use perceive::Heard;
-pub use room_system::{CallOptions, DtmfMethod, MediaStats, RoomSystem, RoomSystemConfig};
+pub use room_system::{
+    CallOptions, ContentConfig, DtmfMethod, MediaStats, RoomSystem, RoomSystemConfig,
+};
+pub use sdp::{BfcpAnswer, ContentAnswer};
 pub use video::{
     KeyframeRequest, Picture, ReceiverStats, Rgb, SenderStats, VideoClip, VideoSource, VideoSpec,
     VideoStats,

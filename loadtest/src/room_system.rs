@@ -18,24 +18,47 @@
 //! 320x180 a picture costs well under a millisecond, so the audio clock on
 //! the same task does not notice.
 //!
+//! ## Presenting content
+//!
+//! With [`CallOptions::content`] the room offers a presentation channel as
+//! Polycom and Cisco room systems do: a second H.264 m-line
+//! (`a=content:slides`) and a BFCP m-line (see [`sdp::offer_with_content`]).
+//! The content m-line is a second `VideoLeg` (its own socket, sender and
+//! receiver cores); floor control is a [`FloorClient`] core next to a TCP
+//! connection to the node, made on the first [`RoomSystem::request_floor`]
+//! and kept for the call. The content sender runs only while the floor is
+//! granted (and we have not released it): a grant starts it on a keyframe, a
+//! revocation or release stops it. Whatever arrives on the content port is
+//! decoded and kept ([`RoomSystem::content_seen_colour`]); the first packet
+//! of a new content stream is answered with a PLI, as a room system asks for
+//! a keyframe when a presentation starts.
+//!
+//! The floor's state goes to the handle through a `watch` channel, so a test
+//! can await a state ([`RoomSystem::wait_for_floor`]) without polling.
+//!
 //! Dropping the handle hangs up (the driver sees its command channel close).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::bfcp::{FloorClient, FloorState, FloorStats};
 use crate::codec::{self, Codec, Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::perceive::Heard;
 use crate::rtp::{self, RtpHeader, SequenceTracker};
-use crate::sdp::{self, VideoOffer};
+use crate::sdp::{self, BfcpTransport, ContentAnswer, ContentOffer, VideoOffer};
 use crate::sip::{CallState, TRANSACTION_TIMEOUT, Uac, UacConfig, UacEvent};
 use crate::video::rtcp::{self, KeyframeRequest};
 use crate::video::{
@@ -126,7 +149,12 @@ pub struct CallOptions {
     pub invite_timeout: Duration,
     /// Decode arriving video and keep the last picture. Off: video packets,
     /// access units and keyframes are only counted (PLIs still go out).
+    /// Content video follows the same setting.
     pub decode_video: bool,
+    /// `Some`: offer a presentation channel (content video and BFCP) next
+    /// to the main video, which must be configured too. Kept here rather
+    /// than on [`RoomSystemConfig`], whose fields callers fill in by name.
+    pub content: Option<ContentConfig>,
 }
 
 impl Default for CallOptions {
@@ -136,7 +164,53 @@ impl Default for CallOptions {
             keep: Duration::from_secs(10),
             invite_timeout: TRANSACTION_TIMEOUT,
             decode_video: true,
+            content: None,
         }
+    }
+}
+
+impl CallOptions {
+    /// Offers a presentation channel (see [`ContentConfig`]).
+    pub fn with_content(mut self, content: ContentConfig) -> Self {
+        self.content = Some(content);
+        self
+    }
+}
+
+/// A room system's presentation channel: what it offers and what it shows
+/// while it holds the floor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentConfig {
+    /// The presentation, live-encoded: [`VideoSpec::colour`] with the
+    /// moving square of main video along the bottom tenth (measure above
+    /// it), at `spec`'s size, rate and bitrate (the offer's `b=AS`).
+    pub spec: VideoSpec,
+    /// The content m-line's `a=label`, named by the offered
+    /// `a=floorid:<floor> mstrm:<label>`.
+    pub label: String,
+    /// The floor offered. The answer's `a=floorid` for our label is the
+    /// one requested.
+    pub floor_id: u16,
+}
+
+impl ContentConfig {
+    /// Slides of one colour: 1280x720 at 5 fps, 1 Mbit/s, label 3, floor 1
+    /// (what Polycom room systems offer).
+    pub fn new(colour: Rgb) -> Self {
+        ContentConfig {
+            spec: VideoSpec::new(colour)
+                .with_size(1280, 720)
+                .with_fps(5.0)
+                .with_bitrate(1_000_000),
+            label: "3".to_owned(),
+            floor_id: 1,
+        }
+    }
+
+    /// Another size, rate or bitrate (a small picture keeps tests cheap).
+    pub fn with_spec(mut self, spec: VideoSpec) -> Self {
+        self.spec = spec;
+        self
     }
 }
 
@@ -172,6 +246,10 @@ enum Command {
     SetVideoPaused(bool),
     SetVideoColour(Rgb),
     RequestKeyframe(KeyframeRequest),
+    SetContentColour(Rgb),
+    RequestContentKeyframe(KeyframeRequest),
+    RequestFloor(oneshot::Sender<Result<()>>),
+    ReleaseFloor(oneshot::Sender<Result<()>>),
     Dtmf { digits: String, method: DtmfMethod },
     Hangup(oneshot::Sender<Result<()>>),
 }
@@ -228,17 +306,27 @@ impl Recording {
     }
 }
 
-#[derive(Debug)]
-struct Observed {
-    recording: Recording,
-    stats: MediaStats,
-    sequence: SequenceTracker,
-    video: VideoStats,
+/// What the handle reads of one video m-line (main or content).
+#[derive(Debug, Default)]
+struct VideoView {
+    stats: VideoStats,
     /// The newest decoded picture; an `Arc` so readers take it without
     /// copying under the lock.
     seen: Option<Arc<Picture>>,
     /// When it was decoded.
     seen_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Observed {
+    recording: Recording,
+    stats: MediaStats,
+    sequence: SequenceTracker,
+    video: VideoView,
+    content: VideoView,
+    /// What the answer said of content (after it, with content offered).
+    content_answer: Option<ContentAnswer>,
+    floor: FloorStats,
 }
 
 #[derive(Debug)]
@@ -263,8 +351,10 @@ pub struct RoomSystem {
     local_sip: SocketAddr,
     local_rtp: SocketAddr,
     local_video: Option<SocketAddr>,
+    local_content: Option<SocketAddr>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
+    floor: watch::Receiver<FloorState>,
 }
 
 impl RoomSystem {
@@ -297,58 +387,80 @@ impl RoomSystem {
         if let Some(VideoSource::Live(spec) | VideoSource::Clock { spec, .. }) = &cfg.video {
             spec.validate()?;
         }
+        if let Some(content) = &options.content {
+            if cfg.video.is_none() {
+                return Err(Error::Config(
+                    "content needs main video (RoomSystemConfig::with_video)".into(),
+                ));
+            }
+            content.spec.validate()?;
+        }
         let sip = UdpSocket::bind((cfg.local_ip, 0)).await?;
         let rtp = UdpSocket::bind((cfg.local_ip, 0)).await?;
         let local_sip = sip.local_addr()?;
         let local_rtp = rtp.local_addr()?;
 
         // Video: its own socket, and both cores built before the INVITE so a
-        // bad setting fails the call before the node sees it.
+        // bad setting fails the call before the node sees it. Content is a
+        // second such leg.
         let video = match &cfg.video {
-            Some(source) => {
-                let socket = UdpSocket::bind((cfg.local_ip, 0)).await?;
-                // A 720p keyframe is a burst of ~100 packets; the default
-                // receive buffer (208 KiB) overflows when a few arrive at once.
-                let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1 << 20);
-                let local = socket.local_addr()?;
-                let ssrc: u32 = rand::random();
-                let sender =
-                    VideoSender::new(source, sdp::H264_PT, ssrc, rand::random(), rand::random())?;
-                let mut receiver = VideoReceiver::new(
-                    ssrc,
-                    format!("{ssrc:08x}@tandem-loadtest"),
-                    options.decode_video,
-                )?;
-                receiver.set_payload_type(sdp::H264_PT);
-                Some(VideoLeg {
-                    socket,
-                    local,
-                    sender,
-                    receiver,
-                    remote: None,
-                    sending: false,
-                    interval: source.spec().frame_interval(),
-                })
-            }
+            Some(source) => Some(
+                VideoLeg::open(cfg.local_ip, source, sdp::H264_PT, options.decode_video).await?,
+            ),
             None => None,
         };
         let local_video = video.as_ref().map(|v| v.local);
+        let content = match &options.content {
+            Some(content) => {
+                let mut leg = VideoLeg::open(
+                    cfg.local_ip,
+                    &VideoSource::Live(content.spec),
+                    sdp::CONTENT_PT,
+                    options.decode_video,
+                )
+                .await?;
+                leg.ask_on_new_stream = true;
+                Some(leg)
+            }
+            None => None,
+        };
+        let local_content = content.as_ref().map(|c| c.local);
 
         let call_id = format!("{:016x}@tandem-loadtest", rand::random::<u64>());
-        let offer = sdp::offer_with_video(
-            cfg.local_ip,
-            local_rtp.port(),
-            cfg.codec,
-            cfg.ptime_ms,
-            rand::random::<u32>().into(),
-            cfg.video
-                .as_ref()
-                .zip(local_video)
-                .map(|(source, local)| VideoOffer {
+        let video_offer = cfg
+            .video
+            .as_ref()
+            .zip(local_video)
+            .map(|(source, local)| VideoOffer {
+                port: local.port(),
+                bitrate_bps: source.spec().bitrate_bps,
+            });
+        let session_id = rand::random::<u32>().into();
+        let offer = match (video_offer, &options.content, local_content) {
+            (Some(video), Some(content), Some(local)) => sdp::offer_with_content(
+                cfg.local_ip,
+                local_rtp.port(),
+                cfg.codec,
+                cfg.ptime_ms,
+                session_id,
+                video,
+                &ContentOffer {
                     port: local.port(),
-                    bitrate_bps: source.spec().bitrate_bps,
-                }),
-        );
+                    bitrate_bps: content.spec.bitrate_bps,
+                    label: content.label.clone(),
+                    floor_id: content.floor_id,
+                    bfcp_port: 9,
+                },
+            ),
+            _ => sdp::offer_with_video(
+                cfg.local_ip,
+                local_rtp.port(),
+                cfg.codec,
+                cfg.ptime_ms,
+                session_id,
+                video_offer,
+            ),
+        };
         let invite_sent = Instant::now();
         let uac = Uac::new(
             UacConfig {
@@ -375,12 +487,14 @@ impl RoomSystem {
                 },
                 stats: MediaStats::default(),
                 sequence: SequenceTracker::default(),
-                video: VideoStats::default(),
-                seen: None,
-                seen_at: None,
+                video: VideoView::default(),
+                content: VideoView::default(),
+                content_answer: None,
+                floor: FloorStats::default(),
             }),
         });
         let (commands, command_rx) = mpsc::unbounded_channel();
+        let (floor_tx, floor_rx) = watch::channel(FloorState::Idle);
         let (established_tx, established_rx) = oneshot::channel();
         let driver = Driver {
             uac,
@@ -414,6 +528,17 @@ impl RoomSystem {
             media: None,
             video,
             video_ticker: None,
+            content,
+            content_ticker: None,
+            content_label: options.content.as_ref().map(|c| c.label.clone()),
+            floor: if options.content.is_some() {
+                Floor::Unanswered
+            } else {
+                Floor::NotOffered
+            },
+            floor_read: None,
+            floor_connecting: None,
+            floor_state: floor_tx,
             dtmf_pt: None,
             dtmf_queue: VecDeque::new(),
             dtmf_tone: None,
@@ -427,8 +552,10 @@ impl RoomSystem {
                 local_sip,
                 local_rtp,
                 local_video,
+                local_content,
                 shared,
                 commands,
+                floor: floor_rx,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::Ended),
@@ -525,19 +652,19 @@ impl RoomSystem {
 
     /// Video counters (all zero without video).
     pub fn video_stats(&self) -> VideoStats {
-        self.shared.lock().video.clone()
+        self.shared.lock().video.stats.clone()
     }
 
     /// The last picture decoded, if any.
     pub fn seen(&self) -> Option<Arc<Picture>> {
-        self.shared.lock().seen.clone()
+        self.shared.lock().video.seen.clone()
     }
 
     /// The last picture decoded and when it was (the moment its access
     /// unit was complete and decoded, on the call's task).
     pub fn seen_at(&self) -> Option<(Arc<Picture>, Instant)> {
         let observed = self.shared.lock();
-        observed.seen.clone().zip(observed.seen_at)
+        observed.video.seen.clone().zip(observed.video.seen_at)
     }
 
     /// The average colour of a rectangle of the last picture decoded, in
@@ -552,6 +679,140 @@ impl RoomSystem {
     pub fn save_seen(&self, path: impl AsRef<Path>) -> Result<()> {
         self.seen()
             .ok_or_else(|| Error::Video("no picture decoded yet".into()))?
+            .save_ppm(path)
+    }
+
+    /// The content RTP (and RTCP) socket, when content was offered.
+    pub fn local_content_addr(&self) -> Option<SocketAddr> {
+        self.local_content
+    }
+
+    /// What the node answered for the presentation channel: the content
+    /// m-line and the BFCP m-line. `None` when content was not offered.
+    pub fn content_answer(&self) -> Option<ContentAnswer> {
+        self.shared.lock().content_answer.clone()
+    }
+
+    /// Asks for the floor: connects to the node's BFCP address (the first
+    /// time; the connection is kept for the call), sends Hello and a
+    /// FloorRequest for the answered floor. Returns once the request is
+    /// written, not when it is granted: follow it with
+    /// [`RoomSystem::wait_for_floor`]. While a request is in flight or held,
+    /// asking again does nothing and returns `Ok`.
+    ///
+    /// Errors: content not offered ([`Error::Config`]); content or BFCP
+    /// refused in the answer, or BFCP we cannot speak (UDP, TLS, a server
+    /// that wants to connect to us) ([`Error::Negotiation`]); the connection
+    /// failed (within 5 s) or is gone ([`Error::Io`]); the call has ended.
+    pub async fn request_floor(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::RequestFloor(tx))
+            .map_err(|_| Error::Ended)?;
+        rx.await.unwrap_or(Err(Error::Ended))
+    }
+
+    /// Gives the floor back (or withdraws a pending request): FloorRelease
+    /// with the server's FLOOR-REQUEST-ID. Content stops at once; the state
+    /// becomes [`FloorState::Released`] when the server confirms. Without a
+    /// request this does nothing and returns `Ok`.
+    pub async fn release_floor(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ReleaseFloor(tx))
+            .map_err(|_| Error::Ended)?;
+        rx.await.unwrap_or(Err(Error::Ended))
+    }
+
+    /// Where our floor request stands, as the server last said.
+    pub fn floor_state(&self) -> FloorState {
+        *self.floor.borrow()
+    }
+
+    /// Waits until the floor is in `state` (returns at once if it is).
+    /// [`Error::FloorTimeout`] after `timeout`, naming the state it is in
+    /// and what the server said; [`Error::Ended`] if the call ends first.
+    /// A state passed through between two looks (granted, then revoked at
+    /// once) is missed: wait for each step before causing the next.
+    pub async fn wait_for_floor(&self, state: FloorState, timeout: Duration) -> Result<()> {
+        let mut rx = self.floor.clone();
+        match tokio::time::timeout(timeout, rx.wait_for(|s| *s == state)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Ended),
+            Err(_) => {
+                let stats = self.floor_stats();
+                let mut detail = String::new();
+                if !stats.hello_acked {
+                    detail.push_str("; no HelloAck");
+                }
+                if let Some((status, position)) = stats.last_status {
+                    detail.push_str(&format!("; last status {status:?} (queue {position})"));
+                }
+                for e in &stats.errors {
+                    detail.push_str(&format!("; server {e}"));
+                }
+                if stats.closed {
+                    detail.push_str("; connection closed");
+                    if let Some(reason) = &stats.close_reason {
+                        detail.push_str(&format!(": {reason}"));
+                    }
+                }
+                Err(Error::FloorTimeout {
+                    wanted: state,
+                    state: self.floor_state(),
+                    after: timeout,
+                    detail,
+                })
+            }
+        }
+    }
+
+    /// Floor control counters and what the server said (errors included).
+    pub fn floor_stats(&self) -> FloorStats {
+        self.shared.lock().floor.clone()
+    }
+
+    /// Changes the presentation's colour from its next picture on.
+    pub fn set_content_colour(&self, colour: Rgb) {
+        let _ = self.commands.send(Command::SetContentColour(colour));
+    }
+
+    /// Sends a PLI or a FIR for the content we receive now (not rate
+    /// limited; nothing happens before the first content packet).
+    pub fn request_content_keyframe(&self, kind: KeyframeRequest) {
+        let _ = self.commands.send(Command::RequestContentKeyframe(kind));
+    }
+
+    /// Content counters: `sent` is what we presented, `received` what the
+    /// node sent us (packets, access units, keyframes, frames decoded, PLIs
+    /// we sent); `last_picture_at` when the newest content picture was
+    /// decoded. All zero without content.
+    pub fn content_stats(&self) -> VideoStats {
+        self.shared.lock().content.stats.clone()
+    }
+
+    /// The last content picture decoded, if any.
+    pub fn content_seen(&self) -> Option<Arc<Picture>> {
+        self.shared.lock().content.seen.clone()
+    }
+
+    /// The last content picture decoded and when it was.
+    pub fn content_seen_at(&self) -> Option<(Arc<Picture>, Instant)> {
+        let observed = self.shared.lock();
+        observed.content.seen.clone().zip(observed.content.seen_at)
+    }
+
+    /// The average colour of a rectangle of the last content picture, in
+    /// fractions of the picture, as [`RoomSystem::seen_colour`]. `None`
+    /// before the first content picture.
+    pub fn content_seen_colour(&self, x0: f32, y0: f32, x1: f32, y1: f32) -> Option<Rgb> {
+        self.content_seen()?.average_colour(x0, y0, x1, y1)
+    }
+
+    /// Writes the last content picture to `path` as a PPM.
+    pub fn save_content_seen(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.content_seen()
+            .ok_or_else(|| Error::Video("no content picture decoded yet".into()))?
             .save_ppm(path)
     }
 }
@@ -601,7 +862,8 @@ struct MediaOut {
     ticker: Interval,
 }
 
-/// The video side of the leg: its socket and the two cores.
+/// One H.264 m-line of the leg (main video, or content): its socket and
+/// the two cores.
 struct VideoLeg {
     socket: UdpSocket,
     local: SocketAddr,
@@ -612,6 +874,160 @@ struct VideoLeg {
     /// Whether the answer lets us send (and the call is up).
     sending: bool,
     interval: Duration,
+    /// Ask for a keyframe (PLI) when a new stream starts arriving, as a
+    /// room system does when a presentation starts (content).
+    ask_on_new_stream: bool,
+}
+
+impl VideoLeg {
+    /// Binds the socket and builds both cores (a bad setting fails here,
+    /// before the INVITE).
+    async fn open(
+        local_ip: IpAddr,
+        source: &VideoSource,
+        payload_type: u8,
+        decode: bool,
+    ) -> Result<VideoLeg> {
+        let socket = UdpSocket::bind((local_ip, 0)).await?;
+        // A 720p keyframe is a burst of ~100 packets; the default receive
+        // buffer (208 KiB) overflows when a few arrive at once.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1 << 20);
+        let local = socket.local_addr()?;
+        let ssrc: u32 = rand::random();
+        let sender = VideoSender::new(source, payload_type, ssrc, rand::random(), rand::random())?;
+        let mut receiver = VideoReceiver::new(ssrc, format!("{ssrc:08x}@tandem-loadtest"), decode)?;
+        receiver.set_payload_type(payload_type);
+        Ok(VideoLeg {
+            socket,
+            local,
+            sender,
+            receiver,
+            remote: None,
+            sending: false,
+            interval: source.spec().frame_interval(),
+            ask_on_new_stream: false,
+        })
+    }
+
+    /// Takes the answer's payload type, addresses and direction.
+    fn start(&mut self, answer: sdp::VideoAnswer) {
+        self.sender.set_payload_type(answer.payload_type);
+        self.receiver.set_payload_type(answer.payload_type);
+        self.sending = answer.we_send();
+        self.remote = Some(answer);
+    }
+
+    /// The picture clock, from now.
+    fn ticker(&self) -> Interval {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now(), self.interval);
+        // A picture that is late is not made up for: a camera drops it.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        ticker
+    }
+
+    /// One datagram on the socket: RTCP feedback for the sender, or RTP for
+    /// the receiver. Returns a newly decoded picture (stamped after
+    /// decoding: what a glass-to-glass reading compares with), and whether
+    /// the datagram was malformed.
+    fn handle_datagram(&mut self, datagram: &[u8]) -> (Option<(Arc<Picture>, Instant)>, bool) {
+        let now = Instant::now();
+        if rtp::is_rtcp(datagram) {
+            let Ok(feedback) = rtcp::parse_feedback(datagram) else {
+                return (None, true);
+            };
+            for fb in &feedback {
+                self.sender.handle_feedback(fb);
+            }
+            return (None, false);
+        }
+        let Ok(packet) = rtp::parse(datagram) else {
+            return (None, true);
+        };
+        let stream = self.receiver.stats().remote_ssrc;
+        self.receiver
+            .handle_rtp(now, &packet.header, packet.payload, datagram.len());
+        if self.ask_on_new_stream && self.receiver.stats().remote_ssrc != stream {
+            self.receiver.request_keyframe(now, KeyframeRequest::Pli);
+        }
+        // Built outside the lock: the lock only swaps an Arc.
+        let picture = self.receiver.poll_picture().map(Arc::new);
+        (picture.map(|p| (p, Instant::now())), false)
+    }
+
+    /// Copies the cores' counters (and a new picture) where the handle reads.
+    fn publish(
+        &self,
+        view: &mut VideoView,
+        invite_sent: Instant,
+        picture: Option<(Arc<Picture>, Instant)>,
+        malformed: bool,
+    ) {
+        let stats = &mut view.stats;
+        stats.sent = self.sender.stats();
+        stats.received = self.receiver.stats();
+        if malformed {
+            stats.malformed_datagrams += 1;
+        }
+        if stats.received.packets > 0 && stats.first_packet_latency.is_none() {
+            stats.first_packet_latency = Some(Instant::now() - invite_sent);
+        }
+        if let Some((picture, at)) = picture {
+            stats.first_picture_latency.get_or_insert(at - invite_sent);
+            stats.last_picture_at = Some(at);
+            view.seen = Some(picture);
+            view.seen_at = Some(at);
+        }
+    }
+
+    /// Sends what the cores have queued: RTP to the answer's RTP address
+    /// (when it lets us send), RTCP to its RTCP address. Nothing goes out
+    /// before the answer.
+    async fn flush(&mut self) {
+        let Some(remote) = self.remote.as_ref() else {
+            return;
+        };
+        while let Some(packet) = self.sender.poll_transmit() {
+            if self.sending {
+                // A lost datagram is a lost packet; the receiver will PLI.
+                let _ = self.socket.send_to(&packet, remote.rtp).await;
+            }
+        }
+        while let Some(packet) = self.receiver.poll_transmit() {
+            let _ = self.socket.send_to(&packet, remote.rtcp).await;
+        }
+        while let Some(packet) = self.sender.poll_rtcp() {
+            let _ = self.socket.send_to(&packet, remote.rtcp).await;
+        }
+    }
+}
+
+/// How long a BFCP connection may take to be made.
+const FLOOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection being made, polled by the driver's `select!`.
+type Connecting = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+/// Floor control of the call.
+enum Floor {
+    /// Content was not offered.
+    NotOffered,
+    /// Offered; the answer is not in yet.
+    Unanswered,
+    /// The answer leaves nothing to request: why.
+    Unusable(String),
+    /// Boxed: the client core is most of the driver's size otherwise.
+    Usable(Box<FloorLink>),
+}
+
+/// The floor client core and the writing half of its connection (the
+/// reading half and the connection being made are fields of their own
+/// in [`Driver`], for `select!` to borrow apart).
+struct FloorLink {
+    client: FloorClient,
+    addr: SocketAddr,
+    write: Option<OwnedWriteHalf>,
+    /// `request_floor` callers waiting for their request to go out.
+    waiting: Vec<oneshot::Sender<Result<()>>>,
 }
 
 struct Driver {
@@ -634,6 +1050,16 @@ struct Driver {
     video: Option<VideoLeg>,
     /// The picture clock; apart from `video` so `select!` can borrow both.
     video_ticker: Option<Interval>,
+    /// The content m-line, when offered.
+    content: Option<VideoLeg>,
+    /// Runs only while we present.
+    content_ticker: Option<Interval>,
+    /// Our content m-line's label, to pick the floor that governs it.
+    content_label: Option<String>,
+    floor: Floor,
+    floor_read: Option<OwnedReadHalf>,
+    floor_connecting: Option<Connecting>,
+    floor_state: watch::Sender<FloorState>,
     /// The answer's telephone-event payload type.
     dtmf_pt: Option<u8>,
     /// Keys waiting to be pressed, in band, and the one being pressed.
@@ -679,17 +1105,40 @@ async fn recv_video(
     }
 }
 
+async fn floor_connected(connecting: &mut Option<Connecting>) -> std::io::Result<TcpStream> {
+    match connecting {
+        Some(c) => c.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_floor(read: &mut Option<OwnedReadHalf>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match read {
+        // Cancel-safe: a read that loses the race has taken no bytes.
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Driver {
     async fn run(mut self) {
         let mut sip_buf = vec![0u8; 65_536];
         let mut rtp_buf = vec![0u8; 2_048];
         let mut video_buf = vec![0u8; 65_536];
+        let mut content_buf = vec![0u8; 65_536];
+        let mut floor_buf = vec![0u8; 4_096];
         let mut packet = Vec::with_capacity(1_500);
         let mut payload = Vec::with_capacity(1_500);
         loop {
             self.flush_sip().await;
             self.drain_events();
-            self.flush_video().await;
+            if let Some(v) = self.video.as_mut() {
+                v.flush().await;
+            }
+            if let Some(c) = self.content.as_mut() {
+                c.flush().await;
+            }
+            self.flush_floor().await;
             if self.uac.state() == CallState::Terminated {
                 // An ACK or a 200 to the node's BYE may still be queued.
                 self.flush_sip().await;
@@ -717,6 +1166,16 @@ impl Driver {
                     }
                 }
                 () = next_picture(&mut self.video_ticker) => self.send_picture(),
+                r = recv_video(&self.content, &mut content_buf) => {
+                    if let Ok((n, _)) = r {
+                        self.handle_content(&content_buf[..n]);
+                    }
+                }
+                () = next_picture(&mut self.content_ticker) => self.send_content_picture(),
+                r = floor_connected(&mut self.floor_connecting) => self.handle_floor_connected(r),
+                r = read_floor(&mut self.floor_read, &mut floor_buf) => {
+                    self.handle_floor_read(r, &floor_buf);
+                }
                 () = next_picture(&mut self.info_ticker) => self.send_info_key(),
                 cmd = self.commands.recv(), if self.commands_open => self.handle_command(cmd),
             }
@@ -759,13 +1218,23 @@ impl Driver {
                         (Ok(audio), None) => Ok((audio, None)),
                         (Err(e), _) => Err(e),
                     };
+                    let result = match (result, &self.content) {
+                        (Ok((audio, video)), Some(_)) => sdp::parse_content_answer(&answer)
+                            .map(|content| (audio, video, Some(content)))
+                            .map_err(|e| Error::Negotiation(format!("content: {e}"))),
+                        (Ok((audio, video)), None) => Ok((audio, video, None)),
+                        (Err(e), _) => Err(e),
+                    };
                     match result {
-                        Ok((audio, video)) => {
+                        Ok((audio, video, content)) => {
                             self.dtmf_pt = sdp::telephone_event_pt(&answer);
                             let answer = audio;
                             self.start_media(&answer);
                             if let Some(video) = video {
                                 self.start_video(video);
+                            }
+                            if let Some(content) = content {
+                                self.start_content(content);
                             }
                             if let Some(tx) = self.established.take() {
                                 let _ = tx.send(Ok(()));
@@ -795,6 +1264,7 @@ impl Driver {
                 UacEvent::RemoteHangup => {
                     self.media = None;
                     self.video_ticker = None;
+                    self.content_ticker = None;
                     self.info_ticker = None;
                     let reason = self.uac.remote_bye_reason().map(str::to_owned);
                     let mut observed = self.shared.lock();
@@ -998,8 +1468,34 @@ impl Driver {
             Some(Command::RequestKeyframe(kind)) => {
                 if let Some(v) = self.video.as_mut() {
                     v.receiver.request_keyframe(now, kind);
-                    self.publish_video(None);
+                    self.publish_video(None, false);
                 }
+            }
+            Some(Command::SetContentColour(colour)) => {
+                if let Some(c) = self.content.as_mut() {
+                    c.sender.set_colour(colour);
+                }
+            }
+            Some(Command::RequestContentKeyframe(kind)) => {
+                if let Some(c) = self.content.as_mut() {
+                    c.receiver.request_keyframe(now, kind);
+                    self.publish_content(None, false);
+                }
+            }
+            Some(Command::RequestFloor(tx)) => self.request_floor(tx),
+            Some(Command::ReleaseFloor(tx)) => {
+                let result = match &mut self.floor {
+                    Floor::Usable(link) => {
+                        link.client.release();
+                        Ok(())
+                    }
+                    Floor::NotOffered => Err(Error::Config(
+                        "content was not offered (CallOptions::content)".into(),
+                    )),
+                    Floor::Unanswered | Floor::Unusable(_) => Ok(()),
+                };
+                let _ = tx.send(result);
+                self.sync_floor();
             }
             Some(Command::Dtmf { digits, method }) => match method {
                 DtmfMethod::Rfc4733 => {
@@ -1018,6 +1514,7 @@ impl Driver {
             Some(Command::Hangup(tx)) => {
                 self.media = None;
                 self.video_ticker = None;
+                self.content_ticker = None;
                 self.hangups.push(tx);
                 self.uac.hangup(now);
             }
@@ -1026,6 +1523,7 @@ impl Driver {
                 self.commands_open = false;
                 self.media = None;
                 self.video_ticker = None;
+                self.content_ticker = None;
                 self.uac.hangup(now);
             }
         }
@@ -1035,99 +1533,282 @@ impl Driver {
         let Some(v) = self.video.as_mut() else {
             return;
         };
-        v.sender.set_payload_type(answer.payload_type);
-        v.receiver.set_payload_type(answer.payload_type);
-        v.sending = answer.we_send();
+        v.start(answer.clone());
         if v.sending {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now(), v.interval);
-            // A picture that is late is not made up for: a camera drops it.
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-            self.video_ticker = Some(ticker);
+            self.video_ticker = Some(v.ticker());
         }
-        v.remote = Some(answer.clone());
-        self.shared.lock().video.answer = Some(answer);
+        self.shared.lock().video.stats.answer = Some(answer);
     }
 
     fn send_picture(&mut self) {
         if let Some(v) = self.video.as_mut() {
             v.sender.handle_tick(Instant::now());
         }
-        self.publish_video(None);
+        self.publish_video(None, false);
     }
 
     fn handle_video(&mut self, datagram: &[u8]) {
-        let now = Instant::now();
-        let Some(v) = self.video.as_mut() else {
-            return;
-        };
-        if rtp::is_rtcp(datagram) {
-            match rtcp::parse_feedback(datagram) {
-                Ok(feedback) => {
-                    for fb in &feedback {
-                        v.sender.handle_feedback(fb);
-                    }
-                }
-                Err(_) => self.shared.lock().video.malformed_datagrams += 1,
-            }
-            self.publish_video(None);
-            return;
+        if let Some(v) = self.video.as_mut() {
+            let (picture, malformed) = v.handle_datagram(datagram);
+            self.publish_video(picture, malformed);
         }
-        let Ok(packet) = rtp::parse(datagram) else {
-            self.shared.lock().video.malformed_datagrams += 1;
-            return;
-        };
-        v.receiver
-            .handle_rtp(now, &packet.header, packet.payload, datagram.len());
-        // Built outside the lock: the lock only swaps an Arc.
-        let picture = v.receiver.poll_picture().map(Arc::new);
-        // Stamped after decoding (handle_rtp decodes): what a glass-to-glass
-        // reading compares with.
-        let decoded_at = Instant::now();
-        self.publish_video(picture.map(|p| (p, decoded_at)));
     }
 
-    /// Copies the cores' counters (and a new picture) where the handle reads.
-    fn publish_video(&self, picture: Option<(Arc<Picture>, Instant)>) {
-        let Some(v) = self.video.as_ref() else {
-            return;
+    fn publish_video(&self, picture: Option<(Arc<Picture>, Instant)>, malformed: bool) {
+        if let Some(v) = self.video.as_ref() {
+            v.publish(
+                &mut self.shared.lock().video,
+                self.invite_sent,
+                picture,
+                malformed,
+            );
+        }
+    }
+
+    /// The answer's presentation channel: the content leg takes its m-line
+    /// (receiving starts now; sending waits for a grant), and floor control
+    /// becomes usable if the BFCP line is one we can speak.
+    fn start_content(&mut self, answer: ContentAnswer) {
+        if let (Some(c), Some(video)) = (self.content.as_mut(), &answer.video) {
+            c.start(video.clone());
+        }
+        self.floor = match self.floor_link(&answer) {
+            Ok(link) => Floor::Usable(Box::new(link)),
+            Err(why) => Floor::Unusable(why),
         };
         let mut observed = self.shared.lock();
-        let stats = &mut observed.video;
-        stats.sent = v.sender.stats();
-        stats.received = v.receiver.stats();
-        if stats.received.packets > 0 && stats.first_packet_latency.is_none() {
-            stats.first_packet_latency = Some(Instant::now() - self.invite_sent);
+        observed.content.stats.answer = answer.video.clone();
+        observed.content_answer = Some(answer);
+    }
+
+    fn floor_link(&self, answer: &ContentAnswer) -> Result<FloorLink, String> {
+        if answer.video.is_none() {
+            return Err("the answer refused the content m-line".into());
         }
-        if let Some((picture, at)) = picture {
-            stats
-                .first_picture_latency
-                .get_or_insert(at - self.invite_sent);
-            observed.seen = Some(picture);
-            observed.seen_at = Some(at);
+        let bfcp = answer
+            .bfcp
+            .as_ref()
+            .ok_or("the answer refused the BFCP m-line")?;
+        if bfcp.transport != BfcpTransport::Tcp {
+            return Err(format!(
+                "BFCP over {:?}: we speak TCP/BFCP only",
+                bfcp.transport
+            ));
+        }
+        if !bfcp.we_connect() {
+            return Err(format!(
+                "BFCP a=setup:{}: we offered active and only connect",
+                bfcp.setup.as_deref().unwrap_or_default()
+            ));
+        }
+        // The answer's mstrm names the answer's own a=label (RFC 8856);
+        // ours stands in if the answer's content line has none.
+        let label = answer.label.as_deref().or(self.content_label.as_deref());
+        let floor = bfcp
+            .floor_for(label)
+            .ok_or("the BFCP answer names no floor (a=floorid)")?;
+        Ok(FloorLink {
+            client: FloorClient::new(bfcp.conference_id, bfcp.user_id, floor),
+            addr: bfcp.addr,
+            write: None,
+            waiting: Vec::new(),
+        })
+    }
+
+    fn send_content_picture(&mut self) {
+        if let Some(c) = self.content.as_mut() {
+            c.sender.handle_tick(Instant::now());
+        }
+        self.publish_content(None, false);
+    }
+
+    fn handle_content(&mut self, datagram: &[u8]) {
+        if let Some(c) = self.content.as_mut() {
+            let (picture, malformed) = c.handle_datagram(datagram);
+            self.publish_content(picture, malformed);
         }
     }
 
-    /// Sends what the video cores have queued: RTP to the answer's RTP
-    /// address, RTCP to its RTCP address. Nothing goes out before the answer.
-    async fn flush_video(&mut self) {
-        let Some(v) = self.video.as_mut() else {
+    fn publish_content(&self, picture: Option<(Arc<Picture>, Instant)>, malformed: bool) {
+        if let Some(c) = self.content.as_ref() {
+            c.publish(
+                &mut self.shared.lock().content,
+                self.invite_sent,
+                picture,
+                malformed,
+            );
+        }
+    }
+
+    fn request_floor(&mut self, tx: oneshot::Sender<Result<()>>) {
+        let link = match &mut self.floor {
+            Floor::Usable(link) => link,
+            Floor::NotOffered => {
+                let _ = tx.send(Err(Error::Config(
+                    "content was not offered (CallOptions::content)".into(),
+                )));
+                return;
+            }
+            Floor::Unanswered => {
+                let _ = tx.send(Err(Error::Negotiation("no answer yet".into())));
+                return;
+            }
+            Floor::Unusable(why) => {
+                let _ = tx.send(Err(Error::Negotiation(why.clone())));
+                return;
+            }
+        };
+        if link.client.stats().closed {
+            let reason = link
+                .client
+                .stats()
+                .close_reason
+                .clone()
+                .unwrap_or_else(|| "closed by the node".into());
+            let _ = tx.send(Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("BFCP connection to {}: {reason}", link.addr),
+            ))));
+            return;
+        }
+        if !link.client.request() {
+            // A request is in flight or held already.
+            let _ = tx.send(Ok(()));
+            return;
+        }
+        link.waiting.push(tx);
+        if link.write.is_none() && self.floor_connecting.is_none() {
+            let addr = link.addr;
+            self.floor_connecting = Some(Box::pin(async move {
+                match tokio::time::timeout(FLOOR_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection within {FLOOR_CONNECT_TIMEOUT:?}"),
+                    )),
+                }
+            }));
+        }
+        self.sync_floor();
+    }
+
+    fn handle_floor_connected(&mut self, result: std::io::Result<TcpStream>) {
+        self.floor_connecting = None;
+        let Floor::Usable(link) = &mut self.floor else {
             return;
         };
-        let Some(remote) = v.remote.as_ref() else {
-            return;
-        };
-        while let Some(packet) = v.sender.poll_transmit() {
-            if v.sending {
-                // A lost datagram is a lost packet; the receiver will PLI.
-                let _ = v.socket.send_to(&packet, remote.rtp).await;
+        match result {
+            Ok(stream) => {
+                // Small messages that should not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                let (read, write) = stream.into_split();
+                self.floor_read = Some(read);
+                link.write = Some(write);
+            }
+            Err(e) => {
+                let reason = format!("connecting to {}: {e}", link.addr);
+                self.fail_floor(reason, e.kind());
+                return;
             }
         }
-        while let Some(packet) = v.receiver.poll_transmit() {
-            let _ = v.socket.send_to(&packet, remote.rtcp).await;
+        self.sync_floor();
+    }
+
+    /// The connection could not be made or written: the client closes,
+    /// and callers waiting on `request_floor` hear why — after the handle's
+    /// stats say so, so they read the same.
+    fn fail_floor(&mut self, reason: String, kind: std::io::ErrorKind) {
+        let Floor::Usable(link) = &mut self.floor else {
+            return;
+        };
+        link.client.handle_closed(Some(reason.clone()));
+        link.write = None;
+        self.floor_read = None;
+        let waiting = std::mem::take(&mut link.waiting);
+        self.sync_floor();
+        for tx in waiting {
+            let _ = tx.send(Err(Error::Io(std::io::Error::new(kind, reason.clone()))));
         }
-        while let Some(packet) = v.sender.poll_rtcp() {
-            let _ = v.socket.send_to(&packet, remote.rtcp).await;
+    }
+
+    fn handle_floor_read(&mut self, result: std::io::Result<usize>, buf: &[u8]) {
+        let Floor::Usable(link) = &mut self.floor else {
+            return;
+        };
+        let open = match result {
+            Ok(0) => {
+                link.client.handle_closed(None);
+                false
+            }
+            // A stream we can no longer follow closes the client.
+            Ok(n) => link.client.handle_bytes(&buf[..n]).is_ok(),
+            Err(e) => {
+                link.client.handle_closed(Some(e.to_string()));
+                false
+            }
+        };
+        if !open {
+            self.floor_read = None;
+            link.write = None;
         }
+        self.sync_floor();
+    }
+
+    /// Writes what the floor client has queued, once connected, and tells
+    /// waiting `request_floor` callers their request is out.
+    async fn flush_floor(&mut self) {
+        let Floor::Usable(link) = &mut self.floor else {
+            return;
+        };
+        let Some(write) = link.write.as_mut() else {
+            return;
+        };
+        let mut failed = None;
+        while let Some(bytes) = link.client.poll_transmit() {
+            if let Err(e) = write.write_all(&bytes).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        match failed {
+            None => {
+                for tx in link.waiting.drain(..) {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Some(e) => {
+                let reason = format!("writing to {}: {e}", link.addr);
+                self.fail_floor(reason, e.kind());
+            }
+        }
+    }
+
+    /// After anything that may change the floor: content runs exactly while
+    /// we present (a new grant starts on a keyframe); the handle sees the
+    /// stats, then the state (so a waiter woken by the state reads stats
+    /// at least as new).
+    fn sync_floor(&mut self) {
+        let Floor::Usable(link) = &self.floor else {
+            return;
+        };
+        let presenting = link.client.presenting();
+        let state = link.client.state();
+        let stats = link.client.stats().clone();
+        match self.content.as_mut() {
+            Some(c) if presenting && c.sending => {
+                if self.content_ticker.is_none() && self.uac.state() == CallState::Established {
+                    c.sender.request_keyframe();
+                    self.content_ticker = Some(c.ticker());
+                }
+            }
+            _ => self.content_ticker = None,
+        }
+        self.shared.lock().floor = stats;
+        self.floor_state.send_if_modified(|s| {
+            let changed = *s != state;
+            *s = state;
+            changed
+        });
     }
 }
 
@@ -1153,5 +1834,397 @@ mod tests {
             r.samples.iter().copied().collect::<Vec<_>>(),
             [9.0, 10.0, 11.0, 12.0, 13.0]
         );
+    }
+
+    // A presentation end to end on loopback, without the node: a tiny UAS
+    // answers with content at an echo socket (the room sees its own
+    // presentation) and BFCP at an in-test floor server that grants every
+    // request and revokes on command. Waits poll with a generous deadline
+    // (a liveness bound, not a timing assertion).
+
+    use tokio::net::TcpListener;
+
+    use crate::bfcp::{self, AttrType, Attribute, Message, Primitive, RequestStatus};
+    use crate::sip::{self, header_param};
+    use crate::video::picture::colour_distance;
+
+    const RED: Rgb = (220, 30, 30);
+    const BLUE: Rgb = (30, 60, 220);
+
+    /// Polls `cond` every 20 ms; panics with `what` after 15 s.
+    async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn start_echo() -> u16 {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let _ = socket.send_to(&buf[..n], from).await;
+            }
+        });
+        port
+    }
+
+    /// Answers INVITE with audio and video at `echo`, content at `echo`
+    /// (`None`: refused) and BFCP at `bfcp` (`None`: refused); BYE with 200.
+    async fn start_uas(echo: u16, content: Option<u16>, bfcp: Option<u16>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let Ok(req) = sip::Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                let method = req.method().unwrap_or_default().to_owned();
+                if method == "ACK" || req.code().is_some() {
+                    continue;
+                }
+                let mut resp = sip::Message::response(200, "OK");
+                for name in ["Via", "From", "Call-ID", "CSeq"] {
+                    resp = resp.with(name, req.header(name).unwrap_or_default());
+                }
+                let to = req.header("To").unwrap_or_default().to_owned();
+                let to = if header_param(&to, "tag").is_some() {
+                    to
+                } else {
+                    format!("{to};tag=uas")
+                };
+                resp = resp
+                    .with("To", to)
+                    .with("Contact", format!("<sip:uas@{addr}>"));
+                if method == "INVITE" {
+                    let offered = req
+                        .body_str()
+                        .unwrap_or_default()
+                        .contains("a=content:slides\r\n");
+                    let mut answer = sdp::offer_with_video(
+                        "127.0.0.1".parse().expect("ip"),
+                        echo,
+                        Codec::Opus,
+                        20,
+                        1,
+                        Some(VideoOffer {
+                            port: echo,
+                            bitrate_bps: 500_000,
+                        }),
+                    );
+                    if offered {
+                        answer.push_str(&format!(
+                            "m=video {} RTP/AVP 97\r\n\
+                         a=rtpmap:97 H264/90000\r\n\
+                         a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\n\
+                         a=rtcp-fb:97 nack pli\r\n\
+                         a=rtcp-mux\r\n\
+                         a=content:slides\r\n\
+                         a=label:3\r\n\
+                         a=sendrecv\r\n\
+                         m=application {} TCP/BFCP *\r\n\
+                         a=floorctrl:s-only\r\n\
+                         a=setup:passive\r\n\
+                         a=connection:new\r\n\
+                         a=confid:4711\r\n\
+                         a=userid:2\r\n\
+                         a=floorid:1 mstrm:3\r\n\
+                         a=bfcpver:1\r\n",
+                            content.unwrap_or(0),
+                            bfcp.unwrap_or(0)
+                        ));
+                    }
+                    resp = resp.with_body("application/sdp", answer);
+                }
+                let _ = socket.send_to(&resp.to_bytes(), from).await;
+            }
+        });
+        addr
+    }
+
+    /// A floor server for one connection: HelloAck to Hello, Granted (a
+    /// fresh request ID) to FloorRequest, Released to FloorRelease; a
+    /// message on `revoke` sends a Revoked notification (transaction 0)
+    /// for the current request. What it received is kept in `heard`.
+    async fn start_floor_server(
+        revoke: mpsc::UnboundedReceiver<()>,
+        heard: Arc<Mutex<Vec<Message>>>,
+    ) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut revoke = revoke;
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (mut read, mut write) = stream.into_split();
+            let mut decoder = bfcp::StreamDecoder::default();
+            let mut buf = vec![0u8; 4096];
+            let mut next_id = 1u16;
+            let mut current = 0u16;
+            let status = |t: u16, id: u16, status: RequestStatus| {
+                Message::new(Primitive::FloorRequestStatus, 4711, t, 2)
+                    .with(Attribute::grouped(
+                        AttrType::FLOOR_REQUEST_INFORMATION,
+                        false,
+                        id,
+                        vec![
+                            Attribute::grouped(
+                                AttrType::OVERALL_REQUEST_STATUS,
+                                false,
+                                id,
+                                vec![Attribute::request_status(status, 0)],
+                            ),
+                            Attribute::grouped(AttrType::FLOOR_REQUEST_STATUS, false, 1, vec![]),
+                        ],
+                    ))
+                    .to_bytes()
+                    .expect("encode")
+            };
+            loop {
+                tokio::select! {
+                    r = read.read(&mut buf) => {
+                        let n = match r {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        decoder.push(&buf[..n]);
+                        while let Some(frame) = decoder.next_frame().expect("framing") {
+                            let msg = Message::parse(&frame).expect("client message parses");
+                            let t = msg.transaction_id;
+                            let reply = match msg.primitive {
+                                Primitive::Hello => Message::new(Primitive::HelloAck, 4711, t, 2)
+                                    .to_bytes()
+                                    .expect("encode"),
+                                Primitive::FloorRequest => {
+                                    current = next_id;
+                                    next_id += 1;
+                                    status(t, current, RequestStatus::Granted)
+                                }
+                                Primitive::FloorRelease => status(t, current, RequestStatus::Released),
+                                _ => Vec::new(),
+                            };
+                            heard.lock().expect("lock").push(msg);
+                            write.write_all(&reply).await.expect("write");
+                        }
+                    }
+                    Some(()) = revoke.recv() => {
+                        write
+                            .write_all(&status(0, current, RequestStatus::Revoked))
+                            .await
+                            .expect("write");
+                    }
+                }
+            }
+        });
+        port
+    }
+
+    fn body_colour(room: &RoomSystem) -> Option<Rgb> {
+        room.content_seen_colour(0.05, 0.05, 0.95, 0.85)
+    }
+
+    fn presenting_options() -> CallOptions {
+        CallOptions::default().with_content(
+            ContentConfig::new(RED).with_spec(
+                VideoSpec::new(RED)
+                    .with_size(320, 180)
+                    .with_fps(10.0)
+                    .with_bitrate(300_000),
+            ),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_presents_only_while_granted_and_sees_its_own_slides() {
+        let echo = start_echo().await;
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let (revoke, revoke_rx) = mpsc::unbounded_channel();
+        let floor = start_floor_server(revoke_rx, heard.clone()).await;
+        let server = start_uas(echo, Some(echo), Some(floor)).await;
+        let cfg = RoomSystemConfig::new(server, "4711", "Presenter")
+            .with_video(VideoSpec::new((40, 160, 60)));
+        let room = RoomSystem::call_with(cfg, presenting_options())
+            .await
+            .expect("call");
+        let answer = room.content_answer().expect("content answered");
+        assert_eq!(answer.floor_id(), Some(1));
+        assert_eq!(
+            answer.bfcp.as_ref().map(|b| b.addr.port()),
+            Some(floor),
+            "{answer:?}"
+        );
+        assert!(room.local_content_addr().is_some());
+        // Main video is the main video, not the content line.
+        assert_eq!(room.video_stats().answer.map(|a| a.payload_type), Some(96));
+        assert_eq!(room.floor_state(), FloorState::Idle);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            room.content_stats().sent.frames,
+            0,
+            "nothing before a grant"
+        );
+
+        room.request_floor().await.expect("request");
+        room.wait_for_floor(FloorState::Granted, Duration::from_secs(10))
+            .await
+            .expect("granted");
+        assert_eq!(room.floor_stats().floor_request_id, Some(1));
+        assert!(room.floor_stats().hello_acked);
+        wait_until("our own slides", || {
+            room.content_stats().received.frames_decoded >= 3
+                && body_colour(&room).is_some_and(|c| colour_distance(c, RED) <= 12)
+        })
+        .await;
+        let stats = room.content_stats();
+        assert_eq!(
+            stats.sent.keyframes,
+            stats.received.keyframes.min(stats.sent.keyframes)
+        );
+        assert!(
+            stats.received.pli_sent >= 1,
+            "a PLI when content starts: {stats:?}"
+        );
+        assert!(stats.last_picture_at.is_some());
+        assert_eq!(stats.received.frame_size, Some((320, 180)));
+        // Main video goes on beside it.
+        wait_until("main video", || {
+            room.video_stats().received.frames_decoded > 0
+        })
+        .await;
+
+        room.set_content_colour(BLUE);
+        wait_until("blue slides", || {
+            body_colour(&room).is_some_and(|c| colour_distance(c, BLUE) <= 12)
+        })
+        .await;
+
+        // Revoked: content stops (the stats are published before the state).
+        revoke.send(()).expect("revoke");
+        room.wait_for_floor(FloorState::Revoked, Duration::from_secs(10))
+            .await
+            .expect("revoked");
+        let frames = room.content_stats().sent.frames;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            room.content_stats().sent.frames,
+            frames,
+            "no content after revoke"
+        );
+
+        // Asked again: granted again, and the presentation resumes on an IDR.
+        let keyframes = room.content_stats().sent.keyframes;
+        room.request_floor().await.expect("request again");
+        room.wait_for_floor(FloorState::Granted, Duration::from_secs(10))
+            .await
+            .expect("granted again");
+        wait_until("presenting again", || {
+            room.content_stats().sent.frames > frames + 2
+        })
+        .await;
+        assert!(room.content_stats().sent.keyframes > keyframes);
+        assert_eq!(room.floor_stats().floor_request_id, Some(2));
+
+        room.release_floor().await.expect("release");
+        room.wait_for_floor(FloorState::Released, Duration::from_secs(10))
+            .await
+            .expect("released");
+        let frames = room.content_stats().sent.frames;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            room.content_stats().sent.frames,
+            frames,
+            "no content after release"
+        );
+        // Waiting for a state that does not come says where the floor is.
+        let err = room
+            .wait_for_floor(FloorState::Granted, Duration::from_millis(50))
+            .await
+            .expect_err("not granted");
+        assert!(err.to_string().contains("Released"), "{err}");
+
+        // What the floor server heard: Hello, FloorRequest (M bit, floor 1),
+        // FloorRequest, FloorRelease of request 2; one connection.
+        let heard = heard.lock().expect("lock").clone();
+        let primitives: Vec<Primitive> = heard.iter().map(|m| m.primitive).collect();
+        assert_eq!(
+            primitives,
+            [
+                Primitive::Hello,
+                Primitive::FloorRequest,
+                Primitive::FloorRequest,
+                Primitive::FloorRelease
+            ]
+        );
+        for m in &heard {
+            assert_eq!((m.version, m.conference_id, m.user_id), (1, 4711, 2));
+            assert_ne!(m.transaction_id, 0);
+        }
+        let floor_id = heard[1].attribute(AttrType::FLOOR_ID).expect("FLOOR-ID");
+        assert!(floor_id.mandatory);
+        assert_eq!(floor_id.as_u16(), Some(1));
+        assert_eq!(
+            heard[3]
+                .attribute(AttrType::FLOOR_REQUEST_ID)
+                .and_then(Attribute::as_u16),
+            Some(2)
+        );
+        room.hangup().await.expect("hangup");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn floor_requests_without_content_or_bfcp_are_refused() {
+        let echo = start_echo().await;
+        // Content refused (port 0), and BFCP refused.
+        let server = start_uas(echo, None, None).await;
+        let cfg = RoomSystemConfig::new(server, "1", "Refused").with_video(VideoSpec::new(RED));
+        let room = RoomSystem::call_with(cfg, presenting_options())
+            .await
+            .expect("call");
+        let answer = room.content_answer().expect("answered");
+        assert_eq!(
+            (answer.video.is_none(), answer.bfcp.is_none()),
+            (true, true)
+        );
+        assert!(matches!(
+            room.request_floor().await,
+            Err(Error::Negotiation(_))
+        ));
+        room.hangup().await.expect("hangup");
+
+        // Content accepted, but nobody listens for BFCP.
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let server = start_uas(echo, Some(echo), Some(port)).await;
+        let cfg = RoomSystemConfig::new(server, "1", "Unheard").with_video(VideoSpec::new(RED));
+        let room = RoomSystem::call_with(cfg, presenting_options())
+            .await
+            .expect("call");
+        assert!(matches!(room.request_floor().await, Err(Error::Io(_))));
+        assert!(room.floor_stats().closed);
+        assert!(matches!(room.request_floor().await, Err(Error::Io(_))));
+        room.hangup().await.expect("hangup");
+
+        // No content offered at all; content without main video.
+        let server = start_uas(echo, None, None).await;
+        let room = RoomSystem::call(RoomSystemConfig::new(server, "1", "Plain"))
+            .await
+            .expect("call");
+        assert!(matches!(room.request_floor().await, Err(Error::Config(_))));
+        assert!(room.content_answer().is_none());
+        room.hangup().await.expect("hangup");
+        assert!(matches!(
+            RoomSystem::call_with(
+                RoomSystemConfig::new(server, "1", "x"),
+                presenting_options()
+            )
+            .await,
+            Err(Error::Config(_))
+        ));
     }
 }

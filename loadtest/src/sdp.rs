@@ -1,5 +1,7 @@
 //! SDP (RFC 4566 / 3264), the two halves a UAC needs: write an offer (audio
-//! with one codec, optionally H.264 video), and read the answer's address,
+//! with one codec, optionally H.264 video, optionally a presentation channel
+//! as room systems offer it — a second H.264 m-line `a=content:slides`
+//! (RFC 4796) governed by BFCP (RFC 8856)), and read the answer's address,
 //! port and chosen codec for each.
 
 use std::collections::HashMap;
@@ -70,9 +72,86 @@ pub fn offer_with_video(
     session_id: u64,
     video: Option<VideoOffer>,
 ) -> String {
+    let mut s = audio_offer(local_ip, rtp_port, codec, ptime_ms, session_id);
+    if let Some(video) = video {
+        write_video(&mut s, H264_PT, video.port, video.bitrate_bps, true);
+        s.push_str("a=sendrecv\r\n");
+    }
+    s
+}
+
+/// The payload type of H.264 on the content m-line (as Polycom and Cisco
+/// room systems number it, apart from the main video's).
+pub const CONTENT_PT: u8 = 97;
+
+/// The presentation half of an offer: a second video m-line for content
+/// and the BFCP m-line that governs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentOffer {
+    /// Our content RTP port (RTCP shares it).
+    pub port: u16,
+    /// Our content bitrate, for `b=AS` (kbit/s, rounded up).
+    pub bitrate_bps: u32,
+    /// `a=label` of the content m-line, named by `a=floorid`'s `mstrm`.
+    pub label: String,
+    /// The floor we offer to request (`a=floorid`).
+    pub floor_id: u16,
+    /// The BFCP m-line's port. We connect (`a=setup:active`), so it is not
+    /// listened on: 9 (discard) as room systems write it.
+    pub bfcp_port: u16,
+}
+
+/// [`offer_with_video`] with a presentation channel, as Polycom and Cisco
+/// room systems offer it: audio, main video, then content video
+/// (`a=content:slides`, `a=label`, H.264 at [`CONTENT_PT`], PLI and FIR, no
+/// TMMBR) and an `m=application ... TCP/BFCP *` line in which we are the
+/// floor participant (`a=floorctrl:c-only`) that connects (`a=setup:active`,
+/// `a=connection:new`) and speaks BFCP version 1. Content without main video
+/// is not something room systems offer, hence both are required.
+pub fn offer_with_content(
+    local_ip: IpAddr,
+    rtp_port: u16,
+    codec: Codec,
+    ptime_ms: u32,
+    session_id: u64,
+    video: VideoOffer,
+    content: &ContentOffer,
+) -> String {
+    let mut s = offer_with_video(local_ip, rtp_port, codec, ptime_ms, session_id, Some(video));
+    let ContentOffer {
+        port,
+        bitrate_bps,
+        label,
+        floor_id,
+        bfcp_port,
+    } = content;
+    write_video(&mut s, CONTENT_PT, *port, *bitrate_bps, false);
+    let _ = write!(
+        s,
+        "a=content:slides\r\n\
+         a=label:{label}\r\n\
+         a=sendrecv\r\n\
+         m=application {bfcp_port} TCP/BFCP *\r\n\
+         a=floorctrl:c-only\r\n\
+         a=setup:active\r\n\
+         a=connection:new\r\n\
+         a=floorid:{floor_id} mstrm:{label}\r\n\
+         a=bfcpver:1\r\n"
+    );
+    s
+}
+
+/// The session and audio lines of every offer.
+fn audio_offer(
+    local_ip: IpAddr,
+    rtp_port: u16,
+    codec: Codec,
+    ptime_ms: u32,
+    session_id: u64,
+) -> String {
     let family = if local_ip.is_ipv4() { "IP4" } else { "IP6" };
     let pt = codec.payload_type();
-    let mut s = String::with_capacity(400);
+    let mut s = String::with_capacity(1_000);
     let _ = write!(
         s,
         "v=0\r\n\
@@ -104,24 +183,26 @@ pub fn offer_with_video(
         // RFC 4733 events at the codec's clock rate (RFC 7587 §7 for Opus).
         codec.clock_rate()
     );
-    if let Some(VideoOffer { port, bitrate_bps }) = video {
-        let kbps = bitrate_bps.div_ceil(1000);
-        let pt = H264_PT;
-        let _ = write!(
-            s,
-            "m=video {port} RTP/AVP {pt}\r\n\
-             b=AS:{kbps}\r\n\
-             a=rtpmap:{pt} H264/90000\r\n\
-             a=fmtp:{pt} {H264_FMTP}\r\n\
-             a=rtcp-fb:{pt} nack pli\r\n\
-             a=rtcp-fb:{pt} ccm fir\r\n\
-             a=rtcp-fb:{pt} ccm tmmbr\r\n\
-             a=rtcp:{port}\r\n\
-             a=rtcp-mux\r\n\
-             a=sendrecv\r\n"
-        );
-    }
     s
+}
+
+/// An H.264 m-line up to (not including) its direction: mode 1, PLI and
+/// FIR (and TMMBR with `tmmbr`), RTCP multiplexed.
+fn write_video(s: &mut String, pt: u8, port: u16, bitrate_bps: u32, tmmbr: bool) {
+    let kbps = bitrate_bps.div_ceil(1000);
+    let _ = write!(
+        s,
+        "m=video {port} RTP/AVP {pt}\r\n\
+         b=AS:{kbps}\r\n\
+         a=rtpmap:{pt} H264/90000\r\n\
+         a=fmtp:{pt} {H264_FMTP}\r\n\
+         a=rtcp-fb:{pt} nack pli\r\n\
+         a=rtcp-fb:{pt} ccm fir\r\n"
+    );
+    if tmmbr {
+        let _ = write!(s, "a=rtcp-fb:{pt} ccm tmmbr\r\n");
+    }
+    let _ = write!(s, "a=rtcp:{port}\r\na=rtcp-mux\r\n");
 }
 
 /// What we take from an answer.
@@ -290,20 +371,136 @@ pub fn fmtp_param<'a>(fmtp: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Reads the answer's first video m-line. `Ok(None)`: the answerer refused
-/// video (port 0). An answer without any video m-line breaks RFC 3264 §6 (one
-/// m-line per offered stream), and an accepted line we cannot use (no H.264,
-/// or not packetization-mode 1, the only mode we offered) is unusable: both
-/// are errors, so a bridge bug is reported rather than papered over.
+/// One media section of an SDP body: its m-line and the lines under it.
+struct Section<'a> {
+    media: &'a str,
+    /// `None`: not a number (an error only if the section is used).
+    port: Option<u16>,
+    proto: &'a str,
+    formats: Vec<&'a str>,
+    /// `(kind, value)` of each line after the m-line.
+    lines: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Section<'a> {
+    fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.lines
+            .iter()
+            .filter(|(kind, _)| *kind == "a")
+            .map(|(_, v)| v.split_once(':').unwrap_or((v, "")))
+    }
+
+    fn attribute(&self, name: &str) -> Option<&'a str> {
+        self.attributes()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// RFC 4796: `a=content:slides` (the values are a comma list).
+    fn is_slides(&self) -> bool {
+        self.media == "video"
+            && self
+                .attributes()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("content"))
+                .flat_map(|(_, v)| v.split(','))
+                .any(|v| v.trim().eq_ignore_ascii_case("slides"))
+    }
+
+    fn port(&self) -> Result<u16> {
+        self.port.ok_or_else(|| {
+            Error::parse(
+                "SDP m= line",
+                format!("{} {} without a port number", self.media, self.proto),
+            )
+        })
+    }
+
+    /// Media-level `c=` over the session's.
+    fn address(&self, session: &Session) -> Result<Option<IpAddr>> {
+        let mut addr = None;
+        for (kind, value) in &self.lines {
+            if *kind == "c" {
+                addr = Some(parse_connection(value)?);
+            }
+        }
+        Ok(addr.or(session.addr))
+    }
+}
+
+/// The session-level lines we use.
+#[derive(Default)]
+struct Session {
+    addr: Option<IpAddr>,
+    direction: Option<String>,
+}
+
+fn is_direction(name: &str) -> bool {
+    matches!(name, "sendrecv" | "sendonly" | "recvonly" | "inactive")
+}
+
+/// Cuts an SDP body into its session part and its media sections.
+fn sections(sdp: &str) -> Result<(Session, Vec<Section<'_>>)> {
+    let mut session = Session::default();
+    let mut media: Vec<Section<'_>> = Vec::new();
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        let Some((kind, value)) = line.split_once('=') else {
+            continue;
+        };
+        if kind == "m" {
+            let mut parts = value.split_whitespace();
+            media.push(Section {
+                media: parts.next().unwrap_or_default(),
+                port: parts
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .and_then(|p| p.parse().ok()),
+                proto: parts.next().unwrap_or_default(),
+                formats: parts.collect(),
+                lines: Vec::new(),
+            });
+            continue;
+        }
+        match media.last_mut() {
+            Some(section) => section.lines.push((kind, value)),
+            None => match kind {
+                "c" => session.addr = Some(parse_connection(value)?),
+                "a" if is_direction(value) => session.direction = Some(value.to_owned()),
+                _ => {}
+            },
+        }
+    }
+    Ok((session, media))
+}
+
+/// Reads the answer's main video m-line: the first `m=video` that is not
+/// content (`a=content:slides`, RFC 4796), whatever comes after it.
+/// `Ok(None)`: the answerer refused video (port 0). An answer without any
+/// video m-line breaks RFC 3264 §6 (one m-line per offered stream), and an
+/// accepted line we cannot use (no H.264, or not packetization-mode 1, the
+/// only mode we offered) is unusable: both are errors, so a bridge bug is
+/// reported rather than papered over.
 pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
-    let mut session_addr: Option<IpAddr> = None;
-    let mut session_direction: Option<String> = None;
-    let mut seen_media = false;
-    let mut in_video = false;
-    let mut found = false;
-    let mut port = 0u16;
-    let mut formats: Vec<u8> = Vec::new();
-    let mut media_addr: Option<IpAddr> = None;
+    let (session, media) = sections(sdp)?;
+    let main = media
+        .iter()
+        .find(|m| m.media == "video" && !m.is_slides())
+        .ok_or_else(|| {
+            Error::Negotiation("video was offered but the answer has no video m-line".into())
+        })?;
+    video_section(&session, main, "video")
+}
+
+/// One H.264 m-line of an answer (`what` names it in errors).
+fn video_section(
+    session: &Session,
+    section: &Section<'_>,
+    what: &str,
+) -> Result<Option<VideoAnswer>> {
+    let port = section.port()?;
+    if port == 0 {
+        return Ok(None);
+    }
     let mut rtpmap: HashMap<u8, String> = HashMap::new();
     let mut fmtp: HashMap<u8, String> = HashMap::new();
     let mut fb: Vec<(String, String)> = Vec::new();
@@ -311,49 +508,15 @@ pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
     let mut rtcp_mux = false;
     let mut rtcp_port: Option<u16> = None;
     let mut bandwidth = None;
-
-    for line in sdp.lines() {
-        let line = line.trim_end();
-        let Some((kind, value)) = line.split_once('=') else {
-            continue;
-        };
-        match kind {
-            "m" => {
-                seen_media = true;
-                in_video = false;
-                if found {
-                    continue;
-                }
-                let mut parts = value.split_whitespace();
-                if parts.next() != Some("video") {
-                    continue;
-                }
-                found = true;
-                in_video = true;
-                port = parts
-                    .next()
-                    .and_then(|p| p.split('/').next())
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| Error::parse("SDP m= line", value.to_owned()))?;
-                let _proto = parts.next();
-                formats = parts.filter_map(|f| f.parse().ok()).collect();
-            }
-            "c" if !seen_media => session_addr = Some(parse_connection(value)?),
-            "c" if in_video => media_addr = Some(parse_connection(value)?),
-            "b" if in_video => {
+    for (kind, value) in &section.lines {
+        match *kind {
+            "b" => {
                 if let Some(("AS", kbps)) = value.split_once(':') {
                     bandwidth = kbps.trim().parse().ok();
                 }
             }
-            "a" if in_video || !seen_media => {
+            "a" => {
                 let (name, rest) = value.split_once(':').unwrap_or((value, ""));
-                let dir = matches!(name, "sendrecv" | "sendonly" | "recvonly" | "inactive");
-                if !seen_media {
-                    if dir {
-                        session_direction = Some(name.to_owned());
-                    }
-                    continue;
-                }
                 let (pt, tail) = rest.split_once(' ').unwrap_or((rest, ""));
                 match name {
                     "rtpmap" => {
@@ -372,24 +535,21 @@ pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
                     "rtcp" => {
                         rtcp_port = rest.split_whitespace().next().and_then(|p| p.parse().ok())
                     }
-                    _ if dir => direction = Some(name.to_owned()),
+                    _ if is_direction(name) => direction = Some(name.to_owned()),
                     _ => {}
                 }
             }
             _ => {}
         }
     }
-    if !found {
-        return Err(Error::Negotiation(
-            "video was offered but the answer has no video m-line".into(),
-        ));
-    }
-    if port == 0 {
-        return Ok(None);
-    }
-    let addr = media_addr
-        .or(session_addr)
-        .ok_or_else(|| Error::Negotiation("no c= line for the video stream".into()))?;
+    let addr = section
+        .address(session)?
+        .ok_or_else(|| Error::Negotiation(format!("no c= line for the {what} stream")))?;
+    let formats: Vec<u8> = section
+        .formats
+        .iter()
+        .filter_map(|f| f.parse().ok())
+        .collect();
     let payload_type = formats
         .iter()
         .copied()
@@ -400,14 +560,14 @@ pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
         })
         .ok_or_else(|| {
             Error::Negotiation(format!(
-                "video answer has no H264 among formats {formats:?} (we offered only H264)"
+                "{what} answer has no H264 among formats {formats:?} (we offered only H264)"
             ))
         })?;
     let params = fmtp.remove(&payload_type).unwrap_or_default();
     let mode = fmtp_param(&params, "packetization-mode").unwrap_or("0");
     if mode != "1" {
         return Err(Error::Negotiation(format!(
-            "video answer has packetization-mode={mode} (fmtp \"{params}\"); we offered only mode 1"
+            "{what} answer has packetization-mode={mode} (fmtp \"{params}\"); we offered only mode 1"
         )));
     }
     let pt_text = payload_type.to_string();
@@ -424,7 +584,7 @@ pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
         profile_level_id: fmtp_param(&params, "profile-level-id").map(str::to_ascii_lowercase),
         fmtp: params,
         direction: direction
-            .or(session_direction)
+            .or_else(|| session.direction.clone())
             .unwrap_or_else(|| "sendrecv".to_owned()),
         rtcp_fb: fb
             .into_iter()
@@ -432,6 +592,193 @@ pub fn parse_video_answer(sdp: &str) -> Result<Option<VideoAnswer>> {
             .map(|(_, v)| v)
             .collect(),
         bandwidth_kbps: bandwidth,
+    }))
+}
+
+/// How BFCP is carried (the m-line's proto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BfcpTransport {
+    /// `TCP/BFCP`: version 1, the one we speak.
+    Tcp,
+    /// `TCP/TLS/BFCP`.
+    TcpTls,
+    /// `UDP/BFCP`: version 2.
+    Udp,
+    /// `UDP/TLS/BFCP` (DTLS).
+    UdpTls,
+}
+
+impl BfcpTransport {
+    fn from_proto(proto: &str) -> Option<BfcpTransport> {
+        match proto.to_ascii_uppercase().as_str() {
+            "TCP/BFCP" => Some(BfcpTransport::Tcp),
+            "TCP/TLS/BFCP" => Some(BfcpTransport::TcpTls),
+            "UDP/BFCP" => Some(BfcpTransport::Udp),
+            "UDP/TLS/BFCP" => Some(BfcpTransport::UdpTls),
+            _ => None,
+        }
+    }
+}
+
+/// What we take from the answer's BFCP m-line (RFC 8856).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfcpAnswer {
+    /// The floor control server's address: media-level `c=` over
+    /// session-level, and the m-line's port.
+    pub addr: SocketAddr,
+    pub transport: BfcpTransport,
+    /// `a=floorctrl` roles (the server answers `s-only`).
+    pub floorctrl: Vec<String>,
+    /// `a=setup` (RFC 4145), lowercased; `None` reads as `passive` in an
+    /// answer: the server listens and we connect.
+    pub setup: Option<String>,
+    /// `a=connection` (`new` or `existing`), lowercased.
+    pub connection: Option<String>,
+    /// `a=confid`: the Conference ID of every message.
+    pub conference_id: u32,
+    /// `a=userid`: our User ID in every message.
+    pub user_id: u16,
+    /// `a=floorid` lines: a floor and the `mstrm` labels it governs.
+    pub floors: Vec<(u16, Vec<String>)>,
+    /// `a=bfcpver`, when given.
+    pub versions: Vec<u8>,
+}
+
+impl BfcpAnswer {
+    /// The floor that governs the stream labelled `label`, else the first
+    /// floor named.
+    pub fn floor_for(&self, label: Option<&str>) -> Option<u16> {
+        label
+            .and_then(|label| {
+                self.floors
+                    .iter()
+                    .find(|(_, labels)| labels.iter().any(|l| l == label))
+            })
+            .or(self.floors.first())
+            .map(|(floor, _)| *floor)
+    }
+
+    /// Whether we are the one to connect (the server is passive).
+    pub fn we_connect(&self) -> bool {
+        matches!(self.setup.as_deref(), None | Some("passive"))
+    }
+}
+
+/// What the answer says of the presentation channel we offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentAnswer {
+    /// The content m-line; `None`: refused (port 0).
+    pub video: Option<VideoAnswer>,
+    /// Its `a=label`.
+    pub label: Option<String>,
+    /// The BFCP m-line; `None`: refused (port 0).
+    pub bfcp: Option<BfcpAnswer>,
+}
+
+impl ContentAnswer {
+    /// The floor that governs the content stream.
+    pub fn floor_id(&self) -> Option<u16> {
+        self.bfcp.as_ref()?.floor_for(self.label.as_deref())
+    }
+}
+
+/// Reads the answer's presentation channel (after [`offer_with_content`]):
+/// the content m-line — the `m=video` with `a=content:slides`, or, refused,
+/// the `m=video 0` after the main one (a refused line may drop its
+/// attributes) — and the `m=application ... TCP/BFCP` (or `UDP/BFCP`) line.
+/// Either missing breaks RFC 3264 §6 and is an error, as are an accepted
+/// content line we cannot use and an accepted BFCP line without
+/// `a=confid`/`a=userid` (no message could be written).
+pub fn parse_content_answer(sdp: &str) -> Result<ContentAnswer> {
+    let (session, media) = sections(sdp)?;
+    let content = media.iter().find(|m| m.is_slides()).or_else(|| {
+        media
+            .iter()
+            .filter(|m| m.media == "video")
+            .nth(1)
+            .filter(|m| m.port == Some(0))
+    });
+    let content = content.ok_or_else(|| {
+        Error::Negotiation(
+            "content was offered but the answer has no a=content:slides video m-line".into(),
+        )
+    })?;
+    let video = video_section(&session, content, "content")?;
+    let label = content.attribute("label").map(str::to_owned);
+    let bfcp = media
+        .iter()
+        .find(|m| m.media == "application" && BfcpTransport::from_proto(m.proto).is_some())
+        .ok_or_else(|| {
+            Error::Negotiation("BFCP was offered but the answer has no BFCP m-line".into())
+        })?;
+    Ok(ContentAnswer {
+        video,
+        label,
+        bfcp: bfcp_section(&session, bfcp)?,
+    })
+}
+
+fn bfcp_section(session: &Session, section: &Section<'_>) -> Result<Option<BfcpAnswer>> {
+    let port = section.port()?;
+    if port == 0 {
+        return Ok(None);
+    }
+    let transport = BfcpTransport::from_proto(section.proto)
+        .ok_or_else(|| Error::Negotiation(format!("BFCP over {}", section.proto)))?;
+    let addr = section
+        .address(session)?
+        .ok_or_else(|| Error::Negotiation("no c= line for BFCP".into()))?;
+    let values = |name: &'static str| {
+        section
+            .attributes()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let number = |name: &'static str| -> Result<u64> {
+        let value = values(name).next().ok_or_else(|| {
+            Error::Negotiation(format!("BFCP answer without a={name} (RFC 8856)"))
+        })?;
+        value
+            .parse()
+            .map_err(|_| Error::parse("SDP BFCP attribute", format!("a={name}:{value}")))
+    };
+    let conference_id = u32::try_from(number("confid")?)
+        .map_err(|_| Error::parse("SDP BFCP attribute", "a=confid over 32 bits"))?;
+    let user_id = u16::try_from(number("userid")?)
+        .map_err(|_| Error::parse("SDP BFCP attribute", "a=userid over 16 bits"))?;
+    let mut floors = Vec::new();
+    for value in values("floorid") {
+        // a=floorid:1 mstrm:3 [mstrm:4] (RFC 4583 wrote m-stream).
+        let mut words = value.split_whitespace();
+        let floor = words
+            .next()
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| Error::parse("SDP BFCP attribute", format!("a=floorid:{value}")))?;
+        let labels = words
+            .filter_map(|w| {
+                let (key, label) = w.split_once(':')?;
+                (key.eq_ignore_ascii_case("mstrm") || key.eq_ignore_ascii_case("m-stream"))
+                    .then(|| label.to_owned())
+            })
+            .collect();
+        floors.push((floor, labels));
+    }
+    Ok(Some(BfcpAnswer {
+        addr: SocketAddr::new(addr, port),
+        transport,
+        floorctrl: values("floorctrl")
+            .flat_map(str::split_whitespace)
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        setup: values("setup").next().map(str::to_ascii_lowercase),
+        connection: values("connection").next().map(str::to_ascii_lowercase),
+        conference_id,
+        user_id,
+        floors,
+        versions: values("bfcpver")
+            .flat_map(str::split_whitespace)
+            .filter_map(|v| v.parse().ok())
+            .collect(),
     }))
 }
 
@@ -569,5 +916,207 @@ mod tests {
         assert!(parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 18\r\n").is_err());
         assert!(parse_answer("v=0\r\nc=IN IP4 nonsense\r\nm=audio 4000 RTP/AVP 0\r\n").is_err());
         assert!(parse_answer("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio x RTP/AVP 0\r\n").is_err());
+    }
+
+    fn content_offer() -> String {
+        offer_with_content(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            40_002,
+            Codec::Opus,
+            20,
+            7,
+            VideoOffer {
+                port: 40_004,
+                bitrate_bps: 300_000,
+            },
+            &ContentOffer {
+                port: 40_006,
+                bitrate_bps: 999_001,
+                label: "3".into(),
+                floor_id: 1,
+                bfcp_port: 9,
+            },
+        )
+    }
+
+    #[test]
+    fn content_offer_adds_slides_and_bfcp_after_main_video_in_order() {
+        let o = content_offer();
+        let m_lines: Vec<&str> = o.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m_lines,
+            [
+                "m=audio 40002 RTP/AVP 111 101",
+                "m=video 40004 RTP/AVP 96",
+                "m=video 40006 RTP/AVP 97",
+                "m=application 9 TCP/BFCP *",
+            ]
+        );
+        let tail = &o[o.find("m=video 40006").expect("content m-line")..];
+        let want = "m=video 40006 RTP/AVP 97\r\n\
+                    b=AS:1000\r\n\
+                    a=rtpmap:97 H264/90000\r\n\
+                    a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\n\
+                    a=rtcp-fb:97 nack pli\r\n\
+                    a=rtcp-fb:97 ccm fir\r\n\
+                    a=rtcp:40006\r\n\
+                    a=rtcp-mux\r\n\
+                    a=content:slides\r\n\
+                    a=label:3\r\n\
+                    a=sendrecv\r\n\
+                    m=application 9 TCP/BFCP *\r\n\
+                    a=floorctrl:c-only\r\n\
+                    a=setup:active\r\n\
+                    a=connection:new\r\n\
+                    a=floorid:1 mstrm:3\r\n\
+                    a=bfcpver:1\r\n";
+        assert_eq!(tail, want);
+        // The main video m-line is untouched and is still what reads as
+        // main video, and audio is still audio.
+        let main = &o[o.find("m=video 40004").expect("main")..o.find("m=video 40006").expect("c")];
+        assert!(main.contains("a=rtcp-fb:96 ccm tmmbr\r\n"));
+        assert!(!main.contains("content"));
+        let v = parse_video_answer(&o).expect("parse").expect("accepted");
+        assert_eq!((v.rtp.port(), v.payload_type), (40_004, 96));
+        assert_eq!(parse_answer(&o).expect("audio").rtp.port(), 40_002);
+    }
+
+    /// The node's answer to [`content_offer`], as the brief gives it.
+    const NODE_ANSWER: &str = "v=0\r\n\
+        o=tandem 1 1 IN IP4 127.0.0.1\r\n\
+        s=tandem\r\n\
+        c=IN IP4 127.0.0.1\r\n\
+        t=0 0\r\n\
+        m=audio 40000 RTP/AVP 111 101\r\n\
+        a=rtpmap:111 opus/48000/2\r\n\
+        a=rtpmap:101 telephone-event/48000\r\n\
+        a=rtcp-mux\r\n\
+        a=sendrecv\r\n\
+        m=video 41000 RTP/AVP 96\r\n\
+        a=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n\
+        a=rtcp-fb:96 nack pli\r\n\
+        a=rtcp-mux\r\n\
+        a=sendrecv\r\n\
+        m=video 41002 RTP/AVP 97\r\n\
+        a=rtpmap:97 H264/90000\r\n\
+        a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\n\
+        a=rtcp-fb:97 nack pli\r\n\
+        a=rtcp-mux\r\n\
+        a=content:slides\r\n\
+        a=label:3\r\n\
+        a=sendrecv\r\n\
+        m=application 5072 TCP/BFCP *\r\n\
+        a=floorctrl:s-only\r\n\
+        a=setup:passive\r\n\
+        a=connection:new\r\n\
+        a=confid:4711\r\n\
+        a=userid:2\r\n\
+        a=floorid:1 mstrm:3\r\n\
+        a=bfcpver:1\r\n";
+
+    #[test]
+    fn the_nodes_content_answer_parses_and_main_video_stays_main() {
+        let main = parse_video_answer(NODE_ANSWER)
+            .expect("parse")
+            .expect("accepted");
+        assert_eq!(main.rtp, "127.0.0.1:41000".parse().expect("addr"));
+        assert_eq!(main.payload_type, 96);
+
+        let c = parse_content_answer(NODE_ANSWER).expect("parse");
+        let video = c.video.as_ref().expect("content accepted");
+        assert_eq!(video.rtp, "127.0.0.1:41002".parse().expect("addr"));
+        assert_eq!(video.rtcp, video.rtp, "rtcp-mux");
+        assert_eq!(video.payload_type, 97);
+        assert!(video.we_send() && video.we_receive());
+        assert_eq!(c.label.as_deref(), Some("3"));
+        let bfcp = c.bfcp.as_ref().expect("BFCP accepted");
+        assert_eq!(bfcp.addr, "127.0.0.1:5072".parse().expect("addr"));
+        assert_eq!(bfcp.transport, BfcpTransport::Tcp);
+        assert_eq!((bfcp.conference_id, bfcp.user_id), (4711, 2));
+        assert_eq!(bfcp.floors, [(1, vec!["3".to_owned()])]);
+        assert_eq!(bfcp.floorctrl, ["s-only"]);
+        assert_eq!(bfcp.setup.as_deref(), Some("passive"));
+        assert_eq!(bfcp.connection.as_deref(), Some("new"));
+        assert_eq!(bfcp.versions, [1]);
+        assert!(bfcp.we_connect());
+        assert_eq!(c.floor_id(), Some(1));
+
+        // Content first would not fool the main video reader either.
+        let swapped = {
+            let at_main = NODE_ANSWER.find("m=video 41000").expect("main");
+            let at_content = NODE_ANSWER.find("m=video 41002").expect("content");
+            let at_app = NODE_ANSWER.find("m=application").expect("app");
+            format!(
+                "{}{}{}{}",
+                &NODE_ANSWER[..at_main],
+                &NODE_ANSWER[at_content..at_app],
+                &NODE_ANSWER[at_main..at_content],
+                &NODE_ANSWER[at_app..]
+            )
+        };
+        let main = parse_video_answer(&swapped)
+            .expect("parse")
+            .expect("accepted");
+        assert_eq!(main.rtp.port(), 41_000);
+        let content = parse_content_answer(&swapped).expect("parse").video;
+        assert_eq!(content.map(|v| v.rtp.port()), Some(41_002));
+    }
+
+    #[test]
+    fn content_answers_refused_moved_and_broken() {
+        // Media-level c= for BFCP, UDP/BFCP, several floors.
+        let moved = NODE_ANSWER
+            .replace(
+                "m=application 5072 TCP/BFCP *\r\n",
+                "m=application 5074 UDP/BFCP *\r\nc=IN IP4 10.0.0.9\r\n",
+            )
+            .replace(
+                "a=floorid:1 mstrm:3",
+                "a=floorid:5 mstrm:7\r\na=floorid:2 m-stream:3",
+            );
+        let c = parse_content_answer(&moved).expect("parse");
+        let bfcp = c.bfcp.as_ref().expect("accepted");
+        assert_eq!(bfcp.addr, "10.0.0.9:5074".parse().expect("addr"));
+        assert_eq!(bfcp.transport, BfcpTransport::Udp);
+        assert_eq!(c.floor_id(), Some(2), "the floor naming our label");
+
+        // Content refused, with or without its attributes; BFCP refused.
+        let refused = NODE_ANSWER.replace("m=video 41002 RTP/AVP 97", "m=video 0 RTP/AVP 97");
+        assert_eq!(parse_content_answer(&refused).expect("parse").video, None);
+        let bare = {
+            let from = NODE_ANSWER.find("m=video 41002").expect("content");
+            let to = NODE_ANSWER.find("m=application").expect("app");
+            format!(
+                "{}m=video 0 RTP/AVP 97\r\n{}",
+                &NODE_ANSWER[..from],
+                &NODE_ANSWER[to..]
+            )
+        };
+        let c = parse_content_answer(&bare).expect("parse");
+        assert_eq!((c.video, c.label), (None, None));
+        assert!(parse_video_answer(&bare).expect("main").is_some());
+        let no_bfcp = NODE_ANSWER.replace("m=application 5072", "m=application 0");
+        assert_eq!(parse_content_answer(&no_bfcp).expect("parse").bfcp, None);
+
+        // Missing lines and attributes are errors.
+        let at_content = NODE_ANSWER.find("m=video 41002").expect("content");
+        assert!(
+            parse_content_answer(&NODE_ANSWER[..at_content]).is_err(),
+            "no content m-line"
+        );
+        let at_app = NODE_ANSWER.find("m=application").expect("app");
+        assert!(
+            parse_content_answer(&NODE_ANSWER[..at_app]).is_err(),
+            "no BFCP m-line"
+        );
+        for broken in [
+            NODE_ANSWER.replace("a=confid:4711\r\n", ""),
+            NODE_ANSWER.replace("a=userid:2", "a=userid:70000"),
+            NODE_ANSWER.replace("a=floorid:1", "a=floorid:x"),
+            NODE_ANSWER.replace("a=rtpmap:97 H264", "a=rtpmap:97 VP8"),
+        ] {
+            assert!(parse_content_answer(&broken).is_err(), "{broken}");
+        }
     }
 }

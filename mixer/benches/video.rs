@@ -375,6 +375,7 @@ fn run_conference(
             ReceiverSettings {
                 layout: LayoutChoice::Fixed(layout),
                 class: ResolutionClass::Hd720,
+                presentation_in_layout: false,
             },
         );
     }
@@ -876,6 +877,7 @@ fn continuity(min_time: Duration) {
             ReceiverSettings {
                 layout: LayoutChoice::Fixed(layout),
                 class: ResolutionClass::Hd720,
+                presentation_in_layout: false,
             },
         );
         let views_per_s = rate(min_time, |t| {
@@ -904,6 +906,7 @@ fn continuity(min_time: Duration) {
                 ReceiverSettings {
                     layout: LayoutChoice::Fixed(layout),
                     class: ResolutionClass::Sd360,
+                    presentation_in_layout: false,
                 },
             );
         }

@@ -32,6 +32,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod capture;
 pub mod cluster;
 pub mod http;
 pub mod node;

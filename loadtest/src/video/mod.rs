@@ -36,7 +36,7 @@ pub mod rtcp;
 pub mod sender;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use clip::VideoClip;
 pub use clock::WallClock;
@@ -156,6 +156,8 @@ pub struct VideoStats {
     pub first_packet_latency: Option<Duration>,
     /// INVITE sent → first picture decoded.
     pub first_picture_latency: Option<Duration>,
+    /// When the newest picture was decoded.
+    pub last_picture_at: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -252,6 +252,12 @@ impl VideoSender {
         self.stats
     }
 
+    /// Makes the next picture an IDR, as a camera does when it starts to
+    /// send again (a presentation that resumes on a new grant).
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_wanted = true;
+    }
+
     /// Whether the next picture will be an IDR.
     pub fn keyframe_pending(&self) -> bool {
         self.keyframe_wanted

@@ -13,6 +13,12 @@
 //! A participant without a picture to show (no video, muted, frozen) gets a
 //! name tile: a dark background with their name in the middle. Every video
 //! pane carries the participant's name on a dark strip at its bottom.
+//!
+//! A presentation is the exception to crop-to-fill: cutting the edges off a
+//! slide loses its title and page numbers, so it is scaled, by the same
+//! path, to the largest box of its own aspect ratio that fits the pane
+//! ([`fit`]), and the rest of the pane stays black (letterbox or
+//! pillarbox). It carries no label.
 
 use std::collections::HashMap;
 
@@ -47,6 +53,9 @@ pub enum PaneContent<'a> {
     },
     /// A participant with nothing to show: their name on a dark tile.
     NameTile { name: &'a str },
+    /// The presentation's latest picture, fitted into the pane (see
+    /// [`fit`]). `seq` numbers its pictures, as for `Video`.
+    Presentation { seq: u64, frame: &'a I420Frame },
 }
 
 impl PaneContent<'_> {
@@ -57,6 +66,7 @@ impl PaneContent<'_> {
             PaneContent::Empty => PaneSig::Empty,
             PaneContent::Video { source, seq, .. } => PaneSig::Video { source, seq },
             PaneContent::NameTile { name } => PaneSig::NameTile(name.to_string()),
+            PaneContent::Presentation { seq, .. } => PaneSig::Presentation { seq },
         }
     }
 }
@@ -72,12 +82,46 @@ pub enum PaneSig {
         seq: u64,
     },
     NameTile(String),
+    Presentation {
+        seq: u64,
+    },
     /// Drawn as a stand-in (its picture was not prepared): redraw next time.
     Stale,
 }
 
-/// A source picture scaled to one pane size: (source, picture seq, w, h).
-pub type ScaleKey = (ParticipantId, u64, u32, u32);
+/// Whose picture a scaled copy is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PictureSource {
+    Participant(ParticipantId),
+    Presentation,
+}
+
+/// A source picture scaled to one size: (source, picture seq, w, h).
+pub type ScaleKey = (PictureSource, u64, u32, u32);
+
+/// The largest even-sided box of `picture_w x picture_h`'s aspect ratio
+/// that fits `pane`, centred on even coordinates: where a presentation
+/// goes. The scaler crops to the box's aspect, which differs from the
+/// picture's only by the rounding to even sides.
+pub fn fit(pane: Rect, picture_w: u32, picture_h: u32) -> Rect {
+    let (pw, ph) = (u64::from(pane.w & !1), u64::from(pane.h & !1));
+    let (sw, sh) = (u64::from(picture_w.max(1)), u64::from(picture_h.max(1)));
+    // The other side, rounded to the nearest even number.
+    let even = |num: u64, den: u64| (num + den) / (2 * den) * 2;
+    let (w, h) = if sw * ph >= sh * pw {
+        (pw, even(pw * sh, sw).clamp(2, ph.max(2)))
+    } else {
+        (even(ph * sw, sh).clamp(2, pw.max(2)), ph)
+    };
+    // Both at most the pane's sides, which are u32.
+    let (w, h) = (w as u32, h as u32);
+    Rect::new(
+        pane.x + (((pane.w & !1).saturating_sub(w) / 2) & !1),
+        pane.y + (((pane.h & !1).saturating_sub(h) / 2) & !1),
+        w,
+        h,
+    )
+}
 
 /// Scaled copies of this tick's pictures, shared read-only by every view.
 pub type ScaledPictures = HashMap<ScaleKey, I420Frame>;
@@ -146,30 +190,63 @@ fn draw_pane<'s>(
     match content {
         PaneContent::Empty => canvas.fill_rect(pane, Rgb::BLACK),
         PaneContent::NameTile { name } => draw_name_tile(canvas, pane, name),
-        PaneContent::Video {
-            source, seq, name, ..
-        } => {
-            let found = scaled((source, seq, pane.w & !1, pane.h & !1));
-            match found {
-                Some(picture) => canvas.blit(picture, pane.x, pane.y),
-                None => canvas.fill_rect(pane, Rgb::BLACK),
+        PaneContent::Video { .. } | PaneContent::Presentation { .. } => {
+            let Some((key, at, _)) = placement(pane, &content) else {
+                return true;
+            };
+            let found = scaled(key);
+            if found.is_none() || at != pane {
+                // Bars around a presentation, or a stand-in.
+                canvas.fill_rect(pane, Rgb::BLACK);
             }
-            draw_label(canvas, pane, name);
+            if let Some(picture) = found {
+                canvas.blit(picture, at.x, at.y);
+            }
+            if let PaneContent::Video { name, .. } = content {
+                draw_label(canvas, pane, name);
+            }
             return found.is_some();
         }
     }
     true
 }
 
-/// The scale size of a video pane, or `None` for panes too small to draw.
-fn scale_key(pane: Rect, canvas: (u32, u32), content: &PaneContent<'_>) -> Option<ScaleKey> {
+/// Where the picture of a (clipped) pane goes and at which scale: the
+/// whole pane for a participant, the fitted box for a presentation. `None`
+/// for panes without a picture.
+fn placement<'a>(pane: Rect, content: &PaneContent<'a>) -> Option<(ScaleKey, Rect, &'a I420Frame)> {
+    let (source, seq, frame, at) = match *content {
+        PaneContent::Video {
+            source, seq, frame, ..
+        } => (
+            PictureSource::Participant(source),
+            seq,
+            frame,
+            Rect::new(pane.x, pane.y, pane.w & !1, pane.h & !1),
+        ),
+        PaneContent::Presentation { seq, frame } => (
+            PictureSource::Presentation,
+            seq,
+            frame,
+            fit(pane, frame.width(), frame.height()),
+        ),
+        PaneContent::Empty | PaneContent::NameTile { .. } => return None,
+    };
+    Some(((source, seq, at.w, at.h), at, frame))
+}
+
+/// The picture of a pane and its scale key, or `None` for panes without
+/// one or too small to draw.
+fn scale_key<'a>(
+    pane: Rect,
+    canvas: (u32, u32),
+    content: &PaneContent<'a>,
+) -> Option<(ScaleKey, &'a I420Frame)> {
     let pane = pane.clipped(canvas.0, canvas.1);
-    match *content {
-        PaneContent::Video { source, seq, .. } if pane.w >= 2 && pane.h >= 2 => {
-            Some((source, seq, pane.w & !1, pane.h & !1))
-        }
-        _ => None,
+    if pane.w < 2 || pane.h < 2 {
+        return None;
     }
+    placement(pane, content).map(|(key, _, frame)| (key, frame))
 }
 
 /// One view to prepare: its canvas size, panes and what goes in them.
@@ -233,9 +310,7 @@ impl Compositor {
         let mut needed: HashMap<ScaleKey, &I420Frame> = HashMap::new();
         for view in views {
             for (pane, content) in view.panes.iter().zip(view.contents) {
-                if let (Some(key), PaneContent::Video { frame, .. }) =
-                    (scale_key(*pane, view.canvas, content), content)
-                {
+                if let Some((key, frame)) = scale_key(*pane, view.canvas, content) {
                     needed.insert(key, frame);
                 }
             }
@@ -308,8 +383,7 @@ impl Compositor {
     ) -> Result<(), Error> {
         let size = (canvas.width(), canvas.height());
         for (pane, content) in panes.iter().zip(contents) {
-            if let (Some(key), PaneContent::Video { frame, .. }) =
-                (scale_key(*pane, size, content), content)
+            if let Some((key, frame)) = scale_key(*pane, size, content)
                 && !self.scaled.contains_key(&key)
             {
                 if self.scalers.is_empty() {
@@ -447,6 +521,55 @@ mod tests {
         );
         // Two panes of one size from one picture: scaled once.
         assert_eq!(c.scaled.len(), 2);
+    }
+
+    #[test]
+    fn video_fit_keeps_the_aspect_ratio() {
+        // 4:3 into 16:9: pillarbox; 16:9 into 4:3: letterbox; same aspect:
+        // the whole pane.
+        let wide = Rect::new(0, 0, 320, 180);
+        assert_eq!(fit(wide, 1024, 768), Rect::new(40, 0, 240, 180));
+        assert_eq!(
+            fit(Rect::new(100, 50, 240, 180), 1920, 1080),
+            Rect::new(100, 72, 240, 136)
+        );
+        assert_eq!(fit(wide, 1280, 720), wide);
+        // Even sides and corners, inside the pane, whatever the picture.
+        for (w, h) in [(1, 1), (3, 1000), (1000, 3), (1366, 768), (853, 480)] {
+            let r = fit(Rect::new(212, 0, 106, 60), w, h);
+            assert!([r.x, r.y, r.w, r.h].iter().all(|v| v.is_multiple_of(2)));
+            assert!(r.w >= 2 && r.h >= 2 && r.x >= 212 && r.x + r.w <= 318 && r.y + r.h <= 60);
+        }
+    }
+
+    #[test]
+    fn video_presentation_is_fitted_with_black_bars() {
+        // A 4:3 slide: green title band on top, red left and blue right below.
+        let mut slide = I420Frame::solid(640, 480, Rgb::BLUE).unwrap();
+        slide.fill_rect(Rect::new(0, 0, 320, 480), Rgb::RED);
+        slide.fill_rect(Rect::new(0, 0, 640, 80), Rgb::GREEN);
+        let panes = Layout::Grid2x2.panes(640, 360);
+        let contents = [
+            PaneContent::Presentation {
+                seq: 1,
+                frame: &slide,
+            },
+            PaneContent::Empty,
+        ];
+        let mut canvas = I420Frame::solid(640, 360, Rgb::WHITE).unwrap();
+        Compositor::new()
+            .compose(&mut canvas, &panes, &contents)
+            .unwrap();
+        // Pane 0 is 320x180: the slide is 240x180 at x = 40.
+        let at = |x, y, w, h| canvas.average_rgb_in(Rect::new(x, y, w, h));
+        assert!(at(0, 0, 36, 180).distance(Rgb::BLACK) <= 2, "left bar");
+        assert!(at(284, 0, 36, 180).distance(Rgb::BLACK) <= 2, "right bar");
+        // Nothing cropped: the title band is at the top, both halves below.
+        assert!(at(50, 2, 220, 24).distance(Rgb::GREEN) <= 4);
+        assert!(at(50, 60, 60, 100).distance(Rgb::RED) <= 4);
+        assert!(at(170, 60, 100, 100).distance(Rgb::BLUE) <= 4);
+        // No label on slides: the bottom left corner is slide, not strip.
+        assert!(at(44, 168, 40, 10).distance(Rgb::RED) <= 4);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Every layout is an `n x n` grid of cells, some of which are merged into
 //! large panes at the top-left. Panes come out large first, then the small
 //! ones row by row, and [`assign`] fills them in that order from the speaker
-//! order, so "pane 0" is always where the active speaker is.
+//! order, so "pane 0" is always where the active speaker is. For a receiver
+//! that sees a presentation in its layout, pane 0 holds the presentation
+//! and the people fill the panes after it ([`assign_with_presentation`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -119,6 +121,20 @@ impl Layout {
         }
     }
 
+    /// The layout `auto` picks when pane 0 holds a presentation and
+    /// `visible` participants (the viewer not counted) share the other
+    /// panes: one large pane for the slides and enough small ones for the
+    /// people, up to 21 of them (beyond, the least recent speakers drop
+    /// out). With nobody else to show, the presentation fills the screen.
+    pub fn auto_with_presentation(visible: usize) -> Layout {
+        match visible {
+            0 => Layout::Grid1x1,
+            1..=5 => Layout::OnePlus5,
+            6 | 7 => Layout::OnePlus7,
+            _ => Layout::OnePlus21,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Layout::Grid1x1 => "1x1",
@@ -170,6 +186,16 @@ impl LayoutChoice {
             LayoutChoice::Fixed(l) => l,
         }
     }
+
+    /// The concrete layout for a viewer who has `visible` others to see
+    /// besides a presentation in pane 0. A fixed layout stays as it is: the
+    /// presentation takes its large pane, or a plain grid's first pane.
+    pub fn resolve_with_presentation(self, visible: usize) -> Layout {
+        match self {
+            LayoutChoice::Auto => Layout::auto_with_presentation(visible),
+            LayoutChoice::Fixed(l) => l,
+        }
+    }
 }
 
 impl From<Layout> for LayoutChoice {
@@ -212,8 +238,29 @@ pub fn assign(
     speaker_order: &[ParticipantId],
     viewer: Option<ParticipantId>,
 ) -> Vec<Option<ParticipantId>> {
-    let panes = layout.pane_count();
-    let mut out: Vec<Option<ParticipantId>> = Vec::with_capacity(panes);
+    fill(Vec::new(), layout.pane_count(), speaker_order, viewer)
+}
+
+/// Like [`assign`], but pane 0 is kept for the presentation (its occupant
+/// is `None`) and the people fill the panes after it, in the same order: the
+/// active speaker goes to the second pane, which in a 2+8 layout is the
+/// other large one.
+pub fn assign_with_presentation(
+    layout: Layout,
+    speaker_order: &[ParticipantId],
+    viewer: Option<ParticipantId>,
+) -> Vec<Option<ParticipantId>> {
+    fill(vec![None], layout.pane_count(), speaker_order, viewer)
+}
+
+/// `out` (panes already taken) filled up to `panes` from the speaker order.
+fn fill(
+    mut out: Vec<Option<ParticipantId>>,
+    panes: usize,
+    speaker_order: &[ParticipantId],
+    viewer: Option<ParticipantId>,
+) -> Vec<Option<ParticipantId>> {
+    out.truncate(panes);
     for &id in speaker_order {
         if out.len() == panes {
             break;
@@ -294,6 +341,48 @@ mod tests {
         }
         assert_eq!(LayoutChoice::Auto.resolve(3), Layout::Grid2x2);
         assert_eq!(LayoutChoice::Auto.resolve(40), Layout::Grid5x5);
+    }
+
+    #[test]
+    fn video_auto_with_presentation_has_a_large_pane_and_room_for_people() {
+        assert_eq!(Layout::auto_with_presentation(0), Layout::Grid1x1);
+        for n in 1..=21 {
+            let l = Layout::auto_with_presentation(n);
+            assert_eq!(l.large_panes(), 1, "{n} -> {l}");
+            assert!(l.pane_count() > n, "{n} -> {l}");
+        }
+        assert_eq!(Layout::auto_with_presentation(5), Layout::OnePlus5);
+        assert_eq!(Layout::auto_with_presentation(6), Layout::OnePlus7);
+        assert_eq!(Layout::auto_with_presentation(40), Layout::OnePlus21);
+        assert_eq!(
+            LayoutChoice::Fixed(Layout::Grid3x3).resolve_with_presentation(2),
+            Layout::Grid3x3
+        );
+    }
+
+    #[test]
+    fn video_assign_with_presentation_keeps_pane_0() {
+        let order = ids(&[5, 3, 9]);
+        let some = |v: &[u64]| ids(v).into_iter().map(Some).collect::<Vec<_>>();
+        let mut want = vec![None];
+        want.extend(some(&[3, 9]));
+        want.extend([None; 3]);
+        // The speaker (the viewer here) is left out; the rest follow pane 0.
+        assert_eq!(
+            assign_with_presentation(Layout::OnePlus5, &order, Some(ParticipantId(5))),
+            want
+        );
+        let mut want = vec![None];
+        want.extend(some(&[5, 3, 9]));
+        assert_eq!(
+            assign_with_presentation(Layout::Grid2x2, &order, None),
+            want
+        );
+        // A single pane holds only the presentation.
+        assert_eq!(
+            assign_with_presentation(Layout::Grid1x1, &order, None),
+            vec![None]
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! - [`codec`]: OpenH264 encoder/decoder wrappers (Constrained Baseline).
 //! - [`layout`]: the layouts, their panes, who goes where.
 //! - [`scale`]: crop-to-fill scaling of I420 pictures.
-//! - [`compose`]: sources into panes, labels, name tiles.
+//! - [`compose`]: sources into panes, labels, name tiles; a presentation
+//!   fitted into its pane.
 //! - [`view`]: the sans-IO [`VideoMixer`].
 //! - `parallel`: the deterministic split of a tick's jobs over threads.
 //! - [`simulcast`]: one source as 720p/360p/180p layers for an SFU

@@ -16,6 +16,14 @@
 //! receiver shows garbage). Keyframe requests from receivers (PLI/FIR) are
 //! rate-limited per encoder; one keyframe serves every receiver of the view.
 //!
+//! A presentation (content) can be shown in the people layout for receivers
+//! that have no content channel of their own
+//! ([`ReceiverSettings::presentation_in_layout`]): while one is on, their
+//! views put it in pane 0, fitted rather than cropped, and the people in the
+//! panes after it. The flag is not part of the [`ViewKey`], only whether the
+//! view shows the presentation is: while none is on, receivers with and
+//! without the flag share their views as before.
+//!
 //! Sans-IO: the bridge calls [`VideoMixer::tick`] at the output frame rate.
 //! Time is the tick count: freezes and keyframe intervals are in ticks.
 
@@ -24,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::codec::{EncodedFrame, EncoderSettings, VideoEncoder};
 use super::compose::{Canvas, Compositor, PaneContent, ViewPanes};
 use super::frame::{I420Frame, Rect};
-use super::layout::{Layout, LayoutChoice, assign};
+use super::layout::{Layout, LayoutChoice, assign, assign_with_presentation};
 use crate::audio::ParticipantId;
 use crate::error::Error;
 
@@ -83,6 +91,11 @@ impl ResolutionClass {
 pub struct ReceiverSettings {
     pub layout: LayoutChoice,
     pub class: ResolutionClass,
+    /// Show the presentation, while one is on, in the largest pane of this
+    /// layout (for endpoints without a content channel). `auto` then picks
+    /// a layout with one large pane; a fixed layout keeps its panes and the
+    /// presentation takes the first.
+    pub presentation_in_layout: bool,
 }
 
 impl Default for ReceiverSettings {
@@ -90,6 +103,7 @@ impl Default for ReceiverSettings {
         ReceiverSettings {
             layout: LayoutChoice::Auto,
             class: ResolutionClass::Sd360,
+            presentation_in_layout: false,
         }
     }
 }
@@ -101,6 +115,8 @@ pub struct ViewKey {
     /// Who is in each pane, pane order as [`Layout::panes`].
     pub occupants: Vec<Option<ParticipantId>>,
     pub class: ResolutionClass,
+    /// Pane 0 shows the presentation (its occupant is then `None`).
+    pub presentation: bool,
 }
 
 /// One encoded picture and who it is for.
@@ -207,6 +223,18 @@ struct Source {
     video_muted: bool,
 }
 
+/// The presentation while it is on.
+#[derive(Debug, Default)]
+struct Presentation {
+    /// `None` until its first picture: the pane shows a tile until then.
+    frame: Option<I420Frame>,
+    /// Numbered like source pictures (see `VideoMixer::picture_seq`).
+    seq: u64,
+}
+
+/// What a presentation pane says before the first picture arrives.
+const PRESENTATION_TILE: &str = "Presentation";
+
 #[derive(Debug)]
 struct EncoderSlot {
     class: ResolutionClass,
@@ -230,9 +258,11 @@ pub struct VideoMixer {
     keyframe_requests: BTreeSet<ParticipantId>,
     slots: Vec<EncoderSlot>,
     compositor: Compositor,
-    /// Numbers every source picture, across all sources and incarnations:
-    /// the same number always means the same pixels.
+    /// Numbers every source and presentation picture, across all sources
+    /// and incarnations: the same number always means the same pixels.
     picture_seq: u64,
+    /// `Some` while a presentation is on.
+    presentation: Option<Presentation>,
     /// Sources in some pane of the last tick's views.
     visible: BTreeSet<ParticipantId>,
     /// Sources that entered a pane and need a keyframe from their sender.
@@ -266,6 +296,7 @@ impl VideoMixer {
             slots: Vec::new(),
             compositor: Compositor::new(),
             picture_seq: 0,
+            presentation: None,
             visible: BTreeSet::new(),
             source_keyframe_requests: Vec::new(),
             source_classes: BTreeMap::new(),
@@ -349,6 +380,43 @@ impl VideoMixer {
         s.seq = self.picture_seq;
         s.last_frame_tick = self.tick;
         Ok(())
+    }
+
+    /// The presentation's latest picture (decoded from the presenter's
+    /// content stream). It stays in its pane until the next one or until
+    /// the presentation ends: slides may not change for minutes, so it
+    /// never freezes into a tile. A picture that arrives while no
+    /// presentation is on is dropped (a decoder finishing after the
+    /// presentation ended must not show its last slide in the next one).
+    pub fn push_presentation_frame(&mut self, frame: I420Frame) -> Result<(), Error> {
+        if let Some(presentation) = &mut self.presentation {
+            self.picture_seq += 1;
+            presentation.frame = Some(frame);
+            presentation.seq = self.picture_seq;
+        }
+        Ok(())
+    }
+
+    /// Whether a presentation is on. Turning it on shows it in the views
+    /// of receivers that want it (a tile until its first picture); turning
+    /// it off clears its picture and takes it out of every view.
+    pub fn set_presentation(&mut self, active: bool) {
+        match (active, &self.presentation) {
+            (true, None) => self.presentation = Some(Presentation::default()),
+            (false, Some(_)) => self.presentation = None,
+            _ => {}
+        }
+    }
+
+    /// Whether some receiver that wants the presentation in its layout has
+    /// a view while it is on: if not, nobody needs the content stream
+    /// decoded.
+    pub fn presentation_visible(&self) -> bool {
+        self.presentation.is_some()
+            && self
+                .receivers
+                .values()
+                .any(|settings| settings.presentation_in_layout)
     }
 
     /// Most recent speaker first. Unknown ids are ignored; participants
@@ -481,11 +549,19 @@ impl VideoMixer {
                 &order[..]
             };
             let visible = order.len() - usize::from(order.contains(&rx));
-            let layout = settings.layout.resolve(visible);
+            let presentation = settings.presentation_in_layout && self.presentation.is_some();
+            let (layout, occupants) = if presentation {
+                let layout = settings.layout.resolve_with_presentation(visible);
+                (layout, assign_with_presentation(layout, order, Some(rx)))
+            } else {
+                let layout = settings.layout.resolve(visible);
+                (layout, assign(layout, order, Some(rx)))
+            };
             let key = ViewKey {
                 layout,
-                occupants: assign(layout, order, Some(rx)),
+                occupants,
                 class: settings.class,
+                presentation,
             };
             views.entry(key).or_default().push(rx);
         }
@@ -628,6 +704,7 @@ impl VideoMixer {
         // (in parallel); the views below only read those copies.
         let sources = &self.sources;
         let freeze = self.config.freeze_timeout_ticks;
+        let presentation = presentation_content(self.presentation.as_ref());
         let layouts: Vec<(Vec<Rect>, Vec<PaneContent<'_>>)> = views
             .iter()
             .map(|(key, _)| {
@@ -635,7 +712,11 @@ impl VideoMixer {
                 let contents = key
                     .occupants
                     .iter()
-                    .map(|occupant| pane_content(sources, tick, freeze, *occupant))
+                    .enumerate()
+                    .map(|(pane, occupant)| match pane {
+                        0 if key.presentation => presentation,
+                        _ => pane_content(sources, tick, freeze, *occupant),
+                    })
                     .collect();
                 (key.layout.panes(w, h), contents)
             })
@@ -779,6 +860,20 @@ fn pane_content(
     }
 }
 
+/// What a presentation pane shows: its picture, or a tile before the first.
+fn presentation_content(presentation: Option<&Presentation>) -> PaneContent<'_> {
+    match presentation {
+        Some(Presentation {
+            frame: Some(frame),
+            seq,
+        }) => PaneContent::Presentation { seq: *seq, frame },
+        Some(Presentation { frame: None, .. }) => PaneContent::NameTile {
+            name: PRESENTATION_TILE,
+        },
+        None => PaneContent::Empty,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -825,6 +920,7 @@ mod tests {
         ReceiverSettings {
             layout: LayoutChoice::Fixed(layout),
             class,
+            presentation_in_layout: false,
         }
     }
 
@@ -1296,6 +1392,288 @@ mod tests {
             .unwrap();
         let pic = tick(&mut m);
         assert!(pane_colour(&pic, Layout::Grid2x2, 1).distance(Rgb::WHITE) <= TOLERANCE);
+    }
+
+    /// The presentation's colour in the tests below: no participant's.
+    const SLIDE: Rgb = Rgb(255, 0, 255);
+    const ROOM: ParticipantId = ParticipantId(101);
+
+    fn presenting(layout: LayoutChoice) -> ReceiverSettings {
+        ReceiverSettings {
+            layout,
+            class: ResolutionClass::Low180,
+            presentation_in_layout: true,
+        }
+    }
+
+    /// One decoder per receiver and its latest picture.
+    type Screens = BTreeMap<ParticipantId, (VideoDecoder, Option<I420Frame>)>;
+
+    fn screens(receivers: &[ParticipantId]) -> Screens {
+        receivers
+            .iter()
+            .map(|&r| (r, (VideoDecoder::new().unwrap(), None)))
+            .collect()
+    }
+
+    /// Runs `ticks` ticks, re-sending the `n` sources each time, decoding
+    /// every receiver's stream with its own decoder.
+    fn run_screens(m: &mut VideoMixer, n: u64, screens: &mut Screens, ticks: usize) {
+        for _ in 0..ticks {
+            push_all(m, n);
+            for out in m.tick().unwrap() {
+                for rx in &out.receivers {
+                    if let Some((dec, last)) = screens.get_mut(rx)
+                        && let Some(pic) = dec.decode(&out.encoded.annexb).unwrap()
+                    {
+                        *last = Some(pic);
+                    }
+                }
+            }
+        }
+    }
+
+    fn screen(screens: &Screens, rx: ParticipantId) -> &I420Frame {
+        screens[&rx].1.as_ref().expect("receiver got a picture")
+    }
+
+    /// Whether any 16x16 block of the picture is `colour`.
+    fn shows_anywhere(pic: &I420Frame, colour: Rgb) -> bool {
+        (0..pic.height() / 16)
+            .flat_map(|r| (0..pic.width() / 16).map(move |c| Rect::new(c * 16, r * 16, 16, 16)))
+            .any(|block| pic.average_rgb_in(block).distance(colour) <= TOLERANCE)
+    }
+
+    fn assert_panes(pic: &I420Frame, layout: Layout, want: &[Rgb]) {
+        for (pane, &colour) in want.iter().enumerate() {
+            let got = pane_colour(pic, layout, pane);
+            assert!(
+                got.distance(colour) <= TOLERANCE,
+                "{layout} pane {pane}: {got:?}, want {colour:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn video_presentation_in_the_layout_of_receivers_that_want_it() {
+        let mut m = mixer_with(3);
+        m.set_speaker_order(&[RED, GREEN, BLUE]);
+        m.set_receiver(ROOM, presenting(LayoutChoice::Auto));
+        m.set_receiver(
+            ONLOOKER,
+            ReceiverSettings {
+                presentation_in_layout: false,
+                ..presenting(LayoutChoice::Auto)
+            },
+        );
+        let mut screens = screens(&[ROOM, ONLOOKER]);
+        run_screens(&mut m, 3, &mut screens, 1);
+        // No presentation: the flag makes no difference, one view for both.
+        assert_eq!(m.stats().views, 1);
+        assert!(!m.presentation_visible());
+
+        // A 4:3 slide comes in once and stays.
+        m.set_presentation(true);
+        assert!(m.presentation_visible());
+        m.push_presentation_frame(I420Frame::solid(640, 480, SLIDE).unwrap())
+            .unwrap();
+        run_screens(&mut m, 3, &mut screens, 3);
+        assert_eq!(m.stats().views, 2);
+        let room = screen(&screens, ROOM);
+        // Slides in the large pane of a 1+5, people in the small ones.
+        let black = Rgb::BLACK;
+        assert_panes(
+            room,
+            Layout::OnePlus5,
+            &[SLIDE, Rgb::RED, Rgb::GREEN, Rgb::BLUE, black, black],
+        );
+        // Fitted, not cropped: the 212x120 pane has a 160x120 slide and
+        // black bars of 26 pixels left and right.
+        let large = Layout::OnePlus5.panes(320, 180)[0];
+        assert_eq!(large, Rect::new(0, 0, 212, 120));
+        for bar in [Rect::new(2, 10, 16, 100), Rect::new(194, 10, 16, 100)] {
+            let got = room.average_rgb_in(bar);
+            assert!(got.distance(black) <= TOLERANCE, "bar {bar:?}: {got:?}");
+        }
+        assert!(shows_anywhere(room, SLIDE));
+        // The other receiver sees what it saw before, and no slide.
+        let onlooker = screen(&screens, ONLOOKER);
+        assert_panes(
+            onlooker,
+            Layout::Grid2x2,
+            &[Rgb::RED, Rgb::GREEN, Rgb::BLUE, black],
+        );
+        assert!(!shows_anywhere(onlooker, SLIDE));
+
+        // The presentation ends: people only, in one shared view again.
+        m.set_presentation(false);
+        assert!(!m.presentation_visible());
+        run_screens(&mut m, 3, &mut screens, 3);
+        assert_eq!(m.stats().views, 1);
+        for rx in [ROOM, ONLOOKER] {
+            let pic = screen(&screens, rx);
+            assert_panes(
+                pic,
+                Layout::Grid2x2,
+                &[Rgb::RED, Rgb::GREEN, Rgb::BLUE, black],
+            );
+            assert!(!shows_anywhere(pic, SLIDE), "{rx:?}");
+        }
+
+        // Its picture went with it, and one that arrives while it is off is
+        // dropped: the next presentation starts with a tile, not old slides.
+        m.push_presentation_frame(I420Frame::solid(640, 480, SLIDE).unwrap())
+            .unwrap();
+        m.set_presentation(true);
+        run_screens(&mut m, 3, &mut screens, 2);
+        let room = screen(&screens, ROOM);
+        let tile = room.average_rgb_in(large);
+        assert!(tile.distance(NAME_TILE_RGB) <= 40, "{tile:?}");
+        assert!(!shows_anywhere(room, SLIDE));
+
+        // Only receivers without the flag left: nobody needs the slides.
+        m.remove_receiver(ROOM).unwrap();
+        assert!(!m.presentation_visible());
+    }
+
+    #[test]
+    fn video_new_slide_redraws_only_its_pane() {
+        let mut m = mixer_with(3);
+        m.set_speaker_order(&[RED, GREEN, BLUE]);
+        m.set_receiver(ROOM, presenting(LayoutChoice::Fixed(Layout::Grid2x2)));
+        m.set_presentation(true);
+        m.push_presentation_frame(I420Frame::solid(320, 180, SLIDE).unwrap())
+            .unwrap();
+        let mut screens = screens(&[ROOM]);
+        run_screens(&mut m, 3, &mut screens, 2);
+        // A fixed grid: the slide takes the first pane, people the rest.
+        assert_panes(
+            screen(&screens, ROOM),
+            Layout::Grid2x2,
+            &[SLIDE, Rgb::RED, Rgb::GREEN, Rgb::BLUE],
+        );
+        // The people send nothing new; the next slide does.
+        let before = m.stats();
+        m.push_presentation_frame(I420Frame::solid(1280, 720, Rgb::WHITE).unwrap())
+            .unwrap();
+        let out = m.tick().unwrap();
+        let after = m.stats();
+        assert_eq!(after.panes_drawn - before.panes_drawn, 1);
+        assert_eq!(after.panes_unchanged - before.panes_unchanged, 3);
+        let (dec, last) = screens.get_mut(&ROOM).unwrap();
+        *last = dec.decode(&out[0].encoded.annexb).unwrap().or(last.take());
+        assert_panes(
+            screen(&screens, ROOM),
+            Layout::Grid2x2,
+            &[Rgb::WHITE, Rgb::RED, Rgb::GREEN, Rgb::BLUE],
+        );
+        // Nothing new: nothing drawn.
+        let before = m.stats();
+        m.tick().unwrap();
+        assert_eq!(m.stats().panes_drawn, before.panes_drawn);
+    }
+
+    #[test]
+    fn video_presentation_takes_pane_0_of_every_layout() {
+        let n = 9;
+        let mut m = mixer_with(n);
+        let order: Vec<ParticipantId> = (1..=n).map(ParticipantId).collect();
+        m.set_speaker_order(&order);
+        m.set_presentation(true);
+        let expect = |layout: Layout, people: &[u64]| {
+            let mut occupants = vec![None];
+            occupants.extend(people.iter().map(|&i| Some(ParticipantId(i))));
+            occupants.resize(layout.pane_count(), None);
+            occupants
+        };
+        for (viewer, choice, layout, people) in [
+            // An onlooker on auto with 9 others: 1+21.
+            (
+                100,
+                LayoutChoice::Auto,
+                Layout::OnePlus21,
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9][..],
+            ),
+            // The speaker among them sees the rest, with the next speaker
+            // first after the slides.
+            (
+                1,
+                LayoutChoice::Auto,
+                Layout::OnePlus21,
+                &[2, 3, 4, 5, 6, 7, 8, 9],
+            ),
+            // A fixed large-pane layout: the slides take the large pane.
+            (
+                101,
+                Layout::OnePlus7.into(),
+                Layout::OnePlus7,
+                &[1, 2, 3, 4, 5, 6, 7],
+            ),
+            // Two large panes: slides and the active speaker side by side.
+            (
+                102,
+                Layout::TwoPlus8.into(),
+                Layout::TwoPlus8,
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9],
+            ),
+            // A grid: its first pane.
+            (
+                103,
+                Layout::Grid3x3.into(),
+                Layout::Grid3x3,
+                &[1, 2, 3, 4, 5, 6, 7, 8],
+            ),
+            // One pane: the slides alone.
+            (104, Layout::Grid1x1.into(), Layout::Grid1x1, &[]),
+        ] {
+            let viewer = ParticipantId(viewer);
+            m.set_receiver(viewer, presenting(choice));
+            let views = m.views();
+            let (key, _) = views
+                .iter()
+                .find(|(_, rxs)| rxs.contains(&viewer))
+                .expect("a view");
+            assert!(key.presentation, "{viewer:?}");
+            assert_eq!(key.layout, layout, "{viewer:?}");
+            assert_eq!(key.occupants, expect(layout, people), "{viewer:?}");
+            m.remove_receiver(viewer).unwrap();
+        }
+        // Auto by head count: 1+5 up to 5 others, 1+7 up to 7, then 1+21.
+        for (others, layout) in [
+            (3, Layout::OnePlus5),
+            (5, Layout::OnePlus5),
+            (6, Layout::OnePlus7),
+            (7, Layout::OnePlus7),
+            (8, Layout::OnePlus21),
+        ] {
+            let mut m = mixer_with(others);
+            m.set_presentation(true);
+            m.set_receiver(ROOM, presenting(LayoutChoice::Auto));
+            let views = m.views();
+            assert_eq!(
+                views.keys().next().map(|k| k.layout),
+                Some(layout),
+                "{others}"
+            );
+        }
+        // The slides' pane is nobody's: the speaker goes to a small pane
+        // and asks its sender for no more than that.
+        let mut m = mixer_with(3);
+        m.set_speaker_order(&[RED, GREEN, BLUE]);
+        m.set_presentation(true);
+        m.set_receiver(
+            ROOM,
+            ReceiverSettings {
+                class: ResolutionClass::Hd720,
+                ..presenting(Layout::OnePlus5.into())
+            },
+        );
+        m.tick().unwrap();
+        assert_eq!(m.source_class(RED), Some(ResolutionClass::Sd360));
+        assert_eq!(
+            m.visible_sources().iter().copied().collect::<Vec<_>>(),
+            vec![RED, GREEN, BLUE]
+        );
     }
 
     #[test]

@@ -395,6 +395,26 @@ impl Message {
         })
     }
 
+    /// Only the common header of `buf` (no attributes), when there are 12
+    /// bytes of it: enough to answer a message that does not parse with an
+    /// Error naming its conference, transaction and user (§13.8).
+    pub fn header(buf: &[u8]) -> Option<Message> {
+        let h = buf.get(..HEADER_LEN)?;
+        let version = match h[0] >> 5 {
+            v @ (VERSION_STREAM | VERSION_DATAGRAM) => v,
+            _ => VERSION_STREAM,
+        };
+        Some(Message {
+            version,
+            responder: h[0] & 0x10 != 0,
+            primitive: Primitive::from_u8(h[1]),
+            conference_id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            transaction_id: u16::from_be_bytes([h[8], h[9]]),
+            user_id: u16::from_be_bytes([h[10], h[11]]),
+            attributes: Vec::new(),
+        })
+    }
+
     /// The message's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);

@@ -595,6 +595,34 @@ fn parse_payload(au: &mut Assembly, payload: &[u8]) -> Result<(), Reject> {
     }
 }
 
+/// Whether an RTP payload (RFC 6184) starts a keyframe: it is, or its
+/// aggregate holds, or its fragment starts, an IDR slice or a sequence
+/// parameter set (room systems send SPS, PPS, IDR in that order). What a
+/// relay that does not depacketize needs to know where a receiver can start.
+pub fn starts_keyframe(payload: &[u8]) -> bool {
+    let is_key = |t: u8| t == nal_type::IDR || t == nal_type::SPS;
+    let Some((&header, rest)) = payload.split_first() else {
+        return false;
+    };
+    match header & 0x1f {
+        nal_type::STAP_A => {
+            let mut rest = rest;
+            while rest.len() >= 3 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if is_key(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = rest.get(2 + len..).unwrap_or_default();
+            }
+            false
+        }
+        nal_type::FU_A => rest
+            .first()
+            .is_some_and(|&fu| fu & 0x80 != 0 && is_key(fu & 0x1f)),
+        t => is_key(t),
+    }
+}
+
 /// The NAL units of an Annex B byte stream, without start codes or the
 /// trailing zero bytes before the next start code. Bytes before the first
 /// start code are skipped.
@@ -1257,6 +1285,37 @@ mod tests {
                 seq = seq.wrapping_add(1);
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn keyframe_starts_are_found_in_every_payload_structure() -> Result<(), H264Error> {
+        let mut au = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65,
+        ];
+        au.extend(std::iter::repeat_n(0xAB, 3000));
+        let p = H264Packetizer::new(1200, PacketizationMode::NonInterleaved);
+        let packets = p.packetize(&au)?;
+        // SPS+PPS aggregated (STAP-A) or alone, then the IDR in fragments.
+        assert!(starts_keyframe(&packets[0]));
+        let idr_start = packets
+            .iter()
+            .position(|pk| pk[0] & 0x1f == nal_type::FU_A)
+            .expect("IDR fragmented");
+        assert!(starts_keyframe(&packets[idr_start]));
+        assert!(
+            !starts_keyframe(&packets[idr_start + 1]),
+            "a middle fragment"
+        );
+        // A P slice, alone or its first fragment.
+        assert!(!starts_keyframe(&[0x41, 0x9a]));
+        assert!(!starts_keyframe(&[0x5c, 0x81, 0x9a]));
+        assert!(starts_keyframe(&[0x65, 0x88]));
+        assert!(starts_keyframe(&[0x5c, 0x85, 0x88]));
+        // STAP-A with SPS second; truncated aggregates do not panic.
+        assert!(starts_keyframe(&[0x18, 0, 1, 0x09, 0, 2, 0x67, 0x42]));
+        assert!(!starts_keyframe(&[0x18, 0, 9, 0x09]));
+        assert!(!starts_keyframe(&[]));
         Ok(())
     }
 }

@@ -173,16 +173,26 @@ impl BfcpAnswer {
             out.push(Attribute::value("setup", setup.as_str()));
             out.push(Attribute::value("connection", "new"));
         }
-        out.push(Attribute::value("confid", self.conference_id.to_string()));
-        out.push(Attribute::value("userid", self.user_id.to_string()));
-        out.push(Attribute::value(
-            "floorid",
-            format!("{} mstrm:{}", self.floor, self.content_label),
-        ));
+        out.extend(self.identity());
         if let Some(v) = offer.version() {
             out.push(Attribute::value("bfcpver", v.to_string()));
         }
         out
+    }
+}
+
+impl BfcpAnswer {
+    /// `a=confid`, `a=userid` and `a=floorid`: who the client is to the
+    /// server, and which floor governs which stream.
+    pub fn identity(&self) -> [Attribute; 3] {
+        [
+            Attribute::value("confid", self.conference_id.to_string()),
+            Attribute::value("userid", self.user_id.to_string()),
+            Attribute::value(
+                "floorid",
+                format!("{} mstrm:{}", self.floor, self.content_label),
+            ),
+        ]
     }
 }
 

@@ -11,7 +11,8 @@ pub mod session;
 pub mod video;
 
 pub use offer_answer::{
-    AudioCodec, LocalMedia, NegotiatedAudio, OfferAnswerError, SdpSession, VideoStream,
+    AudioCodec, CONTENT_LABEL, LocalContent, LocalMedia, NegotiatedAudio, NegotiatedBfcp,
+    OfferAnswerError, SdpSession, VideoStream,
 };
 pub use session::{
     Address, Attribute, Bandwidth, Connection, Direction, MediaDescription, MediaKind, Origin,

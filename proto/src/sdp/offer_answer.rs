@@ -17,6 +17,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::bfcp::{self as sdp_bfcp, BfcpAnswer, BfcpMedia, BfcpTransport, Setup};
 use super::session::{
     Address, Attribute, Bandwidth, Connection, Direction, MediaDescription, MediaKind, Origin,
     RtpMap, SessionDescription, Timing,
@@ -152,6 +153,45 @@ pub struct LocalMedia {
     pub ptime: u32,
     /// Where we receive video; `None` declines video.
     pub video_port: Option<u16>,
+    /// The presentation channel and its floor; `None` declines content.
+    pub content: Option<LocalContent>,
+}
+
+/// Our side of a presentation (content) channel: its RTP port and the BFCP
+/// floor control server that governs it (RFC 4796, RFC 8856).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalContent {
+    /// Where we receive content RTP (RTCP multiplexed or on port+1).
+    pub port: u16,
+    /// Where our floor control server listens, on TCP and UDP.
+    pub bfcp_port: u16,
+    /// The BFCP conference and user IDs of this participant.
+    pub conference_id: u32,
+    pub user_id: u16,
+    /// The floor that governs the content stream.
+    pub floor: u16,
+}
+
+/// The label of our content m-line when the offer has none.
+pub const CONTENT_LABEL: &str = "3";
+
+/// The outcome of a BFCP m-line exchange: how the client reaches our floor
+/// control server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedBfcp {
+    pub transport: BfcpTransport,
+    /// BFCP version spoken: 1 over TCP, 2 over UDP.
+    pub version: u8,
+    /// We open the TCP connection (the offerer was `passive`); otherwise it
+    /// connects to us.
+    pub connect: bool,
+    /// The client's address (where we connect, for `connect`).
+    pub remote: Option<SocketAddr>,
+    pub conference_id: u32,
+    pub user_id: u16,
+    pub floor: u16,
+    /// The label of our content stream the floor governs.
+    pub label: String,
 }
 
 /// The outcome of an offer/answer exchange for the video stream.
@@ -395,6 +435,8 @@ pub struct SdpSession {
     username: String,
     last: Option<SessionDescription>,
     video: Option<VideoStream>,
+    content: Option<VideoStream>,
+    bfcp: Option<NegotiatedBfcp>,
 }
 
 impl SdpSession {
@@ -405,7 +447,20 @@ impl SdpSession {
             username: "tandem".to_owned(),
             last: None,
             video: None,
+            content: None,
+            bfcp: None,
         }
+    }
+
+    /// The presentation stream as the last completed exchange left it;
+    /// only ever with its floor ([`Self::bfcp`]).
+    pub fn content(&self) -> Option<&VideoStream> {
+        self.content.as_ref()
+    }
+
+    /// The floor control negotiated with the content stream.
+    pub fn bfcp(&self) -> Option<&NegotiatedBfcp> {
+        self.bfcp.as_ref()
     }
 
     /// The video stream as the last completed exchange left it (`None`:
@@ -468,10 +523,31 @@ impl SdpSession {
         let mut negotiated: Option<NegotiatedAudio> = None;
         let mut video: Option<VideoStream> = None;
         let mut any_active = false;
+        let plan = local
+            .content
+            .as_ref()
+            .and_then(|c| ContentPlan::of(offer, c));
+        let mut content = None;
+        let mut bfcp = None;
 
-        for m in &offer.media {
+        for (i, m) in offer.media.iter().enumerate() {
             any_active |= m.port != 0;
-            let usable = m.port != 0 && plain_rtp(&m.proto);
+            if let (Some(plan), Some(c)) = (&plan, &local.content) {
+                if i == plan.content
+                    && let Some((md, stream)) = answer_content(offer, m, c.port, &plan.label)
+                {
+                    answer.media.push(md);
+                    content = Some(stream);
+                    continue;
+                }
+                if i == plan.bfcp {
+                    let (md, neg) = answer_bfcp(offer, m, &plan.bfcp_media, c, &plan.label);
+                    answer.media.push(md);
+                    bfcp = Some(neg);
+                    continue;
+                }
+            }
+            let usable = m.port != 0 && plain_rtp(&m.proto) && !sdp_bfcp::is_content(m);
             if usable
                 && negotiated.is_none()
                 && m.kind == MediaKind::Audio
@@ -496,6 +572,11 @@ impl SdpSession {
             return Err(OfferAnswerError::NoCommonCodec);
         }
         self.video = video;
+        // Both or neither: content without its floor cannot be governed.
+        (self.content, self.bfcp) = match (content, bfcp) {
+            (Some(c), Some(b)) => (Some(c), Some(b)),
+            _ => (None, None),
+        };
         Ok((self.stamp(answer), negotiated))
     }
 
@@ -553,6 +634,42 @@ impl SdpSession {
         if let Some(port) = local.video_port {
             sd.media.push(offer_video(port));
         }
+        if let Some(c) = &local.content {
+            let mut content = offer_video(c.port);
+            content
+                .attributes
+                .push(Attribute::value("content", "slides"));
+            content
+                .attributes
+                .push(Attribute::value("label", CONTENT_LABEL));
+            sd.media.push(content);
+            let mut attributes = vec![
+                Attribute::value("floorctrl", "s-only"),
+                Attribute::value("setup", Setup::Passive.as_str()),
+                Attribute::value("connection", "new"),
+            ];
+            attributes.extend(
+                BfcpAnswer {
+                    conference_id: c.conference_id,
+                    user_id: c.user_id,
+                    floor: c.floor,
+                    content_label: CONTENT_LABEL.to_owned(),
+                }
+                .identity(),
+            );
+            attributes.push(Attribute::value("bfcpver", "1"));
+            sd.media.push(MediaDescription {
+                kind: MediaKind::Application,
+                port: c.bfcp_port,
+                port_count: None,
+                proto: "TCP/BFCP".to_owned(),
+                formats: vec!["*".to_owned()],
+                info: None,
+                connection: None,
+                bandwidth: Vec::new(),
+                attributes,
+            });
+        }
         self.stamp(sd)
     }
 
@@ -573,11 +690,14 @@ impl SdpSession {
                 answer: answer.media.len(),
             });
         }
+        self.take_answered_content(our_offer, answer);
         self.video = our_offer
             .media
             .iter()
             .zip(&answer.media)
-            .find(|(o, t)| o.kind == MediaKind::Video && o.port != 0 && t.port != 0)
+            .find(|(o, t)| {
+                o.kind == MediaKind::Video && !sdp_bfcp::is_content(o) && o.port != 0 && t.port != 0
+            })
             .and_then(|(ours, theirs)| {
                 // The answerer's rtpmap/fmtp for the PT it chose is what it
                 // can receive; it must be one we offered.
@@ -644,6 +764,141 @@ impl SdpSession {
             opus_stereo: codec == AudioCodec::Opus && fmtp_param(fmtp, "stereo") == Some("1"),
         }))
     }
+}
+
+impl SdpSession {
+    /// The content stream and floor of an answer to our offer: both
+    /// accepted, or neither kept.
+    fn take_answered_content(
+        &mut self,
+        our_offer: &SessionDescription,
+        answer: &SessionDescription,
+    ) {
+        let pairs = || our_offer.media.iter().zip(&answer.media);
+        let content = pairs()
+            .find(|(o, t)| sdp_bfcp::is_content(o) && o.port != 0 && t.port != 0)
+            .and_then(|(ours, theirs)| {
+                let h264 =
+                    negotiate_h264(theirs).filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
+                let direction = answer
+                    .direction_of(theirs)
+                    .reversed()
+                    .intersect(our_offer.direction_of(ours));
+                let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
+                Some(video_stream(answer, theirs, h264, direction, rtcp_mux))
+            });
+        let bfcp = pairs()
+            .filter(|(_, t)| t.port != 0)
+            .find_map(|(ours, theirs)| Some((BfcpMedia::from_media(ours)?, theirs)))
+            .and_then(|(ours, theirs)| {
+                let media = BfcpMedia::from_media(theirs)?;
+                let (remote, _) = remote_addrs(answer, theirs, true);
+                Some(NegotiatedBfcp {
+                    transport: media.transport,
+                    version: media.version()?,
+                    // We offered passive; an answerer that is passive too
+                    // (wrongly) is connected to.
+                    connect: media.transport == BfcpTransport::Tcp
+                        && media.setup == Some(Setup::Passive),
+                    remote,
+                    conference_id: ours.conference_id?,
+                    user_id: ours.user_id?,
+                    floor: ours.floors.first()?.0,
+                    label: CONTENT_LABEL.to_owned(),
+                })
+            });
+        (self.content, self.bfcp) = match (content, bfcp) {
+            (Some(c), Some(b)) => (Some(c), Some(b)),
+            _ => (None, None),
+        };
+    }
+}
+
+/// Which offered m-lines carry content and its floor: the first content
+/// video m-line with H.264 and the first BFCP m-line we can serve.
+struct ContentPlan {
+    content: usize,
+    bfcp: usize,
+    bfcp_media: BfcpMedia,
+    /// The label our content m-line gets: the offer's, or ours.
+    label: String,
+}
+
+impl ContentPlan {
+    fn of(offer: &SessionDescription, _local: &LocalContent) -> Option<ContentPlan> {
+        let (content, m) = offer.media.iter().enumerate().find(|(_, m)| {
+            m.port != 0
+                && plain_rtp(&m.proto)
+                && sdp_bfcp::is_content(m)
+                && negotiate_h264(m).is_some()
+        })?;
+        let (bfcp, bfcp_media) = offer.media.iter().enumerate().find_map(|(i, m)| {
+            let b = BfcpMedia::from_media(m)?;
+            // No TLS/DTLS here; the offerer must be able to be a client.
+            (m.port != 0 && !b.tls && b.offers_client() && b.version().is_some()).then_some((i, b))
+        })?;
+        Some(ContentPlan {
+            content,
+            bfcp,
+            bfcp_media,
+            label: sdp_bfcp::label(m).unwrap_or(CONTENT_LABEL).to_owned(),
+        })
+    }
+}
+
+/// Accepts the content m-line: H.264 as for the main video, marked as
+/// slides and labelled for the floor.
+fn answer_content(
+    offer: &SessionDescription,
+    m: &MediaDescription,
+    port: u16,
+    label: &str,
+) -> Option<(MediaDescription, VideoStream)> {
+    let (mut md, stream) = answer_video(offer, m, port)?;
+    md.attributes.push(Attribute::value("content", "slides"));
+    md.attributes.push(Attribute::value("label", label));
+    Some((md, stream))
+}
+
+/// Answers a BFCP m-line as the floor control server.
+fn answer_bfcp(
+    offer: &SessionDescription,
+    m: &MediaDescription,
+    media: &BfcpMedia,
+    local: &LocalContent,
+    label: &str,
+) -> (MediaDescription, NegotiatedBfcp) {
+    let connect = media.transport == BfcpTransport::Tcp && media.setup == Some(Setup::Passive);
+    let (remote, _) = remote_addrs(offer, m, true);
+    let answer = BfcpAnswer {
+        conference_id: local.conference_id,
+        user_id: local.user_id,
+        floor: local.floor,
+        content_label: label.to_owned(),
+    };
+    let md = MediaDescription {
+        kind: MediaKind::Application,
+        // The active side's port is the discard port (RFC 4145 §4).
+        port: if connect { 9 } else { local.bfcp_port },
+        port_count: None,
+        proto: m.proto.clone(),
+        formats: vec!["*".to_owned()],
+        info: None,
+        connection: None,
+        bandwidth: Vec::new(),
+        attributes: answer.attributes(media),
+    };
+    let neg = NegotiatedBfcp {
+        transport: media.transport,
+        version: media.version().unwrap_or(1),
+        connect,
+        remote,
+        conference_id: local.conference_id,
+        user_id: local.user_id,
+        floor: local.floor,
+        label: label.to_owned(),
+    };
+    (md, neg)
 }
 
 /// A declined m-line: same kind, proto and formats, port 0 (RFC 3264 §6).
@@ -761,6 +1016,7 @@ mod tests {
             ],
             ptime: 20,
             video_port: None,
+            content: None,
         }
     }
 
@@ -1104,5 +1360,135 @@ m=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=recvonly\r\
             channels: None,
         };
         assert_eq!(AudioCodec::from_rtpmap(&wrong), None);
+    }
+
+    /// A Polycom-style offer: audio, people video, content video and BFCP.
+    const CONTENT_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.7\r\ns=-\r\nc=IN IP4 10.0.0.7\r\nt=0 0\r\n\
+m=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+m=video 49172 RTP/AVP 109\r\na=rtpmap:109 H264/90000\r\na=fmtp:109 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:109 ccm fir\r\n\
+m=video 49174 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:97 nack pli\r\na=content:slides\r\na=label:12\r\na=sendrecv\r\n\
+m=application 50000 TCP/BFCP *\r\na=floorctrl:c-only\r\na=setup:active\r\na=connection:new\r\na=floorid:2 mstrm:12\r\n";
+
+    fn with_content(local: LocalMedia) -> LocalMedia {
+        LocalMedia {
+            video_port: Some(20002),
+            content: Some(LocalContent {
+                port: 20004,
+                bfcp_port: 5072,
+                conference_id: 4711,
+                user_id: 3,
+                floor: 1,
+            }),
+            ..local
+        }
+    }
+
+    #[test]
+    fn content_and_its_floor_are_answered_together() -> TestResult {
+        let mut s = SdpSession::new(1);
+        let (answer, audio) = s.answer(&sdp(CONTENT_OFFER), &with_content(local()))?;
+        assert!(audio.is_some());
+        let text = answer.to_string();
+        let m: Vec<&MediaDescription> = answer.media.iter().collect();
+        assert_eq!(m.len(), 4);
+        assert_eq!(m[1].port, 20002, "people video");
+        assert!(!sdp_bfcp::is_content(m[1]));
+        assert_eq!(m[2].port, 20004, "content: {text}");
+        assert!(sdp_bfcp::is_content(m[2]));
+        assert_eq!(sdp_bfcp::label(m[2]), Some("12"));
+        assert_eq!((m[3].port, m[3].proto.as_str()), (5072, "TCP/BFCP"));
+        for line in [
+            "a=floorctrl:s-only",
+            "a=setup:passive",
+            "a=connection:new",
+            "a=confid:4711",
+            "a=userid:3",
+            "a=floorid:1 mstrm:12",
+            "a=bfcpver:1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
+        let content = s.content().ok_or("no content")?;
+        assert_eq!(content.h264.pt, 97);
+        assert_eq!(content.remote, Some("10.0.0.7:49174".parse()?));
+        assert!(content.pli && !content.fir);
+        let people = s.video().ok_or("no people video")?;
+        assert_eq!(people.h264.pt, 109);
+        let bfcp = s.bfcp().ok_or("no bfcp")?;
+        assert!(!bfcp.connect);
+        assert_eq!((bfcp.conference_id, bfcp.user_id, bfcp.floor), (4711, 3, 1));
+        assert_eq!(bfcp.label, "12");
+        assert_eq!(bfcp.version, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn content_without_a_floor_or_without_our_support_is_declined() -> TestResult {
+        // No BFCP m-line: the content m-line cannot be governed.
+        let no_bfcp = CONTENT_OFFER
+            .split("m=application")
+            .next()
+            .ok_or("split")?
+            .to_owned();
+        let mut s = SdpSession::new(1);
+        let (answer, _) = s.answer(&sdp(&no_bfcp), &with_content(local()))?;
+        assert_eq!(answer.media.len(), 3);
+        assert_eq!(answer.media[2].port, 0);
+        assert!(s.content().is_none() && s.bfcp().is_none());
+        // We have no content: both declined, m-line count kept.
+        let (answer, _) = s.answer(&sdp(CONTENT_OFFER), &local())?;
+        assert_eq!(answer.media.len(), 4);
+        assert_eq!((answer.media[2].port, answer.media[3].port), (0, 0));
+        // A server-only offerer (it wants to be the server), TLS, or a
+        // second video m-line that is not slides: declined.
+        for offer in [
+            CONTENT_OFFER.replace("a=floorctrl:c-only", "a=floorctrl:s-only"),
+            CONTENT_OFFER.replace("TCP/BFCP", "TCP/TLS/BFCP"),
+            CONTENT_OFFER.replace("a=content:slides", "a=content:main"),
+        ] {
+            let (answer, _) = s.answer(&sdp(&offer), &with_content(local()))?;
+            assert_eq!(answer.media[3].port, 0, "{offer}");
+            assert!(s.content().is_none(), "{offer}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_passive_bfcp_offerer_is_connected_to() -> TestResult {
+        let offer = CONTENT_OFFER.replace("a=setup:active", "a=setup:passive");
+        let mut s = SdpSession::new(1);
+        let (answer, _) = s.answer(&sdp(&offer), &with_content(local()))?;
+        assert_eq!(answer.media[3].port, 9);
+        assert!(answer.to_string().contains("a=setup:active"));
+        let bfcp = s.bfcp().ok_or("no bfcp")?;
+        assert!(bfcp.connect);
+        assert_eq!(bfcp.remote, Some("10.0.0.7:50000".parse()?));
+        Ok(())
+    }
+
+    #[test]
+    fn our_offer_carries_content_and_its_floor() -> TestResult {
+        let mut ours = SdpSession::new(1);
+        let offer = ours.offer(&with_content(local()));
+        let text = offer.to_string();
+        assert_eq!(offer.media.len(), 4, "{text}");
+        assert!(sdp_bfcp::is_content(&offer.media[2]));
+        let bfcp = BfcpMedia::from_media(&offer.media[3]).ok_or("no BFCP m-line")?;
+        assert_eq!(bfcp.roles, vec!["s-only"]);
+        assert_eq!((bfcp.conference_id, bfcp.user_id), (Some(4711), Some(3)));
+        // A room system answers as a client and active.
+        let answer = text
+            .replace("a=floorctrl:s-only", "a=floorctrl:c-only")
+            .replace("a=setup:passive", "a=setup:active");
+        ours.process_answer(&offer, &sdp(&answer))?;
+        assert!(ours.content().is_some());
+        let b = ours.bfcp().ok_or("no bfcp")?;
+        assert!(!b.connect);
+        assert_eq!((b.conference_id, b.user_id, b.floor), (4711, 3, 1));
+        // Declined content: no floor either.
+        let declined = answer.replacen("m=application 5072", "m=application 0", 1);
+        ours.process_answer(&offer, &sdp(&declined))?;
+        assert!(ours.content().is_none() && ours.bfcp().is_none());
+        Ok(())
     }
 }

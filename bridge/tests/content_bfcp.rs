@@ -63,6 +63,28 @@ fn sees_slides(node: &Node, room: &RoomSystem, who: &str, colour: Rgb) {
     );
 }
 
+/// The large pane of a 1+5 layout (top left, two thirds each way), inset.
+const LARGE_PANE: (f32, f32, f32, f32) = (0.08, 0.08, 0.58, 0.58);
+
+/// Waits until `room`'s people video shows `colour` (or, with `not`, stops
+/// showing it) in the large pane: the presentation in its layout.
+fn layout_shows(node: &Node, room: &RoomSystem, who: &str, colour: Rgb, not: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = room.seen_colour(LARGE_PANE.0, LARGE_PANE.1, LARGE_PANE.2, LARGE_PANE.3);
+        if last.is_some_and(|c| (distance(c, colour) < 60) != not) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{who}'s large pane should {}show {colour:?}, shows {last:?}\n{}",
+        if not { "no longer " } else { "" },
+        node.log_tail()
+    );
+}
+
 fn content_state(node: &Node) -> serde_json::Value {
     node.conference(CONF).expect("conference listed")["content"].clone()
 }
@@ -90,6 +112,16 @@ fn presenters_take_the_floor_in_turn_and_every_content_channel_sees_their_slides
     let alice = call(&rt, &node, "alice", RED);
     let bob = call(&rt, &node, "bob", BLUE);
     let carol = call(&rt, &node, "carol", (30, 200, 30));
+    // Dave's room system has no content channel: he sees the slides in the
+    // large pane of his layout instead.
+    let dave = rooms::call_video(
+        &rt,
+        &node,
+        CONF,
+        "dave",
+        VideoSpec::new((90, 90, 90)).with_size(320, 180),
+    );
+    assert!(dave.content_answer().is_none(), "dave offered no content");
     for (who, room) in [("alice", &alice), ("bob", &bob), ("carol", &carol)] {
         let answer = room.content_answer().expect("content answered");
         let bfcp = answer.bfcp.as_ref().expect("BFCP accepted");
@@ -109,6 +141,7 @@ fn presenters_take_the_floor_in_turn_and_every_content_channel_sees_their_slides
     });
     sees_slides(&node, &bob, "bob", RED);
     sees_slides(&node, &carol, "carol", RED);
+    layout_shows(&node, &dave, "dave", RED, false);
     assert_eq!(
         alice.content_stats().received.frames_decoded,
         0,
@@ -123,11 +156,13 @@ fn presenters_take_the_floor_in_turn_and_every_content_channel_sees_their_slides
     wait_content(&node, "bob presents", |c| c["presenter_name"] == "bob");
     sees_slides(&node, &carol, "carol", BLUE);
     sees_slides(&node, &alice, "alice", BLUE);
+    layout_shows(&node, &dave, "dave", BLUE, false);
 
     // Bob releases: the presentation ends for everyone.
     rt.block_on(bob.release_floor()).expect("bob releases");
     floor(&rt, &node, &bob, FloorState::Released);
     wait_content(&node, "the presentation ended", |c| c["floor"] == "idle");
+    layout_shows(&node, &dave, "dave", BLUE, true);
     std::thread::sleep(Duration::from_millis(500));
     let before = carol.content_stats().received.frames_decoded;
     std::thread::sleep(Duration::from_secs(2));
@@ -190,5 +225,110 @@ fn presenters_take_the_floor_in_turn_and_every_content_channel_sees_their_slides
             "tshark's dissection lacks {expected:?}:\n{dissected}"
         );
     }
-    drop((alice, bob, carol));
+    drop((alice, bob, carol, dave));
+}
+
+/// A BFCP message with the common header (version 1) and `attrs`.
+fn bfcp(primitive: u8, conference: u32, transaction: u16, user: u16, attrs: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x20, primitive];
+    m.extend_from_slice(&((attrs.len() / 4) as u16).to_be_bytes());
+    m.extend_from_slice(&conference.to_be_bytes());
+    m.extend_from_slice(&transaction.to_be_bytes());
+    m.extend_from_slice(&user.to_be_bytes());
+    m.extend_from_slice(attrs);
+    m
+}
+
+/// FLOOR-ID 1, mandatory.
+const FLOOR_ID_1: [u8; 4] = [(2 << 1) | 1, 4, 0, 1];
+
+/// Reads one BFCP message (header and payload) from `s`.
+fn read_bfcp(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("a BFCP answer");
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]])) * 4;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("the answer's payload");
+    let mut m = head.to_vec();
+    m.extend(body);
+    m
+}
+
+/// The ERROR-CODE of an Error answer (primitive 13, R bit set).
+fn error_code(m: &[u8]) -> u8 {
+    assert_eq!(m[1], 13, "an Error, got primitive {} ({m:02x?})", m[1]);
+    assert_eq!(m[0] & 0x10, 0x10, "the R bit of an answer");
+    assert_eq!(m[12] >> 1, 6, "ERROR-CODE first: {m:02x?}");
+    m[14]
+}
+
+#[test]
+fn bad_bfcp_gets_a_bfcp_error_and_is_counted_while_the_floor_keeps_working() {
+    use std::io::Write;
+    let node = Node::start();
+    let rt = rooms::runtime();
+    let erin = call(&rt, &node, "erin", RED);
+    let frank = call(&rt, &node, "frank", BLUE);
+    let ours = erin.content_answer().and_then(|a| a.bfcp).expect("BFCP");
+    let (conference, user) = (ours.conference_id, ours.user_id);
+    let connect = || {
+        let s = std::net::TcpStream::connect(ours.addr).expect("connect to the BFCP port");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s
+    };
+    let malformed = |kind: &str| {
+        node.metric(
+            "tandem_malformed_total",
+            &[("protocol", "bfcp"), ("kind", kind)],
+        )
+    };
+
+    let mut s = connect();
+    // A conference the node does not have: Error 1 (Conference does not Exist).
+    s.write_all(&bfcp(1, conference + 1000, 7, user, &FLOOR_ID_1))
+        .expect("send");
+    let answer = read_bfcp(&mut s);
+    assert_eq!(error_code(&answer), 1, "{answer:02x?}");
+    assert_eq!(
+        &answer[8..10],
+        &7u16.to_be_bytes(),
+        "the request's transaction"
+    );
+    // A user the conference does not have: Error 2.
+    s.write_all(&bfcp(1, conference, 8, 999, &FLOOR_ID_1))
+        .expect("send");
+    assert_eq!(error_code(&read_bfcp(&mut s)), 2);
+    // An attribute longer than its message: Error 10 (Unable to Parse).
+    s.write_all(&bfcp(1, conference, 9, 999, &[(2 << 1) | 1, 40, 0, 1]))
+        .expect("send");
+    assert_eq!(error_code(&read_bfcp(&mut s)), 10);
+    assert_eq!(malformed("bad_attribute_length"), 1.0);
+    // Not BFCP: counted, and the connection is closed (a stream
+    // cannot find the next message after garbage).
+    let mut junk = connect();
+    // Version 7 in the first three bits.
+    junk.write_all(b"\xe0\x01\x00\x00not a floor request").expect("send");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut junk, &mut rest);
+    assert_eq!(malformed("bad_version"), 1.0);
+
+    // Everyone else is served as before: erin presents, frank sees it.
+    rt.block_on(erin.request_floor())
+        .expect("erin asks for the floor");
+    floor(&rt, &node, &erin, FloorState::Granted);
+    sees_slides(&node, &frank, "frank", RED);
+    // Somebody else's user ID from erin's own connection's peer is refused:
+    // our raw connection is not erin's transport.
+    s.write_all(&bfcp(2, conference, 10, user, &[]))
+        .expect("send");
+    assert_eq!(error_code(&read_bfcp(&mut s)), 5, "Unauthorized Operation");
+    assert_eq!(erin.floor_state(), FloorState::Granted);
+    assert_eq!(
+        node.metric("tandem_floor_requests_total", &[("outcome", "error")]),
+        4.0,
+        "refused floor requests: unknown conference, unknown user, unparseable, bad version"
+    );
+    drop((erin, frank));
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig};
+use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig, VideoSpec};
 
 use super::Node;
 
@@ -33,10 +33,42 @@ pub fn call(
     if let Some((hz, amplitude)) = tone {
         cfg = cfg.with_tone(hz, amplitude);
     }
-    let placed = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
-    });
-    match placed {
+    placed(
+        node,
+        conference,
+        name,
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        }),
+    )
+}
+
+/// As [`call`], with a camera showing `video` (Opus, quiet room).
+pub fn call_video(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    conference: &str,
+    name: &str,
+    video: VideoSpec,
+) -> RoomSystem {
+    let cfg = RoomSystemConfig::new(node.sip_addr(), conference, name).with_video(video);
+    placed(
+        node,
+        conference,
+        name,
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        }),
+    )
+}
+
+fn placed(
+    node: &Node,
+    conference: &str,
+    name: &str,
+    result: Result<tandem_loadtest::Result<RoomSystem>, tokio::time::error::Elapsed>,
+) -> RoomSystem {
+    match result {
         Ok(Ok(room)) => room,
         Ok(Err(e)) => panic!(
             "room system {name} could not join conference {conference}: {e}\n--- node log ---\n{}",

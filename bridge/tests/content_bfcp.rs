@@ -309,7 +309,8 @@ fn bad_bfcp_gets_a_bfcp_error_and_is_counted_while_the_floor_keeps_working() {
     // cannot find the next message after garbage).
     let mut junk = connect();
     // Version 7 in the first three bits.
-    junk.write_all(b"\xe0\x01\x00\x00not a floor request").expect("send");
+    junk.write_all(b"\xe0\x01\x00\x00not a floor request")
+        .expect("send");
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut junk, &mut rest);
     assert_eq!(malformed("bad_version"), 1.0);

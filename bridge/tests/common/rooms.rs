@@ -33,14 +33,7 @@ pub fn call(
     if let Some((hz, amplitude)) = tone {
         cfg = cfg.with_tone(hz, amplitude);
     }
-    placed(
-        node,
-        conference,
-        name,
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
-        }),
-    )
+    place(rt, node, conference, name, cfg)
 }
 
 /// As [`call`], with a camera showing `video` (Opus, quiet room).
@@ -52,23 +45,22 @@ pub fn call_video(
     video: VideoSpec,
 ) -> RoomSystem {
     let cfg = RoomSystemConfig::new(node.sip_addr(), conference, name).with_video(video);
-    placed(
-        node,
-        conference,
-        name,
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
-        }),
-    )
+    place(rt, node, conference, name, cfg)
 }
 
-fn placed(
+/// Places the call; panics with the node's log unless it is established
+/// within 15 s.
+fn place(
+    rt: &tokio::runtime::Runtime,
     node: &Node,
     conference: &str,
     name: &str,
-    result: Result<tandem_loadtest::Result<RoomSystem>, tokio::time::error::Elapsed>,
+    cfg: RoomSystemConfig,
 ) -> RoomSystem {
-    match result {
+    let placed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+    });
+    match placed {
         Ok(Ok(room)) => room,
         Ok(Err(e)) => panic!(
             "room system {name} could not join conference {conference}: {e}\n--- node log ---\n{}",

@@ -3,9 +3,11 @@
 //! The bridge mixes audio in Opus, G.722, PCMU or PCMA, with RFC 4733
 //! telephone-event for DTMF and RFC 3389 comfort noise when offered, and
 //! (when [`LocalMedia::video_port`] is set) takes one H.264 video stream (see
-//! [`super::video`]). Everything else (application, content, a second audio
-//! or video stream, SRTP profiles) is declined with port 0, which keeps the
-//! m-line count and order the offerer expects (§6).
+//! [`super::video`]), and (when [`LocalMedia::content`] is set) a content
+//! stream (`a=content:slides`) with the BFCP floor that governs it (see
+//! [`super::bfcp`]): both or neither. Everything else (other applications,
+//! a second audio or video stream, SRTP profiles, TLS BFCP) is declined with
+//! port 0, which keeps the m-line count and order the offerer expects (§6).
 //!
 //! The audio outcome is returned; the video outcome of the last exchange is
 //! kept in the [`SdpSession`] ([`SdpSession::video`]), since most callers
@@ -698,18 +700,7 @@ impl SdpSession {
             .find(|(o, t)| {
                 o.kind == MediaKind::Video && !sdp_bfcp::is_content(o) && o.port != 0 && t.port != 0
             })
-            .and_then(|(ours, theirs)| {
-                // The answerer's rtpmap/fmtp for the PT it chose is what it
-                // can receive; it must be one we offered.
-                let h264 =
-                    negotiate_h264(theirs).filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
-                let direction = answer
-                    .direction_of(theirs)
-                    .reversed()
-                    .intersect(our_offer.direction_of(ours));
-                let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
-                Some(video_stream(answer, theirs, h264, direction, rtcp_mux))
-            });
+            .and_then(|(ours, theirs)| answered_video(our_offer, answer, ours, theirs));
         let Some((ours, theirs)) = our_offer
             .media
             .iter()
@@ -777,16 +768,7 @@ impl SdpSession {
         let pairs = || our_offer.media.iter().zip(&answer.media);
         let content = pairs()
             .find(|(o, t)| sdp_bfcp::is_content(o) && o.port != 0 && t.port != 0)
-            .and_then(|(ours, theirs)| {
-                let h264 =
-                    negotiate_h264(theirs).filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
-                let direction = answer
-                    .direction_of(theirs)
-                    .reversed()
-                    .intersect(our_offer.direction_of(ours));
-                let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
-                Some(video_stream(answer, theirs, h264, direction, rtcp_mux))
-            });
+            .and_then(|(ours, theirs)| answered_video(our_offer, answer, ours, theirs));
         let bfcp = pairs()
             .filter(|(_, t)| t.port != 0)
             .find_map(|(ours, theirs)| Some((BfcpMedia::from_media(ours)?, theirs)))
@@ -812,6 +794,24 @@ impl SdpSession {
             _ => (None, None),
         };
     }
+}
+
+/// The H.264 stream of an answered video m-line (people or content): the
+/// answerer's rtpmap/fmtp for the PT it chose is what it can receive, and
+/// it must be one we offered.
+fn answered_video(
+    our_offer: &SessionDescription,
+    answer: &SessionDescription,
+    ours: &MediaDescription,
+    theirs: &MediaDescription,
+) -> Option<VideoStream> {
+    let h264 = negotiate_h264(theirs).filter(|v| ours.payload_types().any(|pt| pt == v.pt))?;
+    let direction = answer
+        .direction_of(theirs)
+        .reversed()
+        .intersect(our_offer.direction_of(ours));
+    let rtcp_mux = theirs.rtcp_mux() && ours.rtcp_mux();
+    Some(video_stream(answer, theirs, h264, direction, rtcp_mux))
 }
 
 /// Which offered m-lines carry content and its floor: the first content

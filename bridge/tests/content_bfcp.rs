@@ -326,6 +326,28 @@ fn bad_bfcp_gets_a_bfcp_error_and_is_counted_while_the_floor_keeps_working() {
         .expect("send");
     assert_eq!(error_code(&read_bfcp(&mut s)), 5, "Unauthorized Operation");
     assert_eq!(erin.floor_state(), FloorState::Granted);
+    // BFCP over UDP (version 2) reaches the same server: frank's user,
+    // which has not spoken yet, says Hello from a datagram socket.
+    let theirs = frank.content_answer().and_then(|a| a.bfcp).expect("BFCP");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut hello = bfcp(11, theirs.conference_id, 21, theirs.user_id, &[]);
+    hello[0] = 0x40;
+    udp.send_to(&hello, theirs.addr).expect("send");
+    let mut buf = [0u8; 1500];
+    let (n, _) = udp.recv_from(&mut buf).expect("a HelloAck over UDP");
+    let ack = &buf[..n];
+    assert_eq!(
+        (ack[0] >> 5, ack[0] & 0x10, ack[1]),
+        (2, 0x10, 12),
+        "HelloAck v2: {ack:02x?}"
+    );
+    assert_eq!(
+        &ack[8..12],
+        &[0, 21, 0, theirs.user_id as u8],
+        "its transaction and user"
+    );
     assert_eq!(
         node.metric("tandem_floor_requests_total", &[("outcome", "error")]),
         4.0,

@@ -854,6 +854,13 @@ impl Conference {
         }
     }
 
+    /// A leg that leaves from the door never gets its content channel.
+    fn drop_pending_content(&mut self, id: ParticipantId) {
+        if let Some((_, c)) = self.pending_content.remove(&id) {
+            self.ctx.video_ports.release(c.port);
+        }
+    }
+
     /// Hands a content channel to the video thread's relay.
     fn attach_content(
         &mut self,
@@ -1188,9 +1195,7 @@ impl Conference {
         let Some(mut leg) = self.legs.remove(&id) else {
             return;
         };
-        if let Some((_, c)) = self.pending_content.remove(&id) {
-            self.ctx.video_ports.release(c.port);
-        }
+        self.drop_pending_content(id);
         self.speaker_order.retain(|p| *p != id);
         for r in &leg.receivers {
             r.abort();
@@ -1269,9 +1274,7 @@ impl Conference {
             return;
         };
         self.speaker_order.retain(|p| *p != id);
-        if let Some((_, c)) = self.pending_content.remove(&id) {
-            self.ctx.video_ports.release(c.port);
-        }
+        self.drop_pending_content(id);
         if let Some(at) = &leg.door {
             let ivr = &self.ctx.metrics.ivr;
             ivr.waiting.dec();

@@ -159,7 +159,7 @@ impl ContentRelay {
             rate_bytes: 0,
             rate_since: Instant::now(),
             decode: false,
-            depacketizer: H264Depacketizer::new(),
+            depacketizer: frozen_depacketizer(),
             access_units: Vec::new(),
         }
     }
@@ -178,10 +178,15 @@ impl ContentRelay {
             return;
         }
         self.decode = decode;
-        self.depacketizer = H264Depacketizer::new();
+        self.restart_decode(now);
+    }
+
+    /// Decoding starts afresh at the presenter's next keyframe (asked for
+    /// now): the content channels' relay goes on meanwhile.
+    pub fn restart_decode(&mut self, now: Instant) {
+        self.depacketizer = frozen_depacketizer();
         self.access_units.clear();
-        if decode {
-            self.waiting_keyframe = true;
+        if self.decode {
             self.request_keyframe(now, true);
         }
     }
@@ -269,7 +274,7 @@ impl ContentRelay {
         self.presenter = presenter;
         self.waiting_keyframe = true;
         self.source_ssrc = None;
-        self.depacketizer = H264Depacketizer::new();
+        self.depacketizer = frozen_depacketizer();
         self.access_units.clear();
         self.last_keyframe_request = None;
         if presenter.is_some() {
@@ -454,7 +459,9 @@ impl ContentRelay {
     /// Every video tick: RTCP reports, and a keyframe asked for again while
     /// the presenter's stream waits for one.
     pub fn tick(&mut self, now: Instant) {
-        if self.presenter.is_some() && self.waiting_keyframe {
+        if self.presenter.is_some()
+            && (self.waiting_keyframe || (self.decode && self.depacketizer.needs_keyframe()))
+        {
             self.request_keyframe(now, false);
         }
         let wall = SystemTime::now();
@@ -499,4 +506,12 @@ impl ContentRelay {
         let ids: Vec<ParticipantId> = self.legs.keys().copied().collect();
         ids.into_iter().filter_map(|id| self.remove(id)).collect()
     }
+}
+
+/// A depacketizer that holds back everything before a keyframe (a decoder
+/// cannot start mid-GOP, nor go on after a loss).
+fn frozen_depacketizer() -> H264Depacketizer {
+    let mut d = H264Depacketizer::new();
+    d.set_freeze_until_keyframe(true);
+    d
 }

@@ -971,6 +971,9 @@ impl Engine {
                         .frames_dropped
                         .with_label_values(&["decode_queue_full"])
                         .inc();
+                    // What follows references the picture just lost.
+                    self.content.restart_decode(pkt.at);
+                    break;
                 }
             }
             return;
@@ -1104,9 +1107,7 @@ impl Engine {
                         .with_label_values(&["decode_error"])
                         .inc();
                     // Start again from the presenter's next keyframe.
-                    let now = Instant::now();
-                    self.content.set_decode(false, now);
-                    self.content.set_decode(true, now);
+                    self.content.restart_decode(Instant::now());
                 }
             }
             return;

@@ -55,6 +55,19 @@ enum Peer {
 struct User {
     participant: ParticipantId,
     peer: Option<Peer>,
+    /// A presenter without BFCP (an H.239 token holder) hears of its
+    /// floor here.
+    notify: Option<mpsc::UnboundedSender<FloorNotice>>,
+}
+
+/// What a user without BFCP is told of its own floor request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorNotice {
+    Granted,
+    /// Released by itself, or revoked: another presenter took over.
+    Released {
+        revoked: bool,
+    },
 }
 
 /// One conference's floor.
@@ -128,6 +141,18 @@ impl Bfcp {
     /// A BFCP identity for `participant` in `conference`: the conference ID
     /// and user ID its SDP answer carries.
     pub fn add_user(&self, conference: &str, participant: ParticipantId) -> (u32, u16) {
+        self.add_user_notified(conference, participant, None)
+    }
+
+    /// As [`Self::add_user`], for a presenter without BFCP that takes the
+    /// floor with [`Self::hold_for`]: `notify` hears when it is granted,
+    /// released or revoked.
+    pub fn add_user_notified(
+        &self,
+        conference: &str,
+        participant: ParticipantId,
+        notify: Option<mpsc::UnboundedSender<FloorNotice>>,
+    ) -> (u32, u16) {
         let mut st = self.lock();
         let id = conf_id(&mut st, conference, self.contention);
         let conf = st.confs.get_mut(&id).expect("created by conf_id");
@@ -142,6 +167,7 @@ impl Bfcp {
             User {
                 participant,
                 peer: None,
+                notify,
             },
         );
         (id, user)
@@ -344,6 +370,20 @@ impl Bfcp {
                 .with_label_values(&[event])
                 .inc();
             info!(conference = %conf.name, ?e, "floor");
+            let (user_id, notice) = match e {
+                FloorEvent::Granted { user_id, .. } => (user_id, FloorNotice::Granted),
+                FloorEvent::Released {
+                    user_id, status, ..
+                } => (
+                    user_id,
+                    FloorNotice::Released {
+                        revoked: *status == Status::Revoked,
+                    },
+                ),
+            };
+            if let Some(tx) = conf.users.get(user_id).and_then(|u| u.notify.as_ref()) {
+                let _ = tx.send(notice);
+            }
         }
         let presenter = conf
             .server

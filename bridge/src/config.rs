@@ -19,6 +19,7 @@ pub struct Config {
     pub conference: ConferenceConfig,
     pub video: VideoConfig,
     pub content: ContentConfig,
+    pub h323: H323Config,
     pub cascade: CascadeConfig,
     pub turn: TurnRelayConfig,
     pub span: SpanConfig,
@@ -291,6 +292,31 @@ impl ContentConfig {
     }
 }
 
+/// H.323-lite: direct calls from room systems (no gatekeeper), Fast
+/// Connect, tunnelled H.245, the H.239 presentation token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct H323Config {
+    /// Accept H.323 calls; false: no call signalling port is opened.
+    pub enabled: bool,
+    /// TCP port of H.225.0 call signalling, on the SIP listen address
+    /// (1720, the registered port; 0: the OS picks one).
+    pub port: u16,
+    /// A caller that sends no Setup within this many seconds of connecting
+    /// is disconnected.
+    pub setup_timeout_s: u32,
+}
+
+impl Default for H323Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            port: 1720,
+            setup_timeout_s: 10,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CascadeConfig {
@@ -542,6 +568,7 @@ const SECTIONS: &[&str] = &[
     "conference",
     "video",
     "content",
+    "h323",
     "cascade",
     "turn",
     "span",

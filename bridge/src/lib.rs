@@ -41,6 +41,7 @@ pub mod config;
 pub mod content;
 pub mod demo;
 pub mod driver;
+pub mod h323;
 pub mod http;
 pub mod ivr;
 pub mod metrics;

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub turn: TurnMetrics,
     pub ivr: IvrMetrics,
     pub content: ContentMetrics,
+    pub h323: H323Metrics,
     pub span: crate::span::SpanMetrics,
     process: ProcessMetrics,
 }
@@ -81,6 +82,65 @@ impl IvrMetrics {
                 &["outcome"],
             ),
             waiting,
+        }
+    }
+}
+
+/// H.323-lite calls (`h323.rs`).
+pub struct H323Metrics {
+    /// Calls ended, by Q.931 release cause (normal_call_clearing,
+    /// unallocated_number, user_busy, ...) and by who released (caller,
+    /// node).
+    pub calls: IntCounterVec,
+    /// Q.931 messages received, by type (setup, facility, ...).
+    pub messages: IntCounterVec,
+    /// H.245 messages received (tunnelled), by message name.
+    pub h245_messages: IntCounterVec,
+    /// Call signalling connections open.
+    pub connections: IntGauge,
+    /// H.239 presentation token requests, by outcome (granted, refused).
+    pub token_requests: IntCounterVec,
+}
+
+impl H323Metrics {
+    fn new(r: &Registry) -> Self {
+        let calls = counter_vec(
+            r,
+            "tandem_h323_calls_total",
+            "H.323 calls ended, by Q.931 release cause and by who released (caller, node)",
+            &["cause", "by"],
+        );
+        calls.with_label_values(&["normal_call_clearing", "caller"]);
+        calls.with_label_values(&["normal_call_clearing", "node"]);
+        let token_requests = counter_vec(
+            r,
+            "tandem_h239_token_requests_total",
+            "H.239 presentation token requests from H.323 room systems, by outcome (granted, refused)",
+            &["outcome"],
+        );
+        for o in ["granted", "refused"] {
+            token_requests.with_label_values(&[o]);
+        }
+        H323Metrics {
+            calls,
+            messages: counter_vec(
+                r,
+                "tandem_h323_messages_total",
+                "Q.931 call signalling messages received over H.323, by type",
+                &["type"],
+            ),
+            h245_messages: counter_vec(
+                r,
+                "tandem_h245_messages_total",
+                "H.245 messages received (tunnelled in H.225.0), by message",
+                &["message"],
+            ),
+            connections: gauge(
+                r,
+                "tandem_h323_connections",
+                "H.323 call signalling (H.225.0) TCP connections open",
+            ),
+            token_requests,
         }
     }
 }
@@ -741,6 +801,7 @@ impl Metrics {
             turn: TurnMetrics::new(&r),
             ivr: IvrMetrics::new(&r),
             content: ContentMetrics::new(&r),
+            h323: H323Metrics::new(&r),
             span: crate::span::SpanMetrics::new(&r),
             process: ProcessMetrics::new(&r),
             registry: r,

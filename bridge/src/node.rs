@@ -129,6 +129,15 @@ impl Node {
         } else {
             None
         };
+        // H.323-lite call signalling, when on.
+        let h323 = if config.h323.enabled {
+            let addr = SocketAddr::new(config.sip.listen, config.h323.port);
+            let listener = net::tcp_listener(addr, config.qos.signalling)
+                .with_context(|| format!("binding H.323 {addr} (sip.listen, h323.port)"))?;
+            Some((listener, bfcp.clone()))
+        } else {
+            None
+        };
         let signalling = Signalling::new(
             config.clone(),
             metrics.clone(),
@@ -144,6 +153,18 @@ impl Node {
             spans.clone(),
             bfcp,
         );
+        let h323_addr = h323.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let h323_task = h323.map(|(listener, bfcp)| {
+            tokio::spawn(crate::h323::serve(
+                listener,
+                Arc::new(crate::h323::H323Context {
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    bfcp,
+                    signalling: in_tx.clone(),
+                }),
+            ))
+        });
         let signalling = tokio::spawn(signalling.run(in_rx, ev_rx, shutdown_rx));
         let mut background = vec![
             tokio::spawn(sip::udp_reader(udp, in_tx.clone(), metrics.clone())),
@@ -164,7 +185,8 @@ impl Node {
             }),
         ];
         background.extend(spans.spawn_listener());
-        info!(sip = %sip_addr, http = %http_addr, span = ?span_addr, node = spans.node_name(), "node up");
+        background.extend(h323_task);
+        info!(sip = %sip_addr, http = %http_addr, h323 = ?h323_addr, span = ?span_addr, node = spans.node_name(), "node up");
         Ok(Node {
             sip_addr,
             http_addr,

@@ -60,10 +60,19 @@ pub enum SipInbound {
     TcpClosed {
         from: SocketAddr,
     },
+    /// A call's H.323 connection task (`h323.rs`).
+    H323(crate::h323::H323Inbound),
 }
 
 struct Call {
-    dialog: Dialog,
+    /// The SIP dialog; `None` for an H.323 call.
+    dialog: Option<Dialog>,
+    /// An H.323 call's connection task.
+    h323: Option<mpsc::UnboundedSender<crate::h323::H323Out>>,
+    /// An H.323 call's main video, as Fast Connect settled it.
+    h323_video: Option<tandem_proto::sdp::VideoStream>,
+    /// Its content channel is with the conference.
+    content_attached: bool,
     conference: String,
     participant: ParticipantId,
     name: String,
@@ -321,6 +330,7 @@ impl Signalling {
             SipInbound::TcpClosed { from } => {
                 self.tcp.remove(&from);
             }
+            SipInbound::H323(input) => self.handle_h323(now, input),
         }
     }
 
@@ -464,8 +474,8 @@ impl Signalling {
                 } else {
                     None
                 };
-                if let Some(command) = command {
-                    self.info_to_conference(&req, command);
+                if let Some((command, call_id)) = command.zip(req.call_id()) {
+                    self.info_to_conference(&call_id.to_string(), command);
                 }
                 self.reply(now, &key, &req, 200, "OK");
             }
@@ -508,8 +518,8 @@ impl Signalling {
     }
 
     /// Hands what an in-dialog INFO asked for to the caller's conference.
-    fn info_to_conference(&mut self, req: &Request, command: InfoCommand) {
-        let Some(call) = req.call_id().and_then(|id| self.calls.get(id)) else {
+    fn info_to_conference(&mut self, call_id: &str, command: InfoCommand) {
+        let Some(call) = self.calls.get(call_id) else {
             return;
         };
         let participant = call.participant;
@@ -524,15 +534,197 @@ impl Signalling {
         }
     }
 
+    /// What an H.323 call's connection task says.
+    fn handle_h323(&mut self, now: Instant, input: crate::h323::H323Inbound) {
+        use crate::h323::H323Inbound;
+        match input {
+            H323Inbound::Setup(setup) => self.handle_h323_setup(now, *setup),
+            H323Inbound::Content { call_id, stream } => {
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    return;
+                };
+                let participant = call.participant;
+                let command = match call.pending_content.take() {
+                    Some(sockets) if call.in_conference => {
+                        call.content_attached = true;
+                        ConferenceCommand::AddContent {
+                            participant,
+                            stream,
+                            sockets,
+                        }
+                    }
+                    Some(sockets) => {
+                        call.pending_content = Some(sockets);
+                        return;
+                    }
+                    None if call.content_attached => ConferenceCommand::UpdateContent {
+                        participant,
+                        stream: Some(stream),
+                    },
+                    None => return,
+                };
+                if let Some(c) = self.conferences.get(&call.conference) {
+                    let _ = c.handle.commands.try_send(command);
+                }
+            }
+            H323Inbound::Info { call_id, command } => self.info_to_conference(&call_id, command),
+            H323Inbound::Ended { call_id, cause } => {
+                if let Some(call) = self.calls.get_mut(&call_id) {
+                    call.bye_sent = true;
+                }
+                self.end_call(&call_id, cause);
+            }
+        }
+    }
+
+    /// An H.323 Setup: admitted like an INVITE (the same limits, rooms,
+    /// door), with the media Fast Connect settled.
+    fn handle_h323_setup(&mut self, now: Instant, setup: crate::h323::H323Setup) {
+        use crate::h323::{Cause, H323Admit};
+        let crate::h323::H323Setup {
+            call_id,
+            conference,
+            name,
+            peer,
+            audio,
+            video,
+            local_ip,
+            out,
+            floor,
+            reply,
+        } = setup;
+        macro_rules! refuse {
+            ($label:expr, $cause:expr) => {{
+                self.metrics.calls.with_label_values(&[$label]).inc();
+                let _ = reply.send(Err($cause));
+                return;
+            }};
+        }
+        if self.calls.contains_key(&call_id) || !valid_conference_id(&conference) {
+            refuse!("unknown_conference", Cause::unknown_conference());
+        }
+        let lobby = self.config.lobby.is_lobby(&conference);
+        let room = if lobby {
+            None
+        } else {
+            self.rooms.room(&conference)
+        };
+        if self.calls.len() >= self.config.node.max_participants {
+            refuse!("node_full", Cause::node_full());
+        }
+        let limit = self.max_participants(room.as_ref());
+        let existing = self
+            .conferences
+            .get(&conference)
+            .map(ConferenceEntry::occupancy);
+        match existing {
+            None if !self.config.conference.auto_create && !lobby && room.is_none() => {
+                refuse!("unknown_conference", Cause::unknown_conference());
+            }
+            Some(n) if n >= limit => {
+                refuse!("conference_full", Cause::conference_full());
+            }
+            _ => {}
+        }
+        let Some(sockets) = self.ports.allocate(self.config.qos.audio) else {
+            warn!("audio port range exhausted");
+            refuse!("no_ports", Cause::no_ports());
+        };
+        let hd_full = video.is_some() && self.hd_calls() >= self.config.node.hd_ports();
+        if hd_full {
+            self.metrics.hd_full.inc();
+        }
+        let video_sockets = match &video {
+            Some(_) if self.config.video.enabled && !hd_full => {
+                self.video_ports.allocate(self.config.qos.video)
+            }
+            _ => None,
+        };
+        let participant = ParticipantId(self.next_participant);
+        self.next_participant += 1;
+        let content_sockets = match &self.bfcp {
+            Some(bfcp) if video_sockets.is_some() && !lobby => {
+                let c = self.video_ports.allocate(self.config.qos.video);
+                if c.is_some() {
+                    bfcp.add_user_notified(&conference, participant, Some(floor));
+                }
+                c
+            }
+            _ => None,
+        };
+        let ip = match self.config.media_advertise() {
+            ip if ip.is_unspecified() => local_ip,
+            ip => ip,
+        };
+        let addrs = |s: &MediaSockets| {
+            let rtcp = s.rtcp.local_addr().map_or(s.port + 1, |a| a.port());
+            (SocketAddr::new(ip, s.port), SocketAddr::new(ip, rtcp))
+        };
+        let admit = H323Admit {
+            participant,
+            audio: addrs(&sockets),
+            video: video_sockets.as_ref().map(addrs),
+            content: content_sockets.as_ref().map(addrs),
+        };
+        if reply.send(Ok(admit)).is_err() {
+            // The caller went away while we looked.
+            self.ports.release(sockets.port);
+            if let Some(v) = video_sockets {
+                self.video_ports.release(v.port);
+            }
+            self.drop_content(&conference, participant, content_sockets);
+            return;
+        }
+        info!(%conference, %name, participant = participant.0, %peer, "H.323 call answered");
+        let port = sockets.port;
+        self.calls.insert(
+            call_id.clone(),
+            Call {
+                dialog: None,
+                h323: Some(out),
+                h323_video: video_sockets.as_ref().and(video),
+                content_attached: false,
+                conference: conference.clone(),
+                participant,
+                name,
+                sdp: SdpSession::new(self.seed >> 16),
+                local: self.local_media(port, video_sockets.as_ref().map(|v| v.port)),
+                our_offer: None,
+                pending_sockets: Some(sockets),
+                port,
+                video_port: video_sockets.as_ref().map(|v| v.port),
+                pending_video: video_sockets,
+                content_port: content_sockets.as_ref().map(|c| c.port),
+                pending_content: content_sockets,
+                in_conference: false,
+                peer,
+                transport: Transport::Tcp,
+                proxied_udp: false,
+                started: now,
+                bye_sent: false,
+                door: if lobby {
+                    Some(DoorKind::Lobby)
+                } else {
+                    room.and_then(|r| r.pin).map(DoorKind::Pin)
+                },
+                moving_to: None,
+            },
+        );
+        self.count_calls();
+        self.metrics.calls.with_label_values(&["answered"]).inc();
+        self.join_conference(&call_id, audio);
+    }
+
     /// The call an in-dialog request belongs to, after CSeq checks (§12.2.2).
     fn in_dialog(&mut self, req: &Request) -> Option<String> {
         let call_id = req.call_id()?.to_string();
         let call = self.calls.get_mut(&call_id)?;
         let id: DialogId = dialog_id(req)?;
-        if id.local_tag != call.dialog.local_tag {
+        let dialog = call.dialog.as_mut()?;
+        if id.local_tag != dialog.local_tag {
             return None;
         }
-        call.dialog.handle_in_dialog_request(req).ok()?;
+        dialog.handle_in_dialog_request(req).ok()?;
         Some(call_id)
     }
 
@@ -789,7 +981,10 @@ impl Signalling {
         self.calls.insert(
             call_id.clone(),
             Call {
-                dialog,
+                dialog: Some(dialog),
+                h323: None,
+                h323_video: None,
+                content_attached: false,
                 conference: conference.clone(),
                 participant,
                 name,
@@ -959,8 +1154,12 @@ impl Signalling {
             return;
         };
         call.in_conference = true;
-        let video = match (call.pending_video.take(), call.sdp.video()) {
-            (Some(v), Some(stream)) => Some((stream.clone(), v)),
+        let stream = match &call.h323 {
+            Some(_) => call.h323_video.clone(),
+            None => call.sdp.video().cloned(),
+        };
+        let video = match (call.pending_video.take(), stream) {
+            (Some(v), Some(stream)) => Some((stream, v)),
             (Some(v), None) => {
                 self.video_ports.release(v.port);
                 None
@@ -976,7 +1175,7 @@ impl Signalling {
             participant: call.participant,
             name: call.name.clone(),
             call_id: call_id.to_string(),
-            signalling: "sip",
+            signalling: if call.h323.is_some() { "h323" } else { "sip" },
             media,
             sockets,
             video,
@@ -986,7 +1185,12 @@ impl Signalling {
             door,
         };
         let conference = call.conference.clone();
-        let content = match (call.pending_content.take(), call.sdp.content()) {
+        // An H.323 call's content channel opens later, over H.245.
+        let sdp_content = match call.h323 {
+            Some(_) => None,
+            None => call.pending_content.take(),
+        };
+        let content = match (sdp_content, call.sdp.content()) {
             (Some(sockets), Some(stream)) => Some((stream.clone(), sockets)),
             (Some(sockets), None) => {
                 // Declined in the answer to our offer.
@@ -1235,6 +1439,14 @@ impl Signalling {
             return;
         }
         call.bye_sent = true;
+        if let Some(out) = &call.h323 {
+            let cause = match reason {
+                Some(_) => crate::h323::Cause::node("door"),
+                None => crate::h323::Cause::normal(),
+            };
+            let _ = out.send(crate::h323::H323Out::Release(cause));
+            return;
+        }
         let headers: Vec<(&str, &str)> = reason.map(|r| ("Reason", r)).into_iter().collect();
         if let Some(key) = self.send_in_dialog_with(now, call_id, Method::Bye, None, &headers) {
             self.byes_in_flight.insert(key, call_id.to_string());
@@ -1265,9 +1477,8 @@ impl Signalling {
         self.seed = self.seed.wrapping_add(1);
         let branch = dialog::new_branch(self.seed);
         let call = self.calls.get_mut(call_id)?;
-        let mut req = call
-            .dialog
-            .create_request(method, &self.contact, &self.sent_by, &branch);
+        let dialog = call.dialog.as_mut()?;
+        let mut req = dialog.create_request(method, &self.contact, &self.sent_by, &branch);
         req.headers.push("User-Agent", USER_AGENT);
         for (name, value) in headers {
             req.headers.push(*name, *value);
@@ -1276,7 +1487,7 @@ impl Signalling {
             req.headers.push("Content-Type", content_type);
             req.body = bytes;
         }
-        let (peer, transport) = match uri_addr(&call.dialog.remote_target) {
+        let (peer, transport) = match uri_addr(&dialog.remote_target) {
             Some((target, false)) if call.proxied_udp => (target, Transport::Udp),
             _ => (call.peer, call.transport),
         };
@@ -1305,7 +1516,7 @@ impl Signalling {
         self.count_calls();
         self.metrics
             .call_duration
-            .with_label_values(&["sip"])
+            .with_label_values(&[if call.h323.is_some() { "h323" } else { "sip" }])
             .observe(call.started.elapsed().as_secs_f64());
         info!(%call_id, conference = %call.conference, name = %call.name, reason, "call ended");
         if call.content_port.is_some()
@@ -1322,6 +1533,10 @@ impl Signalling {
                 self.video_ports.release(c);
             }
             return;
+        }
+        if let Some(c) = call.pending_content {
+            // An H.323 call whose presentation channel never opened.
+            self.video_ports.release(c.port);
         }
         self.leave_conference(&call.conference, Some(call.participant));
     }
@@ -1392,8 +1607,10 @@ impl Signalling {
             }
             ConferenceEvent::SpanRelease { conference } => self.release_conference(&conference),
             ConferenceEvent::PictureFastUpdate { call_id } => {
-                let in_call = self.calls.get(&call_id).is_some_and(|c| !c.bye_sent);
-                if in_call {
+                let in_call = self.calls.get(&call_id).filter(|c| !c.bye_sent);
+                if let Some(out) = in_call.and_then(|c| c.h323.as_ref()) {
+                    let _ = out.send(crate::h323::H323Out::FastUpdate);
+                } else if in_call.is_some() {
                     let body = PICTURE_FAST_UPDATE.as_bytes().to_vec();
                     let _ = self.send_in_dialog(
                         now,
@@ -1473,7 +1690,9 @@ fn unsupported_requires(req: &Request) -> Option<String> {
 }
 
 /// What an INFO asks of the conference.
-enum InfoCommand {
+/// What a call asks of its conference outside the media: DTMF (SIP INFO, H.245
+/// UserInputIndication) or a keyframe.
+pub enum InfoCommand {
     Dtmf(char),
     PictureFastUpdate,
 }

@@ -230,6 +230,7 @@ fn tandem_up_on_a_taken_turn_port_exits_with_a_clear_error() {
         .env("TANDEM_MEDIA_AUDIO_PORTS", format!("{audio}-{}", audio + 9))
         .env("TANDEM_MEDIA_VIDEO_PORTS", format!("{video}-{}", video + 9))
         .env("TANDEM_TURN_LISTEN", turn.to_string())
+        .env("TANDEM_H323_PORT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_file))

@@ -55,7 +55,8 @@ pub use codec::Codec;
 pub use error::{Error, Result};
 pub use perceive::Heard;
 pub use room_system::{
-    CallOptions, ContentConfig, DtmfMethod, MediaStats, RoomSystem, RoomSystemConfig,
+    CallOptions, ContentConfig, DtmfMethod, MediaStats, PreparedRoomSystem, RoomSystem,
+    RoomSystemConfig,
 };
 pub use sdp::{BfcpAnswer, ContentAnswer};
 pub use video::{

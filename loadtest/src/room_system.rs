@@ -242,7 +242,10 @@ pub struct MediaStats {
 }
 
 enum Command {
-    SetTone { hz: Option<f32>, amplitude: f32 },
+    SetTone {
+        hz: Option<f32>,
+        amplitude: f32,
+    },
     SetVideoPaused(bool),
     SetVideoColour(Rgb),
     RequestKeyframe(KeyframeRequest),
@@ -250,8 +253,20 @@ enum Command {
     RequestContentKeyframe(KeyframeRequest),
     RequestFloor(oneshot::Sender<Result<()>>),
     ReleaseFloor(oneshot::Sender<Result<()>>),
-    Dtmf { digits: String, method: DtmfMethod },
+    Dtmf {
+        digits: String,
+        method: DtmfMethod,
+    },
     Hangup(oneshot::Sender<Result<()>>),
+    /// Without SDP: where the content channel goes, once known.
+    StartContent(sdp::VideoAnswer),
+    /// The next picture of the camera (`false`) or the slides (`true`) is
+    /// an IDR: a keyframe request that came by signalling.
+    SendKeyframe {
+        content: bool,
+    },
+    /// Without BFCP: the floor as the call's signalling says.
+    SetFloor(FloorState),
 }
 
 /// How [`RoomSystem::send_dtmf`] signals key presses.
@@ -346,6 +361,8 @@ impl Shared {
 
 /// One synthetic room system in a call. See the module docs.
 #[derive(Debug)]
+/// Clones are handles on the same call (it hangs up when the last goes).
+#[derive(Clone)]
 pub struct RoomSystem {
     call_id: String,
     local_sip: SocketAddr,
@@ -364,6 +381,34 @@ impl RoomSystem {
     }
 
     pub async fn call_with(cfg: RoomSystemConfig, options: CallOptions) -> Result<RoomSystem> {
+        let (driver, room, established_rx) = Self::build(cfg, options, true).await?;
+        tokio::spawn(driver.run());
+        match established_rx.await {
+            Ok(Ok(())) => Ok(room),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Ended),
+        }
+    }
+
+    /// The media of a room system whose call signalling is somebody
+    /// else's (an H.323 caller in a test): its sockets are bound, so their
+    /// addresses can go into that signalling's offer;
+    /// [`PreparedRoomSystem::start`] starts the media once it is answered.
+    /// Content is started with [`RoomSystem::start_content`] and presented
+    /// while [`RoomSystem::set_floor_state`] says `Granted`.
+    pub async fn prepare(
+        cfg: RoomSystemConfig,
+        options: CallOptions,
+    ) -> Result<PreparedRoomSystem> {
+        let (driver, room, _) = Self::build(cfg, options, false).await?;
+        Ok(PreparedRoomSystem { driver, room })
+    }
+
+    async fn build(
+        cfg: RoomSystemConfig,
+        options: CallOptions,
+        sip: bool,
+    ) -> Result<(Driver, RoomSystem, oneshot::Receiver<Result<()>>)> {
         if !cfg.codec.supports_ptime(cfg.ptime_ms) {
             return Err(Error::Config(format!(
                 "ptime {} ms with {}",
@@ -395,9 +440,9 @@ impl RoomSystem {
             }
             content.spec.validate()?;
         }
-        let sip = UdpSocket::bind((cfg.local_ip, 0)).await?;
+        let sip_socket = UdpSocket::bind((cfg.local_ip, 0)).await?;
         let rtp = UdpSocket::bind((cfg.local_ip, 0)).await?;
-        let local_sip = sip.local_addr()?;
+        let local_sip = sip_socket.local_addr()?;
         let local_rtp = rtp.local_addr()?;
 
         // Video: its own socket, and both cores built before the INVITE so a
@@ -462,20 +507,22 @@ impl RoomSystem {
             ),
         };
         let invite_sent = Instant::now();
-        let uac = Uac::new(
-            UacConfig {
-                server: cfg.server,
-                local: local_sip,
-                conference: cfg.conference.clone(),
-                name: cfg.name.clone(),
-                offer,
-                call_id: call_id.clone(),
-                local_tag: format!("{:08x}", rand::random::<u32>()),
-                branch_seed: format!("{:016x}", rand::random::<u64>()),
-                invite_timeout: options.invite_timeout,
-            },
-            invite_sent,
-        );
+        let uac = sip.then(|| {
+            Uac::new(
+                UacConfig {
+                    server: cfg.server,
+                    local: local_sip,
+                    conference: cfg.conference.clone(),
+                    name: cfg.name.clone(),
+                    offer,
+                    call_id: call_id.clone(),
+                    local_tag: format!("{:08x}", rand::random::<u32>()),
+                    branch_seed: format!("{:016x}", rand::random::<u64>()),
+                    invite_timeout: options.invite_timeout,
+                },
+                invite_sent,
+            )
+        });
 
         let shared = Arc::new(Shared {
             packets_sent: AtomicU64::new(0),
@@ -498,7 +545,8 @@ impl RoomSystem {
         let (established_tx, established_rx) = oneshot::channel();
         let driver = Driver {
             uac,
-            sip,
+            ended: false,
+            sip: sip_socket,
             rtp,
             shared: shared.clone(),
             commands: command_rx,
@@ -545,21 +593,36 @@ impl RoomSystem {
             info_queue: VecDeque::new(),
             info_ticker: None,
         };
-        tokio::spawn(driver.run());
-        match established_rx.await {
-            Ok(Ok(())) => Ok(RoomSystem {
-                call_id,
-                local_sip,
-                local_rtp,
-                local_video,
-                local_content,
-                shared,
-                commands,
-                floor: floor_rx,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Ended),
-        }
+        let room = RoomSystem {
+            call_id,
+            local_sip,
+            local_rtp,
+            local_video,
+            local_content,
+            shared,
+            commands,
+            floor: floor_rx,
+        };
+        Ok((driver, room, established_rx))
+    }
+
+    /// Without SDP: the content channel's far end (the node's address and
+    /// payload type), once the call's signalling knows it.
+    pub fn start_content(&self, answer: sdp::VideoAnswer) {
+        let _ = self.commands.send(Command::StartContent(answer));
+    }
+
+    /// A keyframe request that came by the call's signalling (H.245
+    /// videoFastUpdatePicture): the next picture of the camera, or of the
+    /// slides (`content`), is an IDR.
+    pub fn send_keyframe(&self, content: bool) {
+        let _ = self.commands.send(Command::SendKeyframe { content });
+    }
+
+    /// Without BFCP: the floor, as the call's signalling (the H.239
+    /// token) says; content is sent while it is `Granted`.
+    pub fn set_floor_state(&self, state: FloorState) {
+        let _ = self.commands.send(Command::SetFloor(state));
     }
 
     /// Changes what this room sends from the next packet on.
@@ -1017,6 +1080,9 @@ enum Floor {
     Unusable(String),
     /// Boxed: the client core is most of the driver's size otherwise.
     Usable(Box<FloorLink>),
+    /// Held through the call's own signalling (the H.239 token): its
+    /// state as that signalling says ([`RoomSystem::set_floor_state`]).
+    External(FloorState),
 }
 
 /// The floor client core and the writing half of its connection (the
@@ -1030,8 +1096,50 @@ struct FloorLink {
     waiting: Vec<oneshot::Sender<Result<()>>>,
 }
 
+/// A room system's media, ready to start when its call is answered (see
+/// [`RoomSystem::prepare`]).
+pub struct PreparedRoomSystem {
+    driver: Driver,
+    room: RoomSystem,
+}
+
+impl PreparedRoomSystem {
+    /// Where the room receives audio RTP (RTCP: the next port).
+    pub fn local_rtp_addr(&self) -> SocketAddr {
+        self.room.local_rtp
+    }
+
+    pub fn local_video_addr(&self) -> Option<SocketAddr> {
+        self.room.local_video
+    }
+
+    pub fn local_content_addr(&self) -> Option<SocketAddr> {
+        self.room.local_content
+    }
+
+    /// Starts sending and receiving: `audio` and `video` say where the far
+    /// end receives and with which payload types.
+    pub fn start(mut self, audio: sdp::Answer, video: Option<sdp::VideoAnswer>) -> RoomSystem {
+        let d = &mut self.driver;
+        d.shared.lock().stats.join_latency = d.invite_sent.elapsed();
+        d.start_media(&audio);
+        if let Some(video) = video {
+            d.start_video(video);
+        }
+        if d.content.is_some() {
+            d.floor = Floor::External(FloorState::Idle);
+        }
+        tokio::spawn(self.driver.run());
+        self.room
+    }
+}
+
 struct Driver {
-    uac: Uac,
+    /// The SIP call; `None` when the signalling is somebody else's
+    /// ([`RoomSystem::prepare`]).
+    uac: Option<Uac>,
+    /// Without SIP: hung up.
+    ended: bool,
     sip: UdpSocket,
     rtp: UdpSocket,
     shared: Arc<Shared>,
@@ -1139,21 +1247,29 @@ impl Driver {
                 c.flush().await;
             }
             self.flush_floor().await;
-            if self.uac.state() == CallState::Terminated {
+            let terminated = match &self.uac {
+                Some(uac) => uac.state() == CallState::Terminated,
+                None => self.ended,
+            };
+            if terminated {
                 // An ACK or a 200 to the node's BYE may still be queued.
                 self.flush_sip().await;
                 break;
             }
-            let deadline = self.uac.poll_timeout();
+            let deadline = self.uac.as_ref().and_then(Uac::poll_timeout);
             tokio::select! {
                 r = self.sip.recv_from(&mut sip_buf) => {
                     // Receive errors on an unconnected UDP socket are transient
                     // (e.g. a reported ICMP error); the next read is fine.
-                    if let Ok((n, from)) = r {
-                        self.uac.handle_datagram(Instant::now(), from, &sip_buf[..n]);
+                    if let (Ok((n, from)), Some(uac)) = (r, self.uac.as_mut()) {
+                        uac.handle_datagram(Instant::now(), from, &sip_buf[..n]);
                     }
                 }
-                () = sleep_until(deadline) => self.uac.handle_timeout(Instant::now()),
+                () = sleep_until(deadline) => {
+                    if let Some(uac) = self.uac.as_mut() {
+                        uac.handle_timeout(Instant::now());
+                    }
+                }
                 r = self.rtp.recv_from(&mut rtp_buf) => {
                     if let Ok((n, _)) = r {
                         self.handle_rtp(&rtp_buf[..n]);
@@ -1189,14 +1305,14 @@ impl Driver {
     }
 
     async fn flush_sip(&mut self) {
-        while let Some(t) = self.uac.poll_transmit() {
+        while let Some(t) = self.uac.as_mut().and_then(Uac::poll_transmit) {
             // A lost datagram is what retransmission is for.
             let _ = self.sip.send_to(&t.payload, t.to).await;
         }
     }
 
     fn drain_events(&mut self) {
-        while let Some(event) = self.uac.poll_event() {
+        while let Some(event) = self.uac.as_mut().and_then(Uac::poll_event) {
             let now = Instant::now();
             match event {
                 UacEvent::Established { answer } => {
@@ -1241,7 +1357,9 @@ impl Driver {
                             }
                         }
                         Err(e) => {
-                            self.uac.hangup(now);
+                            if let Some(uac) = self.uac.as_mut() {
+                                uac.hangup(now);
+                            }
                             if let Some(tx) = self.established.take() {
                                 let _ = tx.send(Err(e));
                             }
@@ -1266,7 +1384,11 @@ impl Driver {
                     self.video_ticker = None;
                     self.content_ticker = None;
                     self.info_ticker = None;
-                    let reason = self.uac.remote_bye_reason().map(str::to_owned);
+                    let reason = self
+                        .uac
+                        .as_ref()
+                        .and_then(Uac::remote_bye_reason)
+                        .map(str::to_owned);
                     let mut observed = self.shared.lock();
                     observed.stats.ended_by_remote = true;
                     observed.stats.bye_reason = reason;
@@ -1316,7 +1438,10 @@ impl Driver {
     fn send_info_key(&mut self) {
         match self.info_queue.pop_front() {
             Some(key) => {
-                self.uac.send_info(
+                let Some(uac) = self.uac.as_mut() else {
+                    return;
+                };
+                uac.send_info(
                     "application/dtmf-relay",
                     &format!("Signal={key}\r\nDuration=160\r\n"),
                 );
@@ -1492,7 +1617,7 @@ impl Driver {
                     Floor::NotOffered => Err(Error::Config(
                         "content was not offered (CallOptions::content)".into(),
                     )),
-                    Floor::Unanswered | Floor::Unusable(_) => Ok(()),
+                    Floor::Unanswered | Floor::Unusable(_) | Floor::External(_) => Ok(()),
                 };
                 let _ = tx.send(result);
                 self.sync_floor();
@@ -1516,7 +1641,7 @@ impl Driver {
                 self.video_ticker = None;
                 self.content_ticker = None;
                 self.hangups.push(tx);
-                self.uac.hangup(now);
+                self.hangup(now);
             }
             None => {
                 // The handle was dropped: hang up, and stop polling the channel.
@@ -1524,8 +1649,38 @@ impl Driver {
                 self.media = None;
                 self.video_ticker = None;
                 self.content_ticker = None;
-                self.uac.hangup(now);
+                self.hangup(now);
             }
+            Some(Command::StartContent(answer)) => {
+                if let Some(c) = self.content.as_mut() {
+                    c.start(answer.clone());
+                }
+                self.shared.lock().content.stats.answer = Some(answer);
+                self.sync_floor();
+            }
+            Some(Command::SendKeyframe { content }) => {
+                let leg = if content {
+                    self.content.as_mut()
+                } else {
+                    self.video.as_mut()
+                };
+                if let Some(leg) = leg {
+                    leg.sender.request_keyframe();
+                }
+            }
+            Some(Command::SetFloor(state)) => {
+                if let Floor::External(s) = &mut self.floor {
+                    *s = state;
+                }
+                self.sync_floor();
+            }
+        }
+    }
+
+    fn hangup(&mut self, now: Instant) {
+        match self.uac.as_mut() {
+            Some(uac) => uac.hangup(now),
+            None => self.ended = true,
         }
     }
 
@@ -1655,6 +1810,12 @@ impl Driver {
             }
             Floor::Unusable(why) => {
                 let _ = tx.send(Err(Error::Negotiation(why.clone())));
+                return;
+            }
+            Floor::External(_) => {
+                let _ = tx.send(Err(Error::Config(
+                    "the floor is the call's signalling's (set_floor_state)".into(),
+                )));
                 return;
             }
         };
@@ -1788,22 +1949,31 @@ impl Driver {
     /// stats, then the state (so a waiter woken by the state reads stats
     /// at least as new).
     fn sync_floor(&mut self) {
-        let Floor::Usable(link) = &self.floor else {
-            return;
+        let (presenting, state, stats) = match &self.floor {
+            Floor::Usable(link) => (
+                link.client.presenting(),
+                link.client.state(),
+                Some(link.client.stats().clone()),
+            ),
+            Floor::External(state) => (*state == FloorState::Granted, *state, None),
+            _ => return,
         };
-        let presenting = link.client.presenting();
-        let state = link.client.state();
-        let stats = link.client.stats().clone();
         match self.content.as_mut() {
             Some(c) if presenting && c.sending => {
-                if self.content_ticker.is_none() && self.uac.state() == CallState::Established {
+                let established = self
+                    .uac
+                    .as_ref()
+                    .is_none_or(|u| u.state() == CallState::Established);
+                if self.content_ticker.is_none() && established {
                     c.sender.request_keyframe();
                     self.content_ticker = Some(c.ticker());
                 }
             }
             _ => self.content_ticker = None,
         }
-        self.shared.lock().floor = stats;
+        if let Some(stats) = stats {
+            self.shared.lock().floor = stats;
+        }
         self.floor_state.send_if_modified(|s| {
             let changed = *s != state;
             *s = state;

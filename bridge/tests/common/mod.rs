@@ -34,6 +34,7 @@
 pub mod audio;
 pub mod capture;
 pub mod cluster;
+pub mod h323;
 pub mod http;
 pub mod node;
 pub mod peers;

@@ -84,6 +84,9 @@ impl Node {
             .env("TANDEM_TURN_LISTEN", format!("127.0.0.1:{turn_port}"))
             // The span listener (QUIC): the OS picks a port unless a test sets one.
             .env("TANDEM_SPAN_LISTEN", "127.0.0.1:0")
+            // H.323 call signalling: the OS picks a port unless a test sets
+            // one (1720 is the default, and one node's at a time).
+            .env("TANDEM_H323_PORT", "0")
             .env(
                 "TANDEM_TURN_RELAY_PORTS",
                 format!("{}-{}", turn_relay, turn_relay + TURN_RELAY_PORTS - 1),

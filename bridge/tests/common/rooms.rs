@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tandem_loadtest::{Codec, RoomSystem, RoomSystemConfig, VideoSpec};
+use tandem_loadtest::{CallOptions, Codec, RoomSystem, RoomSystemConfig, VideoSpec};
 
 use super::Node;
 
@@ -57,8 +57,20 @@ fn place(
     name: &str,
     cfg: RoomSystemConfig,
 ) -> RoomSystem {
+    place_with(rt, node, conference, name, cfg, CallOptions::default())
+}
+
+/// As [`place`], with call options (content, listening...).
+pub fn place_with(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    conference: &str,
+    name: &str,
+    cfg: RoomSystemConfig,
+    options: CallOptions,
+) -> RoomSystem {
     let placed = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call(cfg)).await
+        tokio::time::timeout(Duration::from_secs(15), RoomSystem::call_with(cfg, options)).await
     });
     match placed {
         Ok(Ok(room)) => room,

@@ -59,6 +59,7 @@ impl NodeProcess {
         }
         cmd.env("TANDEM_SIP_PORT", sip_port.to_string())
             .env("TANDEM_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("TANDEM_H323_PORT", "0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out.try_clone()?))

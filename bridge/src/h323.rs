@@ -1388,3 +1388,147 @@ impl FastPlan {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tandem_proto::h323::h245::{
+        ForwardLogicalChannelParameters, H2250LogicalChannelParameters, MultiplexParameters,
+        ReverseLogicalChannelParameters, VideoCapability,
+    };
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    /// The caller's receive direction for `data_type` at `rtp`.
+    fn receives(
+        n: u16,
+        data_type: DataType,
+        session: u8,
+        rtp: &str,
+        pt: Option<u8>,
+    ) -> OpenLogicalChannel {
+        OpenLogicalChannel {
+            forward_logical_channel_number: n,
+            forward: ForwardLogicalChannelParameters {
+                port_number: None,
+                data_type: DataType::Null,
+                multiplex_parameters: MultiplexParameters::None,
+                forward_logical_channel_dependency: None,
+                replacement_for: None,
+            },
+            reverse: Some(ReverseLogicalChannelParameters {
+                data_type,
+                multiplex_parameters: Some(MultiplexParameters::H2250(
+                    H2250LogicalChannelParameters {
+                        session_id: session,
+                        media_channel: Some(addr(rtp).into()),
+                        media_control_channel: Some(
+                            SocketAddr::new(addr(rtp).ip(), addr(rtp).port() + 1).into(),
+                        ),
+                        dynamic_rtp_payload_type: pt,
+                        ..H2250LogicalChannelParameters::default()
+                    },
+                )),
+                reverse_logical_channel_dependency: None,
+                replacement_for: None,
+            }),
+        }
+    }
+
+    fn g711() -> DataType {
+        DataType::Audio(AudioCapability::G711Ulaw64k(20))
+    }
+    fn g722() -> DataType {
+        DataType::Audio(AudioCapability::G722_64k(20))
+    }
+    fn h264() -> DataType {
+        DataType::Video(VideoCapability::Generic(
+            H264Capability::hd720p30(10_000).to_generic(),
+        ))
+    }
+
+    #[test]
+    fn fast_connect_takes_the_best_audio_both_ways_and_h264() {
+        let rtcp = addr("192.0.2.7:5001");
+        let mut video_send = OpenLogicalChannel::new(6, h264(), 2, rtcp);
+        if let MultiplexParameters::H2250(p) = &mut video_send.forward.multiplex_parameters {
+            p.dynamic_rtp_payload_type = Some(109);
+        }
+        let proposals = vec![
+            receives(1, g711(), 1, "192.0.2.7:5000", None),
+            OpenLogicalChannel::new(2, g711(), 1, rtcp),
+            receives(3, g722(), 1, "192.0.2.7:5000", None),
+            OpenLogicalChannel::new(4, g722(), 1, rtcp),
+            receives(5, h264(), 2, "192.0.2.7:5002", Some(109)),
+            video_send,
+        ];
+        let plan = FastPlan::choose(&proposals).expect("a plan");
+        assert_eq!(plan.audio.codec, AudioCodec::G722, "wideband first");
+        assert_eq!(plan.audio.pt, 9);
+        assert_eq!(plan.audio.remote, Some(addr("192.0.2.7:5000")));
+        assert_eq!(plan.audio.remote_rtcp, Some(addr("192.0.2.7:5001")));
+        assert_eq!(plan.audio.direction, Direction::SendRecv);
+        let video = plan.video.as_ref().expect("video");
+        assert_eq!(video.h264.pt, 109);
+        assert_eq!(video.remote, Some(addr("192.0.2.7:5002")));
+        assert_eq!(video.h264.remote_bandwidth_kbps, Some(1000));
+        assert_eq!(
+            video.h264.params.profile_level_id.map(|p| p.level_idc),
+            Some(31),
+            "H.241 level 71 is 3.1"
+        );
+        assert_eq!(plan.their_video, Some(6));
+
+        let admit = H323Admit {
+            participant: ParticipantId(1),
+            audio: (addr("198.51.100.1:40000"), addr("198.51.100.1:40001")),
+            video: Some((addr("198.51.100.1:41000"), addr("198.51.100.1:41001"))),
+            content: None,
+        };
+        let answer = plan.answer(&admit);
+        assert_eq!(answer.len(), 4, "audio and video, each way");
+        // What the caller sends comes to our addresses; what it receives
+        // goes out on our channel numbers.
+        let sends = answer
+            .iter()
+            .find(|o| o.forward_logical_channel_number == 4)
+            .expect("g722 send");
+        let p = sends.forward.multiplex_parameters.h2250().expect("h2250");
+        assert_eq!(
+            p.media_channel.as_ref().and_then(|t| t.socket_addr()),
+            Some(admit.audio.0)
+        );
+        let ours = answer
+            .iter()
+            .find(|o| o.forward_logical_channel_number == AUDIO_CHANNEL)
+            .expect("ours");
+        assert!(ours.is_reverse_proposal());
+        assert_eq!(ours.reverse.as_ref().map(|r| &r.data_type), Some(&g722()));
+    }
+
+    #[test]
+    fn nothing_the_caller_receives_is_no_plan() {
+        let rtcp = addr("192.0.2.7:5001");
+        assert!(FastPlan::choose(&[OpenLogicalChannel::new(2, g711(), 1, rtcp)]).is_none());
+        let g729 = DataType::Audio(AudioCapability::G729(20));
+        assert!(FastPlan::choose(&[receives(1, g729, 1, "192.0.2.7:5000", None)]).is_none());
+    }
+
+    #[test]
+    fn the_conference_comes_from_an_alias_a_url_or_the_called_number() {
+        let mut setup = h225::Setup::new(Guid([1; 16]), Guid([2; 16]), EndpointType::terminal());
+        let q = q931::Message::new(q931::MessageType::Setup, 1, false);
+        assert_eq!(destination(&setup, &q), None);
+        let with_number = q.clone().with(0x70, b"\x814711".to_vec());
+        assert_eq!(destination(&setup, &with_number).as_deref(), Some("4711"));
+        setup.destination_address = vec![AliasAddress::Url("h323:5150@node.example".into())];
+        assert_eq!(destination(&setup, &with_number).as_deref(), Some("5150"));
+        setup.destination_address = vec![
+            AliasAddress::H323Id("bad name!".into()),
+            AliasAddress::DialedDigits("777".into()),
+        ];
+        assert_eq!(destination(&setup, &q).as_deref(), Some("777"));
+    }
+}

@@ -129,6 +129,9 @@ impl Node {
         } else {
             None
         };
+        if let Some(b) = &bfcp {
+            cascades.set_bfcp(b.clone());
+        }
         let signalling = Signalling::new(
             config.clone(),
             metrics.clone(),

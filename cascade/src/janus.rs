@@ -177,6 +177,7 @@ pub struct PublisherStreamJson {
     pub simulcast: bool,
     #[serde(default)]
     pub disabled: bool,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -226,6 +227,19 @@ struct ErrorJson {
     code: i64,
     #[serde(default)]
     reason: String,
+}
+
+/// The mid of the first video m-section of an SDP.
+fn video_mid(sdp: &str) -> Option<String> {
+    let mut in_video = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+        } else if in_video && let Some(mid) = line.strip_prefix("a=mid:") {
+            return Some(mid.trim().to_owned());
+        }
+    }
+    None
 }
 
 fn media_kind(s: &str) -> MediaKind {
@@ -325,6 +339,7 @@ impl From<PublisherJson> for RemotePublisher {
                     codec: s.codec.map(|c| c.to_ascii_lowercase()),
                     simulcast: s.simulcast,
                     disabled: s.disabled,
+                    description: s.description,
                 })
                 .collect(),
             talking: p.talking,
@@ -622,6 +637,8 @@ pub struct JanusConnector {
     poll_rx: Option<mpsc::UnboundedReceiver<Result<JanusMessage, Error>>>,
     poller: Option<JoinHandle<()>>,
     counters: JanusCounters,
+    /// Sent with our publication as its video stream's description.
+    video_description: Option<String>,
 }
 
 impl JanusConnector {
@@ -643,7 +660,15 @@ impl JanusConnector {
             poll_rx: None,
             poller: None,
             counters: JanusCounters::default(),
+            video_description: None,
         }
+    }
+
+    /// Describes the video of our next publication to the room (Janus'
+    /// `descriptions`), e.g. `"screen"` for a presentation: clients tell a
+    /// screen share from a camera by it.
+    pub fn set_video_description(&mut self, description: Option<String>) {
+        self.video_description = description;
     }
 
     pub fn counters(&self) -> JanusCounters {
@@ -929,9 +954,11 @@ impl MeetingConnector for JanusConnector {
         if offer.kind != SdpKind::Offer {
             return Err(Error::Misuse("publish takes an offer"));
         }
-        let (_, jsep) = self
-            .request_async(handle, json!({"request": "publish"}), Some(&offer))
-            .await?;
+        let mut body = json!({"request": "publish"});
+        if let (Some(d), Some(mid)) = (&self.video_description, video_mid(&offer.sdp)) {
+            body["descriptions"] = json!([{"mid": mid, "description": d}]);
+        }
+        let (_, jsep) = self.request_async(handle, body, Some(&offer)).await?;
         match jsep {
             Some(answer) if answer.kind == SdpKind::Answer => Ok(answer),
             _ => Err(Error::Malformed("publish: no SDP answer".into())),

@@ -3,7 +3,7 @@
 //! relay-only), and presentations cross the cascade both ways:
 //! - a room system takes the BFCP floor and presents red slides: headless
 //!   Chromium in the meeting receives them as a second video track (the
-//!   publisher "4711 content", beside the bridge's own "Tandem") and
+//!   publisher "4711 content", beside the bridge's own people video) and
 //!   decodes red pictures; the publication goes when the floor is released;
 //! - Chromium shares a (fake) blue screen into the meeting (a publisher
 //!   whose video is described as `screen`): the floor is taken on its
@@ -247,7 +247,7 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
         &[
             "subscribe",
             "--match",
-            "^(Tandem|4711 content)$",
+            "^(Tandem room systems|4711 content)$",
             "--count",
             "2",
             "--duration",
@@ -405,5 +405,5 @@ fn a_native_screen_share_reaches_the_room_systems_content_channels() {
         "[content] {frames} share pictures sent to room systems; test took {:?}",
         started.elapsed()
     );
-    assert!(frames > 20.0, "{frames} pictures");
+    assert!(frames > 10.0, "{frames} pictures");
 }

@@ -1240,6 +1240,38 @@ mod tests {
     }
 
     #[test]
+    fn a_video_stream_described_as_screen_is_a_screen_share() {
+        let m = parse(
+            r#"{"janus":"event","sender":2,"plugindata":{"plugin":"janus.plugin.videoroom","data":{
+              "videoroom":"event","room":4711,"publishers":[
+                {"id":6,"display":"Bob-screen","streams":[{"type":"video","mid":"0","codec":"h264","description":"screen"}]},
+                {"id":7,"display":"Carol","streams":[{"type":"video","mid":"1","codec":"h264","description":"camera"}]},
+                {"id":8,"display":"Dave","streams":[{"type":"video","mid":"1","codec":"h264","description":"screen","disabled":true}]}]}}}"#,
+        );
+        let JanusKind::Plugin(d) = &m.kind else {
+            panic!("not plugin: {m:?}")
+        };
+        let ps: Vec<RemotePublisher> = d
+            .publishers
+            .clone()
+            .expect("publishers")
+            .into_iter()
+            .map(RemotePublisher::from)
+            .collect();
+        assert_eq!(ps[0].streams[0].description.as_deref(), Some("screen"));
+        assert!(ps[0].is_screen_share());
+        assert!(!ps[1].is_screen_share(), "a camera");
+        assert!(!ps[2].is_screen_share(), "a share that stopped");
+    }
+
+    #[test]
+    fn the_video_mid_of_an_offer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        assert_eq!(video_mid(sdp).as_deref(), Some("1"));
+        assert_eq!(video_mid("v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n"), None);
+    }
+
+    #[test]
     fn parses_publish_answer_jsep() {
         let m = parse(
             r#"{"janus":"event","sender":2,"transaction":"t4",

@@ -266,6 +266,16 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
         video_tracks, 2,
         "two video tracks (people, slides): {feeds:?}"
     );
+    // The bridge's people video goes on showing the people (alice's grey
+    // camera), not the slides a second time.
+    let people = feeds
+        .iter()
+        .find(|f| f["display"] == "Tandem room systems")
+        .expect("the bridge's people video subscribed");
+    assert_ne!(
+        people["video"]["dominant"], "red",
+        "the slides are not in the link's layout: {people}"
+    );
     let slides = feeds
         .iter()
         .find(|f| f["display"] == "4711 content")

@@ -764,7 +764,9 @@ impl<'a> Session<'a> {
                     state.content.native_share = Some(name);
                     self.share = Some((p.id, share));
                 }
-                Err(e) => warn!(conference = %ctx.conference, error = %e, "native screen share not presented"),
+                Err(e) => {
+                    warn!(conference = %ctx.conference, error = %e, "native screen share not presented")
+                }
             }
         }
         publish_state(ctx, state);

@@ -285,7 +285,10 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
         v["framesDecoded"].as_u64().unwrap_or(0) > 10,
         "the slides decode in Chromium: {v}"
     );
-    assert_eq!(v["dominant"], "red", "Chromium sees alice's red slides: {v}");
+    assert_eq!(
+        v["dominant"], "red",
+        "Chromium sees alice's red slides: {v}"
+    );
     assert!(
         v["frameWidth"].as_u64().unwrap_or(0) <= 1920
             && v["frameHeight"].as_u64().unwrap_or(0) <= 1080,
@@ -306,13 +309,22 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
         m("tandem_cascade_content_total", &[("direction", "out")]),
         1.0
     );
-    let frames = m("tandem_cascade_content_frames_total", &[("direction", "out")]);
-    let bytes = m("tandem_cascade_content_bytes_total", &[("direction", "out")]);
+    let frames = m(
+        "tandem_cascade_content_frames_total",
+        &[("direction", "out")],
+    );
+    let bytes = m(
+        "tandem_cascade_content_bytes_total",
+        &[("direction", "out")],
+    );
     eprintln!(
         "[content] {frames} slides pictures, {bytes} bytes published; test took {:?}",
         started.elapsed()
     );
-    assert!(frames > 20.0 && bytes > 1000.0, "{frames} pictures, {bytes} bytes");
+    assert!(
+        frames > 20.0 && bytes > 1000.0,
+        "{frames} pictures, {bytes} bytes"
+    );
 }
 
 #[test]
@@ -403,14 +415,21 @@ fn a_native_screen_share_reaches_the_room_systems_content_channels() {
         Duration::from_secs(15),
         |c| c["content"]["floor"] == "idle" && c["cascade"]["content"]["native_share"].is_null(),
     );
-    rt.block_on(bob.request_floor()).expect("bob asks for the floor");
+    rt.block_on(bob.request_floor())
+        .expect("bob asks for the floor");
     floor(&rt, &node, &bob, FloorState::Granted);
     wait_conference(&node, "bob presents", Duration::from_secs(10), |c| {
         c["content"]["presenter_name"] == "bob"
     });
     let m = |name: &str, labels: &[(&str, &str)]| node.metric(name, labels);
-    assert_eq!(m("tandem_cascade_content_total", &[("direction", "in")]), 1.0);
-    let frames = m("tandem_cascade_content_frames_total", &[("direction", "in")]);
+    assert_eq!(
+        m("tandem_cascade_content_total", &[("direction", "in")]),
+        1.0
+    );
+    let frames = m(
+        "tandem_cascade_content_frames_total",
+        &[("direction", "in")],
+    );
     eprintln!(
         "[content] {frames} share pictures sent to room systems; test took {:?}",
         started.elapsed()

@@ -167,7 +167,8 @@ impl Transcoder {
                     let Some(enc) = encoder.as_mut() else {
                         continue;
                     };
-                    let due = last_keyframe.is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_EVERY);
+                    let due = last_keyframe
+                        .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_EVERY);
                     let Ok(encoded) = enc.encode(picture, force || due) else {
                         continue;
                     };
@@ -470,11 +471,7 @@ impl NativeShare {
             bfcp.add_user(&ctx.conference, participant);
             bfcp.hold_for(&ctx.conference, participant, true);
         }
-        ctx.metrics
-            .cascade
-            .content
-            .with_label_values(&["in"])
-            .inc();
+        ctx.metrics.cascade.content.with_label_values(&["in"]).inc();
         info!(conference = %ctx.conference, %name, participant = participant.0, "native screen share presented to room systems");
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -517,11 +514,7 @@ async fn native_share(
         .cascade
         .content_frames
         .with_label_values(&["in"]);
-    let bytes = ctx
-        .metrics
-        .cascade
-        .content_bytes
-        .with_label_values(&["in"]);
+    let bytes = ctx.metrics.cascade.content_bytes.with_label_values(&["in"]);
     let packetizer = H264Packetizer::new(RTP_MTU, PacketizationMode::NonInterleaved);
     let mut depacketizer = H264Depacketizer::new();
     depacketizer.set_freeze_until_keyframe(true);
@@ -603,9 +596,7 @@ pub fn screen_share<'a>(
     own_id: Option<tandem_cascade::connector::PublisherId>,
 ) -> Option<&'a tandem_cascade::connector::RemotePublisher> {
     known.iter().rev().find(|p| {
-        p.is_screen_share()
-            && Some(p.id) != own_id
-            && !own.lock().is_ok_and(|o| o.contains(&p.id))
+        p.is_screen_share() && Some(p.id) != own_id && !own.lock().is_ok_and(|o| o.contains(&p.id))
     })
 }
 

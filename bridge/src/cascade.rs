@@ -720,6 +720,10 @@ impl<'a> Session<'a> {
     /// systems, and stops when it goes.
     async fn follow_share(&mut self, state: &mut CascadeSnapshot) -> Result<(), String> {
         let ctx = self.ctx;
+        // Without a floor control server (content off) nobody presents.
+        if ctx.bfcp.is_none() {
+            return Ok(());
+        }
         let want = content::screen_share(&self.known, &self.own_publishers, self.own_id).cloned();
         if self.share.as_ref().map(|(id, _)| *id) == want.as_ref().map(|p| p.id) {
             return Ok(());

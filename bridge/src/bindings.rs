@@ -50,6 +50,9 @@ pub struct Cascades {
     video_ports: Arc<PortAllocator>,
     metrics: Arc<Metrics>,
     registry: Arc<Registry>,
+    /// The node's floor control server (content on), for native screen
+    /// shares; set once the server runs.
+    bfcp: std::sync::OnceLock<Arc<crate::bfcp::Bfcp>>,
 }
 
 impl Cascades {
@@ -89,6 +92,7 @@ impl Cascades {
             video_ports,
             metrics,
             registry,
+            bfcp: std::sync::OnceLock::new(),
         }
     }
 
@@ -173,6 +177,12 @@ impl Cascades {
         Ok(binding)
     }
 
+    /// The node's floor control server: native screen shares take the
+    /// floor through it.
+    pub fn set_bfcp(&self, bfcp: Arc<crate::bfcp::Bfcp>) {
+        let _ = self.bfcp.set(bfcp);
+    }
+
     /// A conference got its first participant: its agent starts.
     pub fn conference_started(&self, handle: &ConferenceHandle) {
         let Some(b) = self.binding(&handle.id) else {
@@ -189,6 +199,7 @@ impl Cascades {
             metrics: self.metrics.clone(),
             settings: Arc::new(settings),
             snapshot: handle.snapshot.clone(),
+            bfcp: self.bfcp.get().cloned(),
         });
         if let Ok(mut agents) = self.agents.lock()
             && let Some(old) = agents.insert(handle.id.clone(), agent)

@@ -18,10 +18,16 @@
 //!   meeting's RTP, enter the conference as a participant with its display
 //!   name.
 //!
+//! - presentations go both ways (see [`content`]): a room system's slides
+//!   are published as a screen share of their own while it holds the
+//!   floor, and a native screen share is presented to the room systems.
+//!
 //! If the meeting session is lost (Janus restarts) or WebRTC fails, the
 //! agent removes its legs, waits (1 s, doubling to 4 s; back to 1 s after a
 //! session that connected) and joins again;
 //! room systems stay in their calls throughout.
+
+mod content;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -157,6 +163,9 @@ pub struct AgentContext {
     pub settings: Arc<CascadeSettings>,
     /// The conference's published state: who is talking.
     pub snapshot: watch::Receiver<ConferenceSnapshot>,
+    /// The node's floor control server: a native screen share takes the
+    /// floor through it.
+    pub bfcp: Option<Arc<crate::bfcp::Bfcp>>,
 }
 
 /// A running agent. Dropping it does not stop it: call [`Agent::stop`].
@@ -351,6 +360,10 @@ struct Session<'a> {
     /// The main publication's name, when it is a speaker's.
     main_name: Option<String>,
     own_publishers: OwnPublishers,
+    /// A room system's presentation, published into the meeting.
+    content_out: Option<content::ContentOut>,
+    /// The native screen share presented to the room systems.
+    share: Option<(PublisherId, content::NativeShare)>,
 }
 
 struct LinkCounters {
@@ -409,6 +422,8 @@ impl<'a> Session<'a> {
             speakers: Vec::new(),
             main_name: None,
             own_publishers: OwnPublishers::default(),
+            content_out: None,
+            share: None,
         }
     }
 
@@ -436,6 +451,8 @@ impl<'a> Session<'a> {
 
         self.known = joined.publishers;
         self.subscribe_missing(state).await?;
+        self.follow_share(state).await?;
+        self.follow_content(&ctx.snapshot.clone(), state).await;
 
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
@@ -460,6 +477,7 @@ impl<'a> Session<'a> {
                             }
                         }
                         self.subscribe_missing(state).await?;
+                        self.follow_share(state).await?;
                     }
                     Some(MeetingEvent::PublisherLeft(id)) => {
                         self.known.retain(|k| k.id != id);
@@ -467,6 +485,7 @@ impl<'a> Session<'a> {
                             remove_native(ctx, n).await;
                         }
                         self.subscribe_missing(state).await?;
+                        self.follow_share(state).await?;
                     }
                     Some(MeetingEvent::Talking { publisher, talking }) => {
                         if let Some(n) = self.natives.get_mut(&publisher) {
@@ -488,6 +507,7 @@ impl<'a> Session<'a> {
                         continue;
                     }
                     self.follow_local_speakers(&speaking).await?;
+                    self.follow_content(&speaking, state).await;
                     let (any, changed) = self.heard_talking(&speaking);
                     if any {
                         self.rerank(state).await?;
@@ -653,6 +673,107 @@ impl<'a> Session<'a> {
             self.describe_natives(state);
             publish_state(self.ctx, state);
         }
+        Ok(())
+    }
+
+    /// Publishes a room system's presentation into the meeting while one
+    /// holds the floor (not the native share we present ourselves).
+    async fn follow_content(
+        &mut self,
+        snapshot: &watch::Receiver<ConferenceSnapshot>,
+        state: &mut CascadeSnapshot,
+    ) {
+        let presenter = snapshot.borrow().content.presenter.clone();
+        let ours = self
+            .share
+            .as_ref()
+            .map(|(_, s)| s.participant.0.to_string());
+        let want = presenter.is_some() && presenter != ours;
+        // A publication that ended by itself (the meeting server lost it)
+        // is started again.
+        if self.content_out.as_ref().is_some_and(|c| c.finished())
+            && let Some(c) = self.content_out.take()
+        {
+            c.stop().await;
+        }
+        match (want, self.content_out.is_some()) {
+            (true, false) => {
+                self.content_out = Some(content::ContentOut::start(
+                    self.ctx.clone(),
+                    self.own_publishers.clone(),
+                ));
+            }
+            (false, true) => {
+                if let Some(c) = self.content_out.take() {
+                    c.stop().await;
+                }
+            }
+            _ => {}
+        }
+        if state.content.publishing != want {
+            state.content.publishing = want;
+            publish_state(self.ctx, state);
+        }
+    }
+
+    /// Presents the meeting's screen share (the most recent) to the room
+    /// systems, and stops when it goes.
+    async fn follow_share(&mut self, state: &mut CascadeSnapshot) -> Result<(), String> {
+        let ctx = self.ctx;
+        // Without a floor control server (content off) nobody presents.
+        if ctx.bfcp.is_none() {
+            return Ok(());
+        }
+        let want = content::screen_share(&self.known, &self.own_publishers, self.own_id).cloned();
+        if self.share.as_ref().map(|(id, _)| *id) == want.as_ref().map(|p| p.id) {
+            return Ok(());
+        }
+        if let Some((_, share)) = self.share.take() {
+            info!(conference = %ctx.conference, name = %share.name, "native screen share stopped");
+            share.stop().await;
+        }
+        state.content.native_share = None;
+        if let Some(p) = want {
+            let video = p
+                .streams
+                .iter()
+                .find(|s| s.kind == MediaKind::Video && !s.disabled)
+                .map(|s| s.mid.clone());
+            let name = p
+                .display
+                .clone()
+                .unwrap_or_else(|| format!("Meeting screen share {}", p.id.0));
+            let offer = self
+                .connector
+                .subscribe(&[StreamRequest {
+                    publisher: p.id,
+                    mid: video,
+                }])
+                .await
+                .map_err(|e| format!("subscribe to a screen share: {e}"))?;
+            let (session, answer) = SubscribeSession::answer(
+                &ctx.settings.session,
+                SystemTime::now(),
+                &offer.offer,
+                1024,
+            )
+            .await
+            .map_err(|e| format!("screen share session: {e}"))?;
+            self.connector
+                .start(offer.id, answer)
+                .await
+                .map_err(|e| format!("start: {e}"))?;
+            match content::NativeShare::start(ctx.clone(), name.clone(), session).await {
+                Ok(share) => {
+                    state.content.native_share = Some(name);
+                    self.share = Some((p.id, share));
+                }
+                Err(e) => {
+                    warn!(conference = %ctx.conference, error = %e, "native screen share not presented")
+                }
+            }
+        }
+        publish_state(ctx, state);
         Ok(())
     }
 
@@ -829,6 +950,7 @@ impl<'a> Session<'a> {
             .filter(|p| {
                 Some(p.id) != self.own_id
                     && !p.streams.is_empty()
+                    && !p.is_screen_share()
                     && !self.own_publishers.lock().is_ok_and(|o| o.contains(&p.id))
             })
             .take(ctx.settings.native_audio)
@@ -1030,6 +1152,12 @@ impl<'a> Session<'a> {
     /// Leaves the meeting and takes the agent's legs out of the conference.
     async fn teardown(mut self) {
         let ctx = self.ctx;
+        if let Some(c) = self.content_out.take() {
+            c.stop().await;
+        }
+        if let Some((_, share)) = self.share.take() {
+            share.stop().await;
+        }
         for p in self.speakers.drain(..) {
             p.stop().await;
         }

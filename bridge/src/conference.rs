@@ -310,10 +310,24 @@ impl Default for ContentState {
     }
 }
 
+/// Presentations across the cascade, for the API.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct CascadeContentSnapshot {
+    /// A room system's presentation is published into the meeting (as the
+    /// screen share `"<conference> content"`).
+    pub publishing: bool,
+    /// The meeting's screen share presented to the room systems, by its
+    /// publisher's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_share: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct CascadeSnapshot {
     /// off, joining, connected, retrying.
     pub state: &'static str,
+    /// Presentations across the cascade.
+    pub content: CascadeContentSnapshot,
     /// The native meeting: server and room.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meeting: Option<String>,

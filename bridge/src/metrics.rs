@@ -314,6 +314,14 @@ pub struct CascadeMetrics {
     pub layer_switches: IntCounterVec,
     /// Changes of which native participants are shown (speaker ranking).
     pub native_switches: IntCounter,
+    /// Presentations carried across the cascade, by direction: out (a room
+    /// system's, published into the meeting), in (a native screen share,
+    /// presented to the room systems).
+    pub content: IntCounterVec,
+    /// Pictures the content transcoders encoded, and their bytes (rate()
+    /// is the bitrate), by direction.
+    pub content_frames: IntCounterVec,
+    pub content_bytes: IntCounterVec,
 }
 
 impl CascadeMetrics {
@@ -401,6 +409,25 @@ impl CascadeMetrics {
                 r,
                 "tandem_cascade_native_switches_total",
                 "Changes of which native participants are shown (the most recent talkers)",
+            ),
+            content: counter_vec(
+                r,
+                "tandem_cascade_content_total",
+                "Presentations carried across cascades: out (a room system's, published into \
+                 the meeting as a screen share), in (a native screen share, to room systems)",
+                &["direction"],
+            ),
+            content_frames: counter_vec(
+                r,
+                "tandem_cascade_content_frames_total",
+                "Pictures encoded by the cascade's content transcoders, by direction (out, in)",
+                &["direction"],
+            ),
+            content_bytes: counter_vec(
+                r,
+                "tandem_cascade_content_bytes_total",
+                "H.264 bytes encoded by the cascade's content transcoders, by direction (out, in)",
+                &["direction"],
             ),
         }
     }

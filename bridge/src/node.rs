@@ -129,6 +129,9 @@ impl Node {
         } else {
             None
         };
+        if let Some(b) = &bfcp {
+            cascades.set_bfcp(b.clone());
+        }
         // H.323-lite call signalling, when on.
         let h323 = if config.h323.enabled {
             let addr = SocketAddr::new(config.sip.listen, config.h323.port);

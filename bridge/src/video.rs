@@ -684,8 +684,11 @@ impl Engine {
                     ReceiverSettings {
                         layout,
                         class,
+                        // Links neither: a cascade publishes the slides
+                        // as a screen share of their own.
                         presentation_in_layout: self.ctx.settings.content_in_layout
-                            && !self.content.has_channel(id),
+                            && !self.content.has_channel(id)
+                            && !self.links.contains(&id),
                     },
                 );
             }
@@ -748,6 +751,7 @@ impl Engine {
                 } else {
                     self.links.remove(&participant);
                 }
+                self.update_receiver(participant);
             }
             VideoInput::AddLeg(start) => self.add_leg(*start),
             VideoInput::AddContent(start) => {

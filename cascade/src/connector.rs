@@ -90,6 +90,9 @@ pub struct RemoteStream {
     pub simulcast: bool,
     /// The publisher stopped sending it.
     pub disabled: bool,
+    /// The publisher's own description of the stream (Janus'
+    /// `descriptions`); `"screen"` marks a screen share.
+    pub description: Option<String>,
 }
 
 /// A publisher in the room, as last announced.
@@ -100,6 +103,21 @@ pub struct RemotePublisher {
     pub streams: Vec<RemoteStream>,
     /// Known only if the room reports talking.
     pub talking: Option<bool>,
+}
+
+impl RemotePublisher {
+    /// A screen share, by the convention Tandem documents for native
+    /// clients: a video stream described as `screen` (Janus'
+    /// `descriptions` in the publish request).
+    pub fn is_screen_share(&self) -> bool {
+        self.streams.iter().any(|s| {
+            s.kind == MediaKind::Video
+                && !s.disabled
+                && s.description
+                    .as_deref()
+                    .is_some_and(|d| d.trim().eq_ignore_ascii_case("screen"))
+        })
+    }
 }
 
 /// What joining a room gave us.

@@ -177,6 +177,7 @@ pub struct PublisherStreamJson {
     pub simulcast: bool,
     #[serde(default)]
     pub disabled: bool,
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -226,6 +227,19 @@ struct ErrorJson {
     code: i64,
     #[serde(default)]
     reason: String,
+}
+
+/// The mid of the first video m-section of an SDP.
+fn video_mid(sdp: &str) -> Option<String> {
+    let mut in_video = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+        } else if in_video && let Some(mid) = line.strip_prefix("a=mid:") {
+            return Some(mid.trim().to_owned());
+        }
+    }
+    None
 }
 
 fn media_kind(s: &str) -> MediaKind {
@@ -325,6 +339,7 @@ impl From<PublisherJson> for RemotePublisher {
                     codec: s.codec.map(|c| c.to_ascii_lowercase()),
                     simulcast: s.simulcast,
                     disabled: s.disabled,
+                    description: s.description,
                 })
                 .collect(),
             talking: p.talking,
@@ -622,6 +637,8 @@ pub struct JanusConnector {
     poll_rx: Option<mpsc::UnboundedReceiver<Result<JanusMessage, Error>>>,
     poller: Option<JoinHandle<()>>,
     counters: JanusCounters,
+    /// Sent with our publication as its video stream's description.
+    video_description: Option<String>,
 }
 
 impl JanusConnector {
@@ -643,7 +660,15 @@ impl JanusConnector {
             poll_rx: None,
             poller: None,
             counters: JanusCounters::default(),
+            video_description: None,
         }
+    }
+
+    /// Describes the video of our next publication to the room (Janus'
+    /// `descriptions`), e.g. `"screen"` for a presentation: clients tell a
+    /// screen share from a camera by it.
+    pub fn set_video_description(&mut self, description: Option<String>) {
+        self.video_description = description;
     }
 
     pub fn counters(&self) -> JanusCounters {
@@ -929,9 +954,11 @@ impl MeetingConnector for JanusConnector {
         if offer.kind != SdpKind::Offer {
             return Err(Error::Misuse("publish takes an offer"));
         }
-        let (_, jsep) = self
-            .request_async(handle, json!({"request": "publish"}), Some(&offer))
-            .await?;
+        let mut body = json!({"request": "publish"});
+        if let (Some(d), Some(mid)) = (&self.video_description, video_mid(&offer.sdp)) {
+            body["descriptions"] = json!([{"mid": mid, "description": d}]);
+        }
+        let (_, jsep) = self.request_async(handle, body, Some(&offer)).await?;
         match jsep {
             Some(answer) if answer.kind == SdpKind::Answer => Ok(answer),
             _ => Err(Error::Malformed("publish: no SDP answer".into())),
@@ -1210,6 +1237,38 @@ mod tests {
         assert_eq!(p.streams[1].kind, MediaKind::Video);
         assert!(p.streams[1].simulcast);
         assert_eq!(p.streams[1].codec.as_deref(), Some("h264"));
+    }
+
+    #[test]
+    fn a_video_stream_described_as_screen_is_a_screen_share() {
+        let m = parse(
+            r#"{"janus":"event","sender":2,"plugindata":{"plugin":"janus.plugin.videoroom","data":{
+              "videoroom":"event","room":4711,"publishers":[
+                {"id":6,"display":"Bob-screen","streams":[{"type":"video","mid":"0","codec":"h264","description":"screen"}]},
+                {"id":7,"display":"Carol","streams":[{"type":"video","mid":"1","codec":"h264","description":"camera"}]},
+                {"id":8,"display":"Dave","streams":[{"type":"video","mid":"1","codec":"h264","description":"screen","disabled":true}]}]}}}"#,
+        );
+        let JanusKind::Plugin(d) = &m.kind else {
+            panic!("not plugin: {m:?}")
+        };
+        let ps: Vec<RemotePublisher> = d
+            .publishers
+            .clone()
+            .expect("publishers")
+            .into_iter()
+            .map(RemotePublisher::from)
+            .collect();
+        assert_eq!(ps[0].streams[0].description.as_deref(), Some("screen"));
+        assert!(ps[0].is_screen_share());
+        assert!(!ps[1].is_screen_share(), "a camera");
+        assert!(!ps[2].is_screen_share(), "a share that stopped");
+    }
+
+    #[test]
+    fn the_video_mid_of_an_offer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        assert_eq!(video_mid(sdp).as_deref(), Some("1"));
+        assert_eq!(video_mid("v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n"), None);
     }
 
     #[test]

@@ -40,7 +40,11 @@ publish:
   --videocodec C         codec asked for in the publish request (default h264; "" = Janus' choice)
   --bitrate BPS          publisher bitrate cap sent with configure
   --simulcast            send 3 simulcast layers (rid h/m/l)
-  --screen               also publish a (fake) screen share as "<display>-screen"
+  --screen               also publish a (fake) screen share as "<display>-screen", its video
+                         described as "screen" (Tandem's convention for screen shares);
+                         with --no-audio --no-video only the screen share is published
+  --screen-color C       the screen share is a canvas of CSS colour C (e.g. blue), not getDisplayMedia
+  --screen-size WxH      size of the --screen-color canvas (default 1280x720)
   --no-audio / --no-video
   --wav FILE             fake microphone from a WAV file (generated with --tone if absent)
   --tone HZ              sine tone: generates <cache>/tone-HZ.wav unless --wav names the file
@@ -324,6 +328,9 @@ async function main() {
     videocodec: OPT.videocodec === undefined ? 'h264' : OPT.videocodec,
     bitrate: OPT.bitrate ? Number(OPT.bitrate) : undefined,
     simulcast: !!OPT.simulcast, screen: !!OPT.screen, subscribe: !!OPT.subscribe,
+    screenColor: OPT['screen-color'],
+    screenWidth: Number((OPT['screen-size'] || '1280x720').split('x')[0]),
+    screenHeight: Number((OPT['screen-size'] || '1280x720').split('x')[1]),
     probeHz: [...new Set([OPT['probe-hz'], OPT['expect-tone'], OPT['expect-not-tone']].filter(Boolean)
       .join(',').split(',').map(Number).filter(x => x > 0))],
     audio: !OPT['no-audio'], video: !OPT['no-video'], width: w, height: h, fps: num(OPT.fps, 15),

@@ -766,13 +766,9 @@ impl Connection {
                     .push(h245::Message::Response(Response::RoundTripDelay(seq)));
             }
             h245::Message::Command(Command::Miscellaneous(MiscellaneousCommand {
-                logical_channel_number,
+                logical_channel_number: VIDEO_CHANNEL,
                 kind: MiscellaneousCommandKind::VideoFastUpdatePicture,
-            })) => {
-                if logical_channel_number == VIDEO_CHANNEL {
-                    self.to_conference(InfoCommand::PictureFastUpdate);
-                }
-            }
+            })) => self.to_conference(InfoCommand::PictureFastUpdate),
             h245::Message::Command(Command::EndSession(_)) => {
                 // The caller ends H.245, and with it the call (§8.5).
                 self.ended = Some((Cause::normal(), "caller"));

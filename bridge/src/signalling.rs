@@ -475,7 +475,7 @@ impl Signalling {
                     None
                 };
                 if let Some((command, call_id)) = command.zip(req.call_id()) {
-                    self.info_to_conference(&call_id.to_string(), command);
+                    self.info_to_conference(call_id, command);
                 }
                 self.reply(now, &key, &req, 200, "OK");
             }

@@ -10,7 +10,7 @@
 //! the wire (see `h323_calls.rs`).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tandem_loadtest::sdp::{Answer, VideoAnswer};
@@ -55,6 +55,10 @@ pub struct H323Seen {
     pub released: Option<u8>,
 }
 
+fn lock(seen: &Mutex<H323Seen>) -> MutexGuard<'_, H323Seen> {
+    seen.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 enum Ctl {
     RequestToken,
     ReleaseToken,
@@ -69,7 +73,7 @@ pub struct H323Call {
 
 impl H323Call {
     pub fn seen(&self) -> H323Seen {
-        self.seen.lock().unwrap().clone()
+        lock(&self.seen).clone()
     }
 
     /// Asks for the H.239 presentation token; the answer shows in
@@ -343,7 +347,7 @@ impl Link {
             if let Some(frame) = self.decoder.poll() {
                 let frame = frame.map_err(|e| format!("TPKT: {e:?}"))?;
                 let msg = q931::Message::parse(&frame).map_err(|e| format!("Q.931: {e:?}"))?;
-                let mut seen = self.seen.lock().unwrap();
+                let mut seen = lock(&self.seen);
                 seen.q931.push(format!("{:?}", msg.message_type));
                 if msg.message_type == q931::MessageType::ReleaseComplete {
                     seen.released = Some(msg.cause().unwrap_or(16));
@@ -386,7 +390,7 @@ struct H245 {
 
 impl H245 {
     fn handle(&mut self, m: h245::Message, seen: &Mutex<H323Seen>) {
-        seen.lock().unwrap().h245.push(m.name().to_string());
+        lock(seen).h245.push(m.name().to_string());
         if let Some(h239) = m.h239() {
             match h239 {
                 H239Message::PresentationTokenResponse { acknowledge, .. } => {
@@ -395,11 +399,11 @@ impl H245 {
                     } else {
                         FloorState::Denied
                     };
-                    seen.lock().unwrap().token = state;
+                    lock(seen).token = state;
                     self.room.set_floor_state(state);
                 }
                 H239Message::PresentationTokenRelease { .. } => {
-                    seen.lock().unwrap().token = FloorState::Revoked;
+                    lock(seen).token = FloorState::Revoked;
                     self.room.set_floor_state(FloorState::Revoked);
                 }
                 _ => {}
@@ -431,7 +435,7 @@ impl H245 {
                             .h2250()
                             .map_or(0, |p| p.session_id);
                         self.node_content = Some(olc.forward_logical_channel_number);
-                        seen.lock().unwrap().content_offered = true;
+                        lock(seen).content_offered = true;
                         self.out.push(
                             OpenLogicalChannelAck::new(
                                 olc.forward_logical_channel_number,
@@ -461,7 +465,7 @@ impl H245 {
                     .and_then(|p| p.media_control_channel.as_ref())
                     .and_then(h245::TransportAddress::socket_addr);
                 if let Some(rtp) = rtp {
-                    seen.lock().unwrap().content_acked = true;
+                    lock(seen).content_acked = true;
                     self.room.start_content(video_answer_for(
                         rtp,
                         rtcp.unwrap_or(SocketAddr::new(rtp.ip(), rtp.port() + 1)),
@@ -473,7 +477,7 @@ impl H245 {
                 logical_channel_number,
                 kind: h245::MiscellaneousCommandKind::VideoFastUpdatePicture,
             })) => {
-                seen.lock().unwrap().fast_updates += 1;
+                lock(seen).fast_updates += 1;
                 self.room
                     .send_keyframe(logical_channel_number == CONTENT_CHANNEL);
             }
@@ -502,7 +506,7 @@ async fn run(mut link: Link, mut h245: H245, mut ctl: mpsc::UnboundedReceiver<Ct
             }
             c = ctl.recv() => match c {
                 Some(Ctl::RequestToken) => {
-                    link.seen.lock().unwrap().token = FloorState::Pending;
+                    lock(&link.seen).token = FloorState::Pending;
                     h245.room.set_floor_state(FloorState::Pending);
                     h245.out.push(H239Message::PresentationTokenRequest {
                         terminal_label: TERMINAL_LABEL,
@@ -511,7 +515,7 @@ async fn run(mut link: Link, mut h245: H245, mut ctl: mpsc::UnboundedReceiver<Ct
                     }.to_message());
                 }
                 Some(Ctl::ReleaseToken) => {
-                    link.seen.lock().unwrap().token = FloorState::Released;
+                    lock(&link.seen).token = FloorState::Released;
                     h245.room.set_floor_state(FloorState::Released);
                     h245.out.push(H239Message::PresentationTokenRelease {
                         terminal_label: TERMINAL_LABEL,

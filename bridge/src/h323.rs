@@ -1388,10 +1388,7 @@ impl FastPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_proto::h323::h245::{
-        ForwardLogicalChannelParameters, H2250LogicalChannelParameters, MultiplexParameters,
-        ReverseLogicalChannelParameters, VideoCapability,
-    };
+    use tandem_proto::h323::h245::{MultiplexParameters, VideoCapability};
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("address")
@@ -1405,32 +1402,9 @@ mod tests {
         rtp: &str,
         pt: Option<u8>,
     ) -> OpenLogicalChannel {
-        OpenLogicalChannel {
-            forward_logical_channel_number: n,
-            forward: ForwardLogicalChannelParameters {
-                port_number: None,
-                data_type: DataType::Null,
-                multiplex_parameters: MultiplexParameters::None,
-                forward_logical_channel_dependency: None,
-                replacement_for: None,
-            },
-            reverse: Some(ReverseLogicalChannelParameters {
-                data_type,
-                multiplex_parameters: Some(MultiplexParameters::H2250(
-                    H2250LogicalChannelParameters {
-                        session_id: session,
-                        media_channel: Some(addr(rtp).into()),
-                        media_control_channel: Some(
-                            SocketAddr::new(addr(rtp).ip(), addr(rtp).port() + 1).into(),
-                        ),
-                        dynamic_rtp_payload_type: pt,
-                        ..H2250LogicalChannelParameters::default()
-                    },
-                )),
-                reverse_logical_channel_dependency: None,
-                replacement_for: None,
-            }),
-        }
+        let rtp = addr(rtp);
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port() + 1);
+        OpenLogicalChannel::receive_proposal(n, data_type, session, rtp, rtcp, pt)
     }
 
     fn g711() -> DataType {

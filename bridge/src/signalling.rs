@@ -108,6 +108,25 @@ struct Call {
     moving_to: Option<(String, Option<String>)>,
 }
 
+/// Why a call may not join its conference (see [`Signalling::admission`]).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    NodeFull,
+    UnknownConference,
+    ConferenceFull,
+}
+
+impl Refusal {
+    /// The `tandem_calls_total` outcome.
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::NodeFull => "node_full",
+            Refusal::UnknownConference => "unknown_conference",
+            Refusal::ConferenceFull => "conference_full",
+        }
+    }
+}
+
 /// Where a conference a lobby caller selected lives (see [`Signalling::locate`]).
 enum Placement {
     /// On this node; with its room record, if it has one.
@@ -603,29 +622,17 @@ impl Signalling {
         if self.calls.contains_key(&call_id) || !valid_conference_id(&conference) {
             refuse!("unknown_conference", Cause::unknown_conference());
         }
-        let lobby = self.config.lobby.is_lobby(&conference);
-        let room = if lobby {
-            None
-        } else {
-            self.rooms.room(&conference)
+        let (lobby, room) = match self.admission(&conference) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                let cause = match refusal {
+                    Refusal::NodeFull => Cause::node_full(),
+                    Refusal::UnknownConference => Cause::unknown_conference(),
+                    Refusal::ConferenceFull => Cause::conference_full(),
+                };
+                refuse!(refusal.label(), cause);
+            }
         };
-        if self.calls.len() >= self.config.node.max_participants {
-            refuse!("node_full", Cause::node_full());
-        }
-        let limit = self.max_participants(room.as_ref());
-        let existing = self
-            .conferences
-            .get(&conference)
-            .map(ConferenceEntry::occupancy);
-        match existing {
-            None if !self.config.conference.auto_create && !lobby && room.is_none() => {
-                refuse!("unknown_conference", Cause::unknown_conference());
-            }
-            Some(n) if n >= limit => {
-                refuse!("conference_full", Cause::conference_full());
-            }
-            _ => {}
-        }
         let Some(sockets) = self.ports.allocate(self.config.qos.audio) else {
             warn!("audio port range exhausted");
             refuse!("no_ports", Cause::no_ports());
@@ -715,6 +722,32 @@ impl Signalling {
         self.join_conference(&call_id, audio);
     }
 
+    /// Whether a call may join `conference` (SIP and H.323 alike): whether
+    /// it is the lobby, and its room record.
+    fn admission(&self, conference: &str) -> Result<(bool, Option<Vmr>), Refusal> {
+        let lobby = self.config.lobby.is_lobby(conference);
+        let room = if lobby {
+            None
+        } else {
+            self.rooms.room(conference)
+        };
+        if self.calls.len() >= self.config.node.max_participants {
+            return Err(Refusal::NodeFull);
+        }
+        let limit = self.max_participants(room.as_ref());
+        let existing = self
+            .conferences
+            .get(conference)
+            .map(ConferenceEntry::occupancy);
+        match existing {
+            None if !self.config.conference.auto_create && !lobby && room.is_none() => {
+                Err(Refusal::UnknownConference)
+            }
+            Some(n) if n >= limit => Err(Refusal::ConferenceFull),
+            _ => Ok((lobby, room)),
+        }
+    }
+
     /// The call an in-dialog request belongs to, after CSeq checks (§12.2.2).
     fn in_dialog(&mut self, req: &Request) -> Option<String> {
         let call_id = req.call_id()?.to_string();
@@ -784,47 +817,35 @@ impl Signalling {
                 return;
             }
         };
-        let lobby = self.config.lobby.is_lobby(&conference);
-        let room = if lobby {
-            None
-        } else {
-            self.rooms.room(&conference)
+        let (lobby, room) = match self.admission(&conference) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.metrics
+                    .calls
+                    .with_label_values(&[refusal.label()])
+                    .inc();
+                let mut resp = match refusal {
+                    // The node is full ([node] max_participants): the control
+                    // plane places nothing more here; a caller that comes
+                    // anyway is told to come back.
+                    Refusal::NodeFull => {
+                        let mut r =
+                            Response::for_request(&req, 503, "Service Unavailable (node full)");
+                        r.headers.push("Retry-After", "10");
+                        r
+                    }
+                    Refusal::UnknownConference => {
+                        Response::for_request(&req, 404, "Not Found (unknown conference)")
+                    }
+                    Refusal::ConferenceFull => {
+                        Response::for_request(&req, 486, "Busy Here (conference full)")
+                    }
+                };
+                resp = resp.with_to_tag(&self.new_tag());
+                self.respond(now, &key, resp);
+                return;
+            }
         };
-        if self.calls.len() >= self.config.node.max_participants {
-            // The node is full ([node] max_participants): the control plane
-            // places nothing more here; a caller that comes anyway is told
-            // to come back.
-            self.metrics.calls.with_label_values(&["node_full"]).inc();
-            let mut resp = Response::for_request(&req, 503, "Service Unavailable (node full)")
-                .with_to_tag(&self.new_tag());
-            resp.headers.push("Retry-After", "10");
-            self.respond(now, &key, resp);
-            return;
-        }
-        let limit = self.max_participants(room.as_ref());
-        let existing = self
-            .conferences
-            .get(&conference)
-            .map(ConferenceEntry::occupancy);
-        match existing {
-            None if !self.config.conference.auto_create && !lobby && room.is_none() => {
-                self.metrics
-                    .calls
-                    .with_label_values(&["unknown_conference"])
-                    .inc();
-                self.reply(now, &key, &req, 404, "Not Found (unknown conference)");
-                return;
-            }
-            Some(n) if n >= limit => {
-                self.metrics
-                    .calls
-                    .with_label_values(&["conference_full"])
-                    .inc();
-                self.reply(now, &key, &req, 486, "Busy Here (conference full)");
-                return;
-            }
-            _ => {}
-        }
         let timer = match session_timer::negotiate(&req, self.config.sip.min_se) {
             Ok(t) => t,
             Err(min_se) => {

@@ -17,8 +17,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tandem_loadtest::{
@@ -34,78 +33,7 @@ const TEST_IN: &str = "a_native_screen_share_reaches_the_room_systems_content_ch
 /// Slides' colour area: above the sender's moving square in the bottom tenth.
 const SLIDE: (f32, f32, f32, f32) = (0.05, 0.05, 0.95, 0.85);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
-/// Outside the namespace: check the peers are installed, then run this test
-/// again inside one with coturn and Janus up.
-fn reexec_in_namespace(test: &str) {
-    for (tool, package) in [
-        ("janus", "janus"),
-        ("turnserver", "coturn"),
-        ("ip", "iproute2"),
-        ("ss", "iproute2"),
-        ("unshare", "util-linux"),
-        ("chromium", "chromium"),
-        ("node", "nodejs"),
-    ] {
-        assert!(
-            on_path(tool),
-            "{tool} not found: apt-get install janus coturn iproute2 util-linux chromium \
-             libjs-janus-gateway libjs-webrtc-adapter nodejs ({package})"
-        );
-    }
-    let browser = repo().join("deploy/peers/browser");
-    assert!(
-        browser.join("node_modules/puppeteer-core").is_dir(),
-        "the browser driver's modules are missing: cd deploy/peers/browser && \
-         PUPPETEER_SKIP_DOWNLOAD=1 npm ci"
-    );
-    let exe = std::env::current_exe().expect("test binary");
-    let status = Command::new("bash")
-        .arg(browser.join("netns-peers.sh"))
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .status()
-        .expect("netns-peers.sh runs");
-    assert!(status.success(), "the content scenario failed (see above)");
-}
-
-/// A browser client (`deploy/peers/browser/client.js`) in room 4711,
-/// relay-only through the Edge; stopped if the test ends early.
-struct Browser(std::process::Child);
-
-impl Browser {
-    fn start(turn: &str, log: &Path, args: &[&str]) -> Browser {
-        let child = Command::new("node")
-            .current_dir(repo().join("deploy/peers/browser"))
-            .arg("client.js")
-            .args(args)
-            .args(["--room", ROOM, "--turn", turn, "--turn-user", "test"])
-            .args(["--turn-pass", "test123", "--relay", "--quiet"])
-            .stdout(std::fs::File::create(log).expect("browser log"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node client.js starts");
-        Browser(child)
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        common::stop_child(&mut self.0, Duration::from_secs(3));
-    }
-}
+use common::netns::{Browser, reexec_in_namespace};
 
 /// A node cascading room 4711 through the namespace's Janus and coturn.
 fn cascaded_node(dir: &TempDir) -> (Node, String) {
@@ -242,9 +170,11 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
     // and the slides, two video tracks.
     let log = dir.path().join("viewer.jsonl");
     let mut viewer = Browser::start(
+        ROOM,
         &turn,
         &log,
         &[
+            "--quiet",
             "subscribe",
             "--match",
             "^(Tandem room systems|4711 content)$",
@@ -345,9 +275,11 @@ fn a_native_screen_share_reaches_the_room_systems_content_channels() {
     // Chromium shares a blue screen (and nothing else) into the meeting.
     let log = dir.path().join("sharer.jsonl");
     let mut sharer = Browser::start(
+        ROOM,
         &turn,
         &log,
         &[
+            "--quiet",
             "publish",
             "--display",
             "nat",

@@ -31,79 +31,7 @@ const TEST_PEOPLE: &str = "room_system_speakers_appear_in_the_meeting_as_people_
 const TEST_SPEAKERS: &str =
     "the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layers_are_encoded";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-}
-
-/// Outside the namespace: check the peers are installed, then run this test
-/// again inside one with coturn and Janus up.
-fn reexec_in_namespace(test: &str) {
-    for (tool, package) in [
-        ("janus", "janus"),
-        ("turnserver", "coturn"),
-        ("ip", "iproute2"),
-        ("ss", "iproute2"),
-        ("unshare", "util-linux"),
-        ("chromium", "chromium"),
-        ("node", "nodejs"),
-    ] {
-        assert!(
-            on_path(tool),
-            "{tool} not found: apt-get install janus coturn iproute2 util-linux chromium \
-             libjs-janus-gateway libjs-webrtc-adapter nodejs ({package})"
-        );
-    }
-    let browser = repo().join("deploy/peers/browser");
-    assert!(
-        browser.join("node_modules/puppeteer-core").is_dir(),
-        "the browser driver's modules are missing: cd deploy/peers/browser && \
-         PUPPETEER_SKIP_DOWNLOAD=1 npm ci"
-    );
-    let exe = std::env::current_exe().expect("test binary");
-    let status = Command::new("bash")
-        .arg(browser.join("netns-peers.sh"))
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .status()
-        .expect("netns-peers.sh runs");
-    assert!(status.success(), "the cascade scenario failed (see above)");
-}
-
-/// A browser client (`deploy/peers/browser/client.js`) in room 4711,
-/// relay-only through the Edge; stopped if the test ends early.
-struct Browser(std::process::Child);
-
-impl Browser {
-    /// `args`: the mode and its options; JSON lines go to `log`.
-    fn start(turn: &str, log: &Path, args: &[&str]) -> Browser {
-        let child = Command::new("node")
-            .current_dir(repo().join("deploy/peers/browser"))
-            .arg("client.js")
-            .args(args)
-            .args(["--room", ROOM, "--turn", turn, "--turn-user", "test"])
-            .args(["--turn-pass", "test123", "--relay"])
-            .stdout(std::fs::File::create(log).expect("browser log"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node client.js starts");
-        Browser(child)
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        common::stop_child(&mut self.0, Duration::from_secs(3));
-    }
-}
+use common::netns::{Browser, reexec_in_namespace};
 
 /// Polls `ok` every 100 ms until it holds or `timeout` passes.
 fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
@@ -175,6 +103,7 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     // The browser: publishes red + 440 Hz, listens to everyone else.
     let log = dir.path().join("browser.jsonl");
     let mut browser = Browser::start(
+        ROOM,
         &turn,
         &log,
         &[
@@ -210,6 +139,7 @@ fn room_systems_and_a_browser_hear_and_see_each_other_across_the_cascade() {
     // A native viewer of the bridge's small view: Janus forwards the 180p
     // layer of its simulcast (substream 0).
     let mut low = Browser::start(
+        ROOM,
         &turn,
         &dir.path().join("low.jsonl"),
         &[
@@ -662,7 +592,12 @@ fn the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layer
             "--quiet",
         ];
         args.extend_from_slice(extra);
-        Browser::start(&turn, &dir.path().join(format!("{name}.jsonl")), &args)
+        Browser::start(
+            ROOM,
+            &turn,
+            &dir.path().join(format!("{name}.jsonl")),
+            &args,
+        )
     };
     let mut red = publish(
         "native-red",
@@ -786,6 +721,7 @@ fn the_native_talker_is_shown_at_the_layer_its_pane_needs_and_only_watched_layer
     for (substream, width, layer) in [("0", 320, "180p"), ("1", 640, "360p")] {
         let log = dir.path().join(format!("viewer-{substream}.jsonl"));
         let mut viewer = Browser::start(
+            ROOM,
             &turn,
             &log,
             &[
@@ -932,6 +868,7 @@ fn room_system_speakers_appear_in_the_meeting_as_people_of_their_own() {
     });
     let log = dir.path().join("viewer.jsonl");
     let mut viewer = Browser::start(
+        ROOM,
         &turn,
         &log,
         &[

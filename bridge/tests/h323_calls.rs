@@ -312,36 +312,13 @@ fn calls_the_node_cannot_serve_are_released_with_a_cause_and_bad_input_is_counte
         ("TANDEM_H323_PORT", &port.to_string()),
     ]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    use tandem_proto::h323::h245::{
-        AudioCapability, DataType, ForwardLogicalChannelParameters, H2250LogicalChannelParameters,
-        MultiplexParameters, OpenLogicalChannel, ReverseLogicalChannelParameters,
-    };
+    use tandem_proto::h323::h245::{AudioCapability, DataType, OpenLogicalChannel};
     let discard = SocketAddr::from(([127, 0, 0, 1], 9));
     let g711 = DataType::Audio(AudioCapability::G711Ulaw64k(20));
     // What the caller sends, and what it receives (Fast Connect's pair).
     let sends = OpenLogicalChannel::new(1, g711.clone(), 1, discard).encode();
-    let receives = OpenLogicalChannel {
-        forward_logical_channel_number: 2,
-        forward: ForwardLogicalChannelParameters {
-            port_number: None,
-            data_type: DataType::Null,
-            multiplex_parameters: MultiplexParameters::None,
-            forward_logical_channel_dependency: None,
-            replacement_for: None,
-        },
-        reverse: Some(ReverseLogicalChannelParameters {
-            data_type: g711,
-            multiplex_parameters: Some(MultiplexParameters::H2250(H2250LogicalChannelParameters {
-                session_id: 1,
-                media_channel: Some(discard.into()),
-                media_control_channel: Some(discard.into()),
-                ..H2250LogicalChannelParameters::default()
-            })),
-            reverse_logical_channel_dependency: None,
-            replacement_for: None,
-        }),
-    }
-    .encode();
+    let receives =
+        OpenLogicalChannel::receive_proposal(2, g711, 1, discard, discard, None).encode();
     let setup = |conference: &str, fast_start: &[&Vec<u8>]| {
         let mut s = Setup::new(Guid([7; 16]), Guid([9; 16]), EndpointType::terminal());
         s.destination_address = vec![AliasAddress::DialedDigits(conference.into())];

@@ -19,9 +19,8 @@ use tandem_proto::h323::h225::{
     AliasAddress, Body, EndpointType, Facility, Guid, ReleaseComplete, Setup, UserInformation,
 };
 use tandem_proto::h323::h245::{
-    self, AudioCapability, DataType, ForwardLogicalChannelParameters, H239Message, H264Capability,
-    H2250LogicalChannelParameters, MasterSlaveDetermination, MsdDecision, MultiplexParameters,
-    OpenLogicalChannel, OpenLogicalChannelAck, Request, Response, ReverseLogicalChannelParameters,
+    self, AudioCapability, DataType, H239Message, H264Capability, MasterSlaveDetermination,
+    MsdDecision, MultiplexParameters, OpenLogicalChannel, OpenLogicalChannelAck, Request, Response,
     TerminalCapabilitySet, VideoCapability,
 };
 use tandem_proto::h323::{q931, tpkt};
@@ -131,7 +130,7 @@ pub async fn call(
     // Fast Connect: audio and video, each way.
     let audio = DataType::Audio(AudioCapability::G711Ulaw64k(20));
     let mut proposals = vec![
-        receive_proposal(1, audio.clone(), 1, rtp, rtcp, None),
+        OpenLogicalChannel::receive_proposal(1, audio.clone(), 1, rtp, rtcp, None),
         OpenLogicalChannel::new(2, audio, 1, rtcp),
     ];
     if let Some(v) = video {
@@ -139,7 +138,7 @@ pub async fn call(
         let h264 = DataType::Video(VideoCapability::Generic(
             H264Capability::hd720p30(20_000).to_generic(),
         ));
-        proposals.push(receive_proposal(
+        proposals.push(OpenLogicalChannel::receive_proposal(
             3,
             h264.clone(),
             2,
@@ -274,40 +273,6 @@ pub async fn call(
         ctl: ctl_tx,
         seen,
     })
-}
-
-/// The caller's receive direction: forward nullData, the codec and our
-/// addresses in the reverse parameters.
-fn receive_proposal(
-    number: u16,
-    data_type: DataType,
-    session_id: u8,
-    rtp: SocketAddr,
-    rtcp: SocketAddr,
-    pt: Option<u8>,
-) -> OpenLogicalChannel {
-    OpenLogicalChannel {
-        forward_logical_channel_number: number,
-        forward: ForwardLogicalChannelParameters {
-            port_number: None,
-            data_type: DataType::Null,
-            multiplex_parameters: MultiplexParameters::None,
-            forward_logical_channel_dependency: None,
-            replacement_for: None,
-        },
-        reverse: Some(ReverseLogicalChannelParameters {
-            data_type,
-            multiplex_parameters: Some(MultiplexParameters::H2250(H2250LogicalChannelParameters {
-                session_id,
-                media_channel: Some(rtp.into()),
-                media_control_channel: Some(rtcp.into()),
-                dynamic_rtp_payload_type: pt,
-                ..H2250LogicalChannelParameters::default()
-            })),
-            reverse_logical_channel_dependency: None,
-            replacement_for: None,
-        }),
-    }
 }
 
 fn video_answer_for(rtp: SocketAddr, rtcp: SocketAddr, pt: u8) -> VideoAnswer {

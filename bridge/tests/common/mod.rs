@@ -36,6 +36,7 @@ pub mod capture;
 pub mod cluster;
 pub mod h323;
 pub mod http;
+pub mod netns;
 pub mod node;
 pub mod peers;
 pub mod ports;

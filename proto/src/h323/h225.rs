@@ -1544,29 +1544,14 @@ mod tests {
     fn ulaw_proposals() -> Vec<h245::OpenLogicalChannel> {
         use h245::*;
         let audio = DataType::Audio(AudioCapability::G711Ulaw64k(20));
-        let receive = OpenLogicalChannel {
-            forward_logical_channel_number: 1,
-            forward: ForwardLogicalChannelParameters {
-                port_number: None,
-                data_type: DataType::Null,
-                multiplex_parameters: MultiplexParameters::None,
-                forward_logical_channel_dependency: None,
-                replacement_for: None,
-            },
-            reverse: Some(ReverseLogicalChannelParameters {
-                data_type: audio.clone(),
-                multiplex_parameters: Some(MultiplexParameters::H2250(
-                    H2250LogicalChannelParameters {
-                        session_id: 1,
-                        media_channel: Some(addr("192.0.2.1:40000").into()),
-                        media_control_channel: Some(addr("192.0.2.1:40001").into()),
-                        ..H2250LogicalChannelParameters::default()
-                    },
-                )),
-                reverse_logical_channel_dependency: None,
-                replacement_for: None,
-            }),
-        };
+        let receive = OpenLogicalChannel::receive_proposal(
+            1,
+            audio.clone(),
+            1,
+            addr("192.0.2.1:40000"),
+            addr("192.0.2.1:40001"),
+            None,
+        );
         let send = OpenLogicalChannel::new(2, audio, 1, addr("192.0.2.1:40001"));
         vec![receive, send]
     }

@@ -2808,6 +2808,44 @@ impl OpenLogicalChannel {
         }
     }
 
+    /// A Fast Connect proposal of the caller's receive direction (H.323
+    /// §8.1.7.1): forward `nullData`, and `data_type` in the reverse
+    /// parameters with where the caller receives RTP (`rtp`) and RTCP
+    /// (`rtcp`) and, for a dynamic format, its payload type.
+    pub fn receive_proposal(
+        number: u16,
+        data_type: DataType,
+        session_id: u8,
+        rtp: SocketAddr,
+        rtcp: SocketAddr,
+        dynamic_rtp_payload_type: Option<u8>,
+    ) -> OpenLogicalChannel {
+        OpenLogicalChannel {
+            forward_logical_channel_number: number,
+            forward: ForwardLogicalChannelParameters {
+                port_number: None,
+                data_type: DataType::Null,
+                multiplex_parameters: MultiplexParameters::None,
+                forward_logical_channel_dependency: None,
+                replacement_for: None,
+            },
+            reverse: Some(ReverseLogicalChannelParameters {
+                data_type,
+                multiplex_parameters: Some(MultiplexParameters::H2250(
+                    H2250LogicalChannelParameters {
+                        session_id,
+                        media_channel: Some(rtp.into()),
+                        media_control_channel: Some(rtcp.into()),
+                        dynamic_rtp_payload_type,
+                        ..H2250LogicalChannelParameters::default()
+                    },
+                )),
+                reverse_logical_channel_dependency: None,
+                replacement_for: None,
+            }),
+        }
+    }
+
     /// The H.239 presentation channel of ours: H.264 `video` in the
     /// presentation role. `session_id` is 0 unless we are master (H.239:
     /// the master assigns the session), `dynamic_rtp_payload_type` is the

@@ -174,7 +174,6 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
         &turn,
         &log,
         &[
-            "--quiet",
             "subscribe",
             "--match",
             "^(Tandem room systems|4711 content)$",
@@ -183,6 +182,7 @@ fn a_room_systems_slides_reach_the_meeting_as_a_second_video_track() {
             "--duration",
             "10",
             "--expect-frames",
+            "--quiet",
         ],
     );
     let status = common::wait_child(&mut viewer.0, Duration::from_secs(45))
@@ -279,7 +279,6 @@ fn a_native_screen_share_reaches_the_room_systems_content_channels() {
         &turn,
         &log,
         &[
-            "--quiet",
             "publish",
             "--display",
             "nat",
@@ -290,6 +289,7 @@ fn a_native_screen_share_reaches_the_room_systems_content_channels() {
             "blue",
             "--duration",
             "0",
+            "--quiet",
         ],
     );
     let shared = Instant::now();

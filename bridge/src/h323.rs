@@ -447,6 +447,11 @@ impl Connection {
             }
             None => None,
         };
+        // Tunnelled H.245 (h245Control, and a Setup's parallel H.245).
+        let tunnelled: Vec<_> = uu
+            .as_ref()
+            .map(|u| u.h245_messages().collect())
+            .unwrap_or_default();
         match msg.message_type {
             q931::MessageType::Setup => {
                 if self.call_reference != 0 {
@@ -468,9 +473,9 @@ impl Connection {
                         h245_tunnelling,
                         ..
                     }) => {
-                        let tunnelled = uu_h245(&msg);
                         self.handle_setup(&msg, setup, h245_tunnelling, tunnelled, links)
-                            .await
+                            .await;
+                        return;
                     }
                     _ => {
                         self.ctx.metrics.malformed("h225", "setup_without_uuie");
@@ -496,12 +501,8 @@ impl Connection {
             _ => {}
         }
         // Tunnelled H.245 rides in any message once the call is up.
-        if self.call.is_some()
-            && msg.message_type != q931::MessageType::Setup
-            && let Some(uu) = UserInformation::from_q931(&msg).and_then(Result::ok)
-        {
-            let messages: Vec<_> = uu.h245_messages().collect();
-            for (i, m) in messages.into_iter().enumerate() {
+        if self.call.is_some() {
+            for (i, m) in tunnelled.into_iter().enumerate() {
                 match m {
                     Ok(m) => self.handle_h245(m),
                     Err(e) => {
@@ -1085,14 +1086,6 @@ impl Connection {
                 ));
             }
         }
-    }
-}
-
-/// The tunnelled H.245 of a Setup (h245Control and parallelH245Control).
-fn uu_h245(msg: &q931::Message) -> Vec<Result<h245::Message, tandem_proto::h323::per::PerError>> {
-    match UserInformation::from_q931(msg) {
-        Some(Ok(uu)) => uu.h245_messages().collect(),
-        _ => Vec::new(),
     }
 }
 

@@ -709,11 +709,7 @@ impl Signalling {
                 proxied_udp: false,
                 started: now,
                 bye_sent: false,
-                door: if lobby {
-                    Some(DoorKind::Lobby)
-                } else {
-                    room.and_then(|r| r.pin).map(DoorKind::Pin)
-                },
+                door: door_kind(lobby, room),
                 moving_to: None,
             },
         );
@@ -1031,11 +1027,7 @@ impl Signalling {
                         .is_some_and(|v| v.transport == "UDP"),
                 started: now,
                 bye_sent: false,
-                door: if lobby {
-                    Some(DoorKind::Lobby)
-                } else {
-                    room.and_then(|r| r.pin).map(DoorKind::Pin)
-                },
+                door: door_kind(lobby, room),
                 moving_to: None,
             },
         );
@@ -1642,6 +1634,15 @@ impl Signalling {
                 }
             }
         }
+    }
+}
+
+/// Where a new call starts: the lobby, a room's PIN door, or (`None`) in.
+fn door_kind(lobby: bool, room: Option<Vmr>) -> Option<DoorKind> {
+    if lobby {
+        Some(DoorKind::Lobby)
+    } else {
+        room.and_then(|r| r.pin).map(DoorKind::Pin)
     }
 }
 
